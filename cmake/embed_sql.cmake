@@ -1,0 +1,10 @@
+# Writes OUT: one `const char pgcw__sql_<name>[]` per file in FILES (a ;-list).
+set(out "/* Generated from the sql directory by cmake/embed_sql.cmake. Do not edit. */\nextern const int pgcw__sql_embedded;\nconst int pgcw__sql_embedded = 1;\n")
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME_WE)
+  string(MAKE_C_IDENTIFIER ${name} ident)
+  file(READ ${f} body HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," body "${body}")
+  string(APPEND out "extern const char pgcw__sql_${ident}[];\nconst char pgcw__sql_${ident}[] = {${body} 0};\n")
+endforeach()
+file(WRITE ${OUT} "${out}")

@@ -1,0 +1,146 @@
+/*
+ * util.c - clocks, string building and bounded messages for the library's own use.
+ * Must never print or exit: errors go back to the caller.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int64_t clock_us(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t pgcw__mono_us(void)
+{
+    return clock_us(CLOCK_MONOTONIC);
+}
+
+int64_t pgcw__real_us(void)
+{
+    return clock_us(CLOCK_REALTIME);
+}
+
+void pgcw__sleep_us(int64_t us)
+{
+    if (us <= 0)
+        return;
+    struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+char *pgcw__strdup(const char *s)
+{
+    return s ? pgcw__strndup(s, strlen(s)) : NULL;
+}
+
+char *pgcw__strndup(const char *s, size_t n)
+{
+    if (!s)
+        return NULL;
+    char *p = malloc(n + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void pgcw__errf(char *buf, size_t len, const char *fmt, ...)
+{
+    if (!buf || len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+static bool buf_reserve(pgcw__buf *b, size_t extra)
+{
+    if (b->failed)
+        return false;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p) {
+        b->failed = true;
+        return false;
+    }
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+void pgcw__buf_appendn(pgcw__buf *b, const char *s, size_t n)
+{
+    if (!buf_reserve(b, n))
+        return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void pgcw__buf_append(pgcw__buf *b, const char *s)
+{
+    pgcw__buf_appendn(b, s, strlen(s));
+}
+
+void pgcw__buf_appendf(pgcw__buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if (!buf_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+char *pgcw__buf_take(pgcw__buf *b)
+{
+    char *p = NULL;
+    if (!b->failed)
+        p = b->data ? b->data : pgcw__strdup("");
+    else
+        free(b->data);
+    *b = (pgcw__buf){0};
+    return p;
+}
+
+void pgcw__buf_free(pgcw__buf *b)
+{
+    free(b->data);
+    *b = (pgcw__buf){0};
+}
+
+void pgcw__logf(pgcw_log_fn log, void *ctx, pgcw_log_level level, const char *fmt, ...)
+{
+    if (!log)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log(ctx, level, msg);
+}

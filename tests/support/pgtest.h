@@ -1,0 +1,54 @@
+/*
+ * pgtest.h - what integration tests share: the throwaway server's DSN, a private
+ * database per test process, small query helpers and running the CLI.
+ *
+ * The server is started by the ctest fixture (tests/pg/pgserver.sh) which writes
+ * its state file; PGCW_TEST_STATE names it. PGCW_TEST_DSN, when set, overrides it
+ * (to run a test by hand against another server). Helpers fail the current cmocka
+ * test on error, with PostgreSQL's message.
+ */
+#ifndef PGCW_PGTEST_H
+#define PGCW_PGTEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+/* The server's DSN (dbname=postgres). Static storage. Aborts the test run with a
+ * clear message when no server is configured. */
+const char *pgtest_server_dsn(void);
+
+/* A DSN for a database private to this test process, created on first call (from
+ * template0) and named after the program and pid. Static storage. */
+const char *pgtest_dsn(void);
+
+/* A new connection to pgtest_dsn(). Free with PQfinish(). */
+PGconn *pgtest_connect(void);
+
+/* Runs SQL that must succeed (any number of statements); fails the test otherwise. */
+void pgtest_exec(PGconn *conn, const char *sql);
+
+/* Runs SQL, returns the status. On error copies PostgreSQL's message to errbuf. */
+bool pgtest_try_exec(PGconn *conn, const char *sql, char *errbuf, size_t errlen);
+
+/* Runs a one-value query and returns the value as a malloc'd string (NULL for SQL
+ * NULL). Fails the test on error or when the result is not one row. */
+char *pgtest_query_value(PGconn *conn, const char *sql);
+
+/* Same, parsed as an integer. */
+long long pgtest_query_int(PGconn *conn, const char *sql);
+
+/* Runs `sh -c cmd` with PGCW_CLI, the build dir, etc. in the environment, captures
+ * stdout and stderr (each malloc'd, NUL-terminated; pass NULL to discard) and
+ * returns the exit status (128+signal if killed). */
+int pgtest_run(const char *cmd, char **out, char **err);
+
+/* Path of the CLI under test ($PGCW_CLI). */
+const char *pgtest_cli(void);
+
+/* Monotonic milliseconds. */
+int64_t pgtest_now_ms(void);
+
+#endif
