@@ -1,4 +1,5 @@
-# Writes OUT: one `const char pgcw__sql_<name>[]` per file in FILES (a ;-list).
+# Writes OUT: one `const char pgcw__sql_<name>[]` per file in FILES (a |-list).
+string(REPLACE "|" ";" FILES "${FILES}")
 set(out "/* Generated from the sql directory by cmake/embed_sql.cmake. Do not edit. */\nextern const int pgcw__sql_embedded;\nconst int pgcw__sql_embedded = 1;\n")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME_WE)

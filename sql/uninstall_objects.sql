@@ -1,0 +1,23 @@
+-- What uninstall drops, read from the catalogs: $1 holds the signatures of this
+-- channel's functions, resolved with to_regprocedure() through search_path exactly
+-- as they were created. Rows: kind ('t' trigger, 'f' function), then names, raw
+-- (quoted by the caller). Triggers cloned onto partitions go with their parent.
+WITH fn AS (
+    SELECT p.oid, n.nspname, p.proname
+      FROM unnest($1::text[]) AS s(signature)
+      JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure(s.signature)
+      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+)
+SELECT kind, name, nspname, relname FROM (
+    SELECT 't' AS kind, t.tgname::text AS name, cn.nspname::text AS nspname,
+           c.relname::text AS relname, 0 AS ord
+      FROM pg_catalog.pg_trigger t
+      JOIN fn ON fn.oid = t.tgfoid
+      JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+      JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+     WHERE NOT t.tgisinternal AND t.tgparentid = 0
+    UNION ALL
+    SELECT 'f', fn.proname::text, fn.nspname::text, NULL, 1
+      FROM fn
+) o
+ORDER BY ord, nspname, relname, name;

@@ -1,0 +1,496 @@
+/*
+ * install.c - generating and running the install/uninstall scripts (install.h).
+ *
+ * Names are validated and quoted here, then pasted into the templates of sql/;
+ * no unquoted input ever reaches SQL, and nothing is sent to the server before
+ * every name has been checked. Scripts run in one transaction that is rolled back
+ * on any error. Must never print: libpq NOTICEs are silenced inside the script.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "pgcachewatch/install.h"
+#include "sql_template.h"
+#include "util.h"
+
+/* The options with defaults applied, and every name derived from them. */
+typedef struct names {
+    const char *channel;
+    const char *function_name;
+    const char *trigger_prefix;
+    bool with_keys;
+    char function[PGCW_MAX_IDENTIFIER + 1];
+    char keys_function[PGCW_MAX_IDENTIFIER + 1];
+    bool keys_function_fits; /* false: could never have been created by us */
+} names;
+
+static const char *const key_suffixes[] = {"_ins", "_upd", "_del"};
+
+/* Joins a, b, c into out; false if the result exceeds PGCW_MAX_IDENTIFIER bytes. */
+static bool join3(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
+                  const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    if (la + lb + lc > PGCW_MAX_IDENTIFIER)
+        return false;
+    memcpy(out, a, la);
+    memcpy(out + la, b, lb);
+    memcpy(out + la + lb, c, lc);
+    out[la + lb + lc] = '\0';
+    return true;
+}
+
+static pgcw_status resolve_names(const pgcw_install_opts *opts, names *n, char *errbuf,
+                                 size_t errlen)
+{
+    pgcw_install_opts o = opts ? *opts : (pgcw_install_opts){0};
+    n->channel = o.channel ? o.channel : PGCW_DEFAULT_CHANNEL;
+    n->function_name = o.function_name ? o.function_name : PGCW_DEFAULT_FUNCTION_NAME;
+    n->trigger_prefix = o.trigger_prefix ? o.trigger_prefix : PGCW_DEFAULT_TRIGGER_PREFIX;
+    n->with_keys = o.with_keys;
+    if (n->channel[0] == '\0') {
+        pgcw__errf(errbuf, errlen, "the channel name is empty");
+        return PGCW_EINVAL;
+    }
+    if (strlen(n->channel) > PGCW_MAX_IDENTIFIER) {
+        pgcw__errf(errbuf, errlen, "channel name \"%s\" is longer than %d bytes",
+                   n->channel, PGCW_MAX_IDENTIFIER);
+        return PGCW_EINVAL;
+    }
+    if (n->function_name[0] == '\0') {
+        pgcw__errf(errbuf, errlen, "the function name is empty");
+        return PGCW_EINVAL;
+    }
+    if (!join3(n->function, n->function_name, "_", n->channel)) {
+        pgcw__errf(errbuf, errlen,
+                   "function name \"%s_%s\" is longer than %d bytes (PostgreSQL would "
+                   "truncate it)",
+                   n->function_name, n->channel, PGCW_MAX_IDENTIFIER);
+        return PGCW_EINVAL;
+    }
+    n->keys_function_fits = join3(n->keys_function, n->function, "_keys", "");
+    if (n->with_keys && !n->keys_function_fits) {
+        pgcw__errf(errbuf, errlen,
+                   "function name \"%s_keys\" is longer than %d bytes (PostgreSQL would "
+                   "truncate it)",
+                   n->function, PGCW_MAX_IDENTIFIER);
+        return PGCW_EINVAL;
+    }
+    return PGCW_OK;
+}
+
+/* A dollar-quote tag that does not occur in the quoted channel, the only
+ * caller-provided text inside function bodies. */
+static void body_tag(const char *quoted_channel, char tag[32])
+{
+    snprintf(tag, 32, "$pgcw$");
+    for (unsigned i = 1; strstr(quoted_channel, tag); i++)
+        snprintf(tag, 32, "$pgcw_%u$", i);
+}
+
+/* The owned, quoted values every template may use; freed by quoted_free(). */
+typedef struct quoted {
+    char *channel, *function, *keys_function, *table;
+    char *trigger, *trigger_ins, *trigger_upd, *trigger_del;
+} quoted;
+
+static void quoted_free(quoted *q)
+{
+    free(q->channel);
+    free(q->function);
+    free(q->keys_function);
+    free(q->table);
+    free(q->trigger);
+    free(q->trigger_ins);
+    free(q->trigger_upd);
+    free(q->trigger_del);
+    *q = (quoted){0};
+}
+
+/* Quotes a possibly schema-qualified table name. */
+static char *quote_table(const pgcw_qualified_name *t)
+{
+    char *name = pgcw_quote_ident(t->name);
+    if (!name || t->schema[0] == '\0')
+        return name;
+    char *schema = pgcw_quote_ident(t->schema);
+    pgcw__buf b = {0};
+    if (schema)
+        pgcw__buf_appendf(&b, "%s.%s", schema, name);
+    free(schema);
+    free(name);
+    return schema ? pgcw__buf_take(&b) : NULL;
+}
+
+/* Appends the triggers of one table. */
+static pgcw_status append_table(pgcw__buf *out, const names *n, const quoted *fq,
+                                const char *table_text, char *errbuf, size_t errlen)
+{
+    pgcw_qualified_name t;
+    pgcw_status st = pgcw_parse_qualified_name(table_text, &t, errbuf, errlen);
+    if (st != PGCW_OK)
+        return st;
+    char trig[PGCW_MAX_IDENTIFIER + 1], sub[3][PGCW_MAX_IDENTIFIER + 1];
+    if (!join3(trig, n->trigger_prefix, t.name, "")) {
+        pgcw__errf(errbuf, errlen,
+                   "trigger name \"%s%s\" is longer than %d bytes (PostgreSQL would "
+                   "truncate it)",
+                   n->trigger_prefix, t.name, PGCW_MAX_IDENTIFIER);
+        return PGCW_EINVAL;
+    }
+    bool sub_fits[3];
+    for (int i = 0; i < 3; i++) {
+        sub_fits[i] = join3(sub[i], n->trigger_prefix, t.name, key_suffixes[i]);
+        if (n->with_keys && !sub_fits[i]) {
+            pgcw__errf(errbuf, errlen,
+                       "trigger name \"%s%s%s\" is longer than %d bytes (PostgreSQL "
+                       "would truncate it)",
+                       n->trigger_prefix, t.name, key_suffixes[i], PGCW_MAX_IDENTIFIER);
+            return PGCW_EINVAL;
+        }
+    }
+
+    quoted q = {0};
+    q.table = quote_table(&t);
+    q.trigger = pgcw_quote_ident(trig);
+    q.trigger_ins = sub_fits[0] ? pgcw_quote_ident(sub[0]) : NULL;
+    q.trigger_upd = sub_fits[1] ? pgcw_quote_ident(sub[1]) : NULL;
+    q.trigger_del = sub_fits[2] ? pgcw_quote_ident(sub[2]) : NULL;
+    st = PGCW_OK;
+    if (!q.table || !q.trigger || (sub_fits[0] && !q.trigger_ins) ||
+        (sub_fits[1] && !q.trigger_upd) || (sub_fits[2] && !q.trigger_del))
+        st = PGCW_ENOMEM;
+
+    if (st == PGCW_OK && n->with_keys) {
+        const pgcw__sql_var vars[] = {
+            {"table", q.table},
+            {"trigger", q.trigger},
+            {"trigger_ins", q.trigger_ins},
+            {"trigger_upd", q.trigger_upd},
+            {"trigger_del", q.trigger_del},
+            {"function", fq->function},
+            {"keys_function", fq->keys_function},
+        };
+        st = pgcw__sql_expand(out, pgcw__sql_keys_triggers, vars,
+                              sizeof vars / sizeof vars[0]);
+    } else if (st == PGCW_OK) {
+        /* Switching from with_keys: drop that variant's triggers, if they could
+         * exist (names too long for PostgreSQL were never created by us). */
+        const char *others[] = {q.trigger_ins, q.trigger_upd, q.trigger_del};
+        for (int i = 0; i < 3 && st == PGCW_OK; i++) {
+            if (!others[i])
+                continue;
+            const pgcw__sql_var vars[] = {{"table", q.table}, {"trigger", others[i]}};
+            st = pgcw__sql_expand(out, pgcw__sql_drop_trigger_if_exists, vars, 2);
+        }
+        const pgcw__sql_var vars[] = {
+            {"table", q.table}, {"trigger", q.trigger}, {"function", fq->function}};
+        if (st == PGCW_OK)
+            st = pgcw__sql_expand(out, pgcw__sql_table_triggers, vars, 3);
+    }
+    quoted_free(&q);
+    if (st == PGCW_EINVAL)
+        pgcw__errf(errbuf, errlen, "internal error: bad SQL template");
+    return st;
+}
+
+pgcw_status pgcw_install_sql(const pgcw_install_opts *opts, const char *const *tables,
+                             size_t n_tables, char **sql_out, char *errbuf, size_t errlen)
+{
+    if (sql_out)
+        *sql_out = NULL;
+    if (!sql_out || (n_tables && !tables)) {
+        pgcw__errf(errbuf, errlen, "invalid arguments");
+        return PGCW_EINVAL;
+    }
+    names n;
+    pgcw_status st = resolve_names(opts, &n, errbuf, errlen);
+    if (st != PGCW_OK)
+        return st;
+
+    quoted fq = {0};
+    fq.channel = pgcw_quote_literal(n.channel);
+    fq.function = pgcw_quote_ident(n.function);
+    fq.keys_function = n.keys_function_fits ? pgcw_quote_ident(n.keys_function) : NULL;
+    if (!fq.channel || !fq.function || (n.keys_function_fits && !fq.keys_function)) {
+        quoted_free(&fq);
+        pgcw__errf(errbuf, errlen, "out of memory");
+        return PGCW_ENOMEM;
+    }
+    char tag[32];
+    body_tag(fq.channel, tag);
+
+    pgcw__buf out = {0};
+    pgcw__buf_append(&out,
+                     "BEGIN;\n"
+                     "-- DROP TRIGGER IF EXISTS reports missing triggers as NOTICEs.\n"
+                     "SET LOCAL client_min_messages = warning;\n");
+    const pgcw__sql_var fvars[] = {
+        {"function", fq.function}, {"channel", fq.channel}, {"tag", tag}};
+    st = pgcw__sql_expand(&out, pgcw__sql_notify_function, fvars, 3);
+    if (st == PGCW_OK && n.with_keys) {
+        const pgcw__sql_var kvars[] = {
+            {"function", fq.keys_function}, {"channel", fq.channel}, {"tag", tag}};
+        st = pgcw__sql_expand(&out, pgcw__sql_notify_keys_function, kvars, 3);
+    }
+    if (st == PGCW_EINVAL)
+        pgcw__errf(errbuf, errlen, "internal error: bad SQL template");
+    for (size_t i = 0; i < n_tables && st == PGCW_OK; i++)
+        st = append_table(&out, &n, &fq, tables[i], errbuf, errlen);
+    quoted_free(&fq);
+    if (st == PGCW_OK)
+        pgcw__buf_append(&out, "COMMIT;\n");
+    if (st == PGCW_OK && out.failed)
+        st = PGCW_ENOMEM;
+    if (st != PGCW_OK) {
+        if (st == PGCW_ENOMEM)
+            pgcw__errf(errbuf, errlen, "out of memory");
+        pgcw__buf_free(&out);
+        return st;
+    }
+    *sql_out = pgcw__buf_take(&out);
+    return PGCW_OK;
+}
+
+/* "message (SQLSTATE xxxxx)" from a failed result, or libpq's message. */
+static void query_error(PGconn *conn, const PGresult *res, char *errbuf, size_t errlen)
+{
+    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (msg && state) {
+        pgcw__errf(errbuf, errlen, "%s (SQLSTATE %s)", msg, state);
+        return;
+    }
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", PQerrorMessage(conn));
+    tmp[strcspn(tmp, "\n")] = '\0';
+    pgcw__errf(errbuf, errlen, "%s", tmp[0] ? tmp : "query failed");
+}
+
+static pgcw_status check_idle(PGconn *conn, char *errbuf, size_t errlen)
+{
+    if (!conn) {
+        pgcw__errf(errbuf, errlen, "no connection");
+        return PGCW_EINVAL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        pgcw__errf(errbuf, errlen, "the connection is not open");
+        return PGCW_ECONNLOST;
+    }
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        pgcw__errf(errbuf, errlen, "the connection is busy or inside a transaction");
+        return PGCW_ESTATE;
+    }
+    return PGCW_OK;
+}
+
+/* Runs a script that starts with BEGIN and ends with COMMIT. On error, rolls back
+ * whatever is still open so that nothing is left half-done. */
+static pgcw_status run_script(PGconn *conn, const char *sql, char *errbuf, size_t errlen)
+{
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType rs = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    pgcw_status st = PGCW_OK;
+    if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
+        query_error(conn, res, errbuf, errlen);
+        st = PGCW_EQUERY;
+    }
+    PQclear(res);
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE && PQstatus(conn) == CONNECTION_OK) {
+        PQclear(PQexec(conn, "ROLLBACK"));
+        if (st == PGCW_OK) {
+            pgcw__errf(errbuf, errlen, "the script did not commit");
+            st = PGCW_EQUERY;
+        }
+    }
+    if (st != PGCW_OK && PQstatus(conn) != CONNECTION_OK)
+        st = PGCW_ECONNLOST;
+    return st;
+}
+
+pgcw_status pgcw_install(struct pg_conn *conn, const pgcw_install_opts *opts,
+                         const char *const *tables, size_t n_tables, char **sql_out,
+                         char *errbuf, size_t errlen)
+{
+    if (sql_out)
+        *sql_out = NULL;
+    char *sql = NULL;
+    pgcw_status st = pgcw_install_sql(opts, tables, n_tables, &sql, errbuf, errlen);
+    if (st != PGCW_OK)
+        return st;
+    st = check_idle(conn, errbuf, errlen);
+    if (st == PGCW_OK)
+        st = run_script(conn, sql, errbuf, errlen);
+    if (sql_out)
+        *sql_out = sql;
+    else
+        free(sql);
+    return st;
+}
+
+/* Builds the DROP statements (without BEGIN/COMMIT) for n's functions. */
+static pgcw_status uninstall_body(PGconn *conn, const names *n, pgcw__buf *out,
+                                  char *errbuf, size_t errlen)
+{
+    char *fn = pgcw_quote_ident(n->function);
+    char *kfn = n->keys_function_fits ? pgcw_quote_ident(n->keys_function) : NULL;
+    pgcw__buf arr = {0};
+    /* A text[] literal of the signatures: {"\"fn\"()", ...}. Quoting for the array
+     * literal is separate from SQL quoting: it is sent as a parameter. */
+    const char *sigs[2] = {fn, kfn};
+    pgcw__buf_append(&arr, "{");
+    for (int i = 0; i < 2; i++) {
+        if (!sigs[i])
+            continue;
+        if (i)
+            pgcw__buf_append(&arr, ",");
+        pgcw__buf_append(&arr, "\"");
+        for (const char *p = sigs[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                pgcw__buf_append(&arr, "\\");
+            pgcw__buf_appendn(&arr, p, 1);
+        }
+        pgcw__buf_append(&arr, "()\"");
+    }
+    pgcw__buf_append(&arr, "}");
+    bool oom = !fn || (n->keys_function_fits && !kfn) || arr.failed;
+    free(fn);
+    free(kfn);
+    if (oom) {
+        pgcw__buf_free(&arr);
+        pgcw__errf(errbuf, errlen, "out of memory");
+        return PGCW_ENOMEM;
+    }
+    const char *params[1] = {arr.data};
+    PGresult *res =
+        PQexecParams(conn, pgcw__sql_uninstall_objects, 1, NULL, params, NULL, NULL, 0);
+    pgcw__buf_free(&arr);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        query_error(conn, res, errbuf, errlen);
+        PQclear(res);
+        return PQstatus(conn) == CONNECTION_OK ? PGCW_EQUERY : PGCW_ECONNLOST;
+    }
+    pgcw_status st = PGCW_OK;
+    for (int r = 0; r < PQntuples(res) && st == PGCW_OK; r++) {
+        bool trigger = PQgetvalue(res, r, 0)[0] == 't';
+        char *name = pgcw_quote_ident(PQgetvalue(res, r, 1));
+        char *schema = pgcw_quote_ident(PQgetvalue(res, r, 2));
+        char *rel = trigger ? pgcw_quote_ident(PQgetvalue(res, r, 3)) : NULL;
+        if (!name || !schema || (trigger && !rel))
+            st = PGCW_ENOMEM;
+        else if (trigger)
+            pgcw__buf_appendf(out, "DROP TRIGGER %s ON %s.%s;\n", name, schema, rel);
+        else
+            pgcw__buf_appendf(out, "DROP FUNCTION %s.%s();\n", schema, name);
+        free(name);
+        free(schema);
+        free(rel);
+    }
+    PQclear(res);
+    if (st == PGCW_OK && out->failed)
+        st = PGCW_ENOMEM;
+    if (st == PGCW_ENOMEM)
+        pgcw__errf(errbuf, errlen, "out of memory");
+    return st;
+}
+
+/* Shared by both uninstall calls: the whole script ("" when there is nothing). */
+static pgcw_status uninstall_script(PGconn *conn, const pgcw_install_opts *opts,
+                                    char **sql_out, char *errbuf, size_t errlen)
+{
+    names n;
+    pgcw_status st = resolve_names(opts, &n, errbuf, errlen);
+    if (st != PGCW_OK)
+        return st;
+    pgcw__buf body = {0};
+    st = uninstall_body(conn, &n, &body, errbuf, errlen);
+    if (st != PGCW_OK) {
+        pgcw__buf_free(&body);
+        return st;
+    }
+    pgcw__buf out = {0};
+    if (body.len)
+        pgcw__buf_appendf(&out, "BEGIN;\n%sCOMMIT;\n", body.data);
+    pgcw__buf_free(&body);
+    *sql_out = pgcw__buf_take(&out);
+    if (!*sql_out) {
+        pgcw__errf(errbuf, errlen, "out of memory");
+        return PGCW_ENOMEM;
+    }
+    return PGCW_OK;
+}
+
+pgcw_status pgcw_uninstall_sql(struct pg_conn *conn, const pgcw_install_opts *opts,
+                               char **sql_out, char *errbuf, size_t errlen)
+{
+    if (sql_out)
+        *sql_out = NULL;
+    if (!sql_out) {
+        pgcw__errf(errbuf, errlen, "invalid arguments");
+        return PGCW_EINVAL;
+    }
+    pgcw_status st = check_idle(conn, errbuf, errlen);
+    if (st != PGCW_OK)
+        return st;
+    return uninstall_script(conn, opts, sql_out, errbuf, errlen);
+}
+
+pgcw_status pgcw_uninstall(struct pg_conn *conn, const pgcw_install_opts *opts,
+                           char **sql_out, char *errbuf, size_t errlen)
+{
+    if (sql_out)
+        *sql_out = NULL;
+    pgcw_status st = check_idle(conn, errbuf, errlen);
+    if (st != PGCW_OK)
+        return st;
+    /* Read the catalogs and drop inside one transaction, so what we drop is what we
+     * read (a concurrent install would otherwise slip in between). */
+    PGresult *res = PQexec(conn, "BEGIN");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        query_error(conn, res, errbuf, errlen);
+        PQclear(res);
+        return PQstatus(conn) == CONNECTION_OK ? PGCW_EQUERY : PGCW_ECONNLOST;
+    }
+    PQclear(res);
+    names n;
+    pgcw__buf body = {0};
+    st = resolve_names(opts, &n, errbuf, errlen);
+    if (st == PGCW_OK)
+        st = uninstall_body(conn, &n, &body, errbuf, errlen);
+    if (st == PGCW_OK && body.len) {
+        res = PQexec(conn, body.data);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            query_error(conn, res, errbuf, errlen);
+            st = PGCW_EQUERY;
+        }
+        PQclear(res);
+    }
+    if (st == PGCW_OK) {
+        res = PQexec(conn, "COMMIT");
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            query_error(conn, res, errbuf, errlen);
+            st = PGCW_EQUERY;
+        }
+        PQclear(res);
+    }
+    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    if (st == PGCW_EQUERY && PQstatus(conn) != CONNECTION_OK)
+        st = PGCW_ECONNLOST;
+    if (st == PGCW_OK && sql_out) {
+        pgcw__buf out = {0};
+        if (body.len)
+            pgcw__buf_appendf(&out, "BEGIN;\n%sCOMMIT;\n", body.data);
+        *sql_out = pgcw__buf_take(&out);
+        if (!*sql_out) {
+            pgcw__errf(errbuf, errlen, "out of memory");
+            st = PGCW_ENOMEM; /* the uninstall itself did happen */
+        }
+    }
+    pgcw__buf_free(&body);
+    return st;
+}

@@ -1,0 +1,403 @@
+/*
+ * test_names.c - table-name parsing, quoting, template expansion and install-script
+ * generation, without a server (what the server makes of the script is
+ * tests/integration/test_install.c's job).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <pgcachewatch/pgcachewatch.h>
+
+#include "sql_template.h"
+
+static void parse_ok(const char *text, const char *schema, const char *name)
+{
+    pgcw_qualified_name q;
+    char err[256] = "";
+    pgcw_status st = pgcw_parse_qualified_name(text, &q, err, sizeof err);
+    if (st != PGCW_OK)
+        fail_msg("parsing [%s]: %s", text, err);
+    assert_string_equal(q.schema, schema);
+    assert_string_equal(q.name, name);
+}
+
+static void parse_bad(const char *text, const char *why)
+{
+    pgcw_qualified_name q;
+    memset(&q, 'z', sizeof q);
+    q.name[PGCW_MAX_IDENTIFIER] = '\0';
+    q.schema[PGCW_MAX_IDENTIFIER] = '\0';
+    char err[256] = "";
+    pgcw_status st = pgcw_parse_qualified_name(text, &q, err, sizeof err);
+    if (st != PGCW_EINVAL)
+        fail_msg("[%s] parsed as [%s].[%s]", text ? text : "(null)", q.schema, q.name);
+    if (!strstr(err, why))
+        fail_msg("[%s]: message [%s] does not say [%s]", text ? text : "(null)", err,
+                 why);
+    /* *out is untouched on error. */
+    assert_int_equal(q.name[0], 'z');
+}
+
+static void test_parse_plain(void **state)
+{
+    (void)state;
+    parse_ok("orders", "", "orders");
+    parse_ok("Orders", "", "orders");
+    parse_ok("ORDERS_2$x", "", "orders_2$x");
+    parse_ok("_t", "", "_t");
+    parse_ok("sales.orders", "sales", "orders");
+    parse_ok("\"Order Items\"", "", "Order Items");
+}
+
+static void test_parse_qualified(void **state)
+{
+    (void)state;
+    pgcw_qualified_name q;
+    assert_int_equal(pgcw_parse_qualified_name("sales.orders", &q, NULL, 0), PGCW_OK);
+    assert_string_equal(q.schema, "sales");
+    assert_string_equal(q.name, "orders");
+    assert_int_equal(pgcw_parse_qualified_name("Sales.Orders", &q, NULL, 0), PGCW_OK);
+    assert_string_equal(q.schema, "sales");
+    assert_string_equal(q.name, "orders");
+    assert_int_equal(pgcw_parse_qualified_name("\"Order Items\"", &q, NULL, 0), PGCW_OK);
+    assert_string_equal(q.schema, "");
+    assert_string_equal(q.name, "Order Items");
+    assert_int_equal(pgcw_parse_qualified_name("sales.\"Order Items\"", &q, NULL, 0),
+                     PGCW_OK);
+    assert_string_equal(q.schema, "sales");
+    assert_string_equal(q.name, "Order Items");
+    assert_int_equal(pgcw_parse_qualified_name("Mixed.\"Case\"", &q, NULL, 0), PGCW_OK);
+    assert_string_equal(q.schema, "mixed");
+    assert_string_equal(q.name, "Case");
+    assert_int_equal(pgcw_parse_qualified_name("\"Mixed\".\"Case\"", &q, NULL, 0),
+                     PGCW_OK);
+    assert_string_equal(q.schema, "Mixed");
+    /* Whitespace around the parts, as PostgreSQL's own name lists allow. */
+    assert_int_equal(pgcw_parse_qualified_name("  sales . orders ", &q, NULL, 0),
+                     PGCW_OK);
+    assert_string_equal(q.schema, "sales");
+    assert_string_equal(q.name, "orders");
+}
+
+static void test_parse_quoted_is_literal(void **state)
+{
+    (void)state;
+    /* A valid quoted identifier: "" is one quote, the rest is taken literally. */
+    pgcw_qualified_name q;
+    assert_int_equal(
+        pgcw_parse_qualified_name("\"x\"\"; DROP TABLE y; --\"", &q, NULL, 0), PGCW_OK);
+    assert_string_equal(q.schema, "");
+    assert_string_equal(q.name, "x\"; DROP TABLE y; --");
+    assert_int_equal(pgcw_parse_qualified_name("\"a.b\".\"c\"\"\"", &q, NULL, 0),
+                     PGCW_OK);
+    assert_string_equal(q.schema, "a.b");
+    assert_string_equal(q.name, "c\"");
+    /* Non-ASCII letters are letters; only ASCII is folded. */
+    assert_int_equal(pgcw_parse_qualified_name("Caf\xc3\xa9", &q, NULL, 0), PGCW_OK);
+    assert_string_equal(q.name, "caf\xc3\xa9");
+    assert_int_equal(pgcw_parse_qualified_name("\xc3\x89t\xc3\xa9", &q, NULL, 0),
+                     PGCW_OK);
+    assert_string_equal(q.name, "\xc3\x89t\xc3\xa9");
+}
+
+static void test_parse_rejects(void **state)
+{
+    (void)state;
+    parse_bad("t; DROP TABLE x", "unexpected ';'");
+    parse_bad("t--", "unexpected '-'");
+    parse_bad("t x", "unexpected 'x'");
+    parse_bad("", "missing name");
+    parse_bad("   ", "missing name");
+    parse_bad(NULL, "no table name");
+    parse_bad("1abc", "invalid character '1'");
+    parse_bad("$abc", "invalid character '$'");
+    parse_bad("a.b.c", "too many dotted names");
+    parse_bad("a.", "missing name after the schema");
+    parse_bad(".a", "invalid character '.'");
+    parse_bad("\"unterminated", "unterminated quoted");
+    parse_bad("\"x\"\"", "unterminated quoted");
+    parse_bad("\"\"", "zero-length quoted");
+    parse_bad("a.\"\"", "zero-length quoted");
+    parse_bad("\"a\"b", "unexpected 'b'");
+    parse_bad("a;", "unexpected ';'");
+    parse_bad("a'b", "unexpected '''");
+}
+
+static void test_parse_length_limit(void **state)
+{
+    (void)state;
+    char name[PGCW_MAX_IDENTIFIER + 8];
+    memset(name, 'a', PGCW_MAX_IDENTIFIER);
+    name[PGCW_MAX_IDENTIFIER] = '\0';
+    parse_ok(name, "", name);
+    name[PGCW_MAX_IDENTIFIER] = 'a';
+    name[PGCW_MAX_IDENTIFIER + 1] = '\0';
+    parse_bad(name, "longer than 63 bytes");
+
+    /* Quoted: 62 letters plus a doubled quote is 63 bytes once unquoted. */
+    char quoted[PGCW_MAX_IDENTIFIER + 16];
+    quoted[0] = '"';
+    memset(quoted + 1, 'b', 62);
+    memcpy(quoted + 63, "\"\"\"", 4);
+    pgcw_qualified_name q;
+    assert_int_equal(pgcw_parse_qualified_name(quoted, &q, NULL, 0), PGCW_OK);
+    assert_int_equal(strlen(q.name), 63);
+    assert_int_equal(q.name[62], '"');
+    memcpy(quoted + 63, "c\"\"\"", 5);
+    parse_bad(quoted, "longer than 63 bytes");
+    /* The schema is limited too. */
+    char qualified[2 * PGCW_MAX_IDENTIFIER + 8];
+    memset(qualified, 's', 64);
+    memcpy(qualified + 64, ".t", 3);
+    parse_bad(qualified, "longer than 63 bytes");
+}
+
+static void test_quote(void **state)
+{
+    (void)state;
+    struct {
+        const char *in, *ident, *literal;
+    } cases[] = {
+        {"orders", "\"orders\"", "'orders'"},
+        {"", "\"\"", "''"},
+        {"Order Items", "\"Order Items\"", "'Order Items'"},
+        {"x\"; DROP TABLE y; --", "\"x\"\"; DROP TABLE y; --\"",
+         "'x\"; DROP TABLE y; --'"},
+        {"it's", "\"it's\"", "'it''s'"},
+        {"''\"\"", "\"''\"\"\"\"\"", "'''''\"\"'"},
+        {"back\\slash", "\"back\\slash\"", "'back\\slash'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *id = pgcw_quote_ident(cases[i].in);
+        char *lit = pgcw_quote_literal(cases[i].in);
+        assert_non_null(id);
+        assert_non_null(lit);
+        assert_string_equal(id, cases[i].ident);
+        assert_string_equal(lit, cases[i].literal);
+        pgcw_free(id);
+        pgcw_free(lit);
+    }
+    assert_null(pgcw_quote_ident(NULL));
+    assert_null(pgcw_quote_literal(NULL));
+}
+
+static void test_template_expand(void **state)
+{
+    (void)state;
+    const pgcw__sql_var vars[] = {{"a", "\"A\""}, {"b_2", "'b'"}, {"ab", "AB"}};
+    pgcw__buf b = {0};
+    assert_int_equal(
+        pgcw__sql_expand(&b, "x {{a}}{{b_2}} {{ab}}{{a}} { } {x} }}", vars, 3), PGCW_OK);
+    assert_string_equal(b.data, "x \"A\"'b' AB\"A\" { } {x} }}");
+    pgcw__buf_free(&b);
+
+    /* Values are pasted once, never re-expanded. */
+    const pgcw__sql_var tricky[] = {{"a", "{{b}}"}, {"b", "no"}};
+    assert_int_equal(pgcw__sql_expand(&b, "{{a}}", tricky, 2), PGCW_OK);
+    assert_string_equal(b.data, "{{b}}");
+    pgcw__buf_free(&b);
+
+    assert_int_equal(pgcw__sql_expand(&b, "no placeholders", NULL, 0), PGCW_OK);
+    assert_string_equal(b.data, "no placeholders");
+    pgcw__buf_free(&b);
+
+    const char *bad[] = {
+        "{{unknown}}",           "{{a", "{{a}", "{{}}", "{{A}}", "{{a b}}",
+        "ok {{a}} then {{nope}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (pgcw__sql_expand(&b, bad[i], vars, 3) != PGCW_EINVAL)
+            fail_msg("template [%s] was accepted", bad[i]);
+        pgcw__buf_free(&b);
+    }
+    /* A variable without a value is as unknown as a missing one. */
+    const pgcw__sql_var novalue[] = {{"a", NULL}};
+    assert_int_equal(pgcw__sql_expand(&b, "{{a}}", novalue, 1), PGCW_EINVAL);
+    pgcw__buf_free(&b);
+}
+
+/* Every embedded template expands completely with the variables install uses. */
+static void test_templates_are_well_formed(void **state)
+{
+    (void)state;
+    const char *tmpls[] = {pgcw__sql_notify_function, pgcw__sql_notify_keys_function,
+                           pgcw__sql_table_triggers, pgcw__sql_keys_triggers,
+                           pgcw__sql_drop_trigger_if_exists};
+    const pgcw__sql_var vars[] = {
+        {"function", "F"},     {"keys_function", "K"}, {"channel", "C"},
+        {"tag", "$T$"},        {"table", "T"},         {"trigger", "G"},
+        {"trigger_ins", "GI"}, {"trigger_upd", "GU"},  {"trigger_del", "GD"}};
+    for (size_t i = 0; i < sizeof tmpls / sizeof tmpls[0]; i++) {
+        pgcw__buf b = {0};
+        assert_int_equal(pgcw__sql_expand(&b, tmpls[i], vars, 9), PGCW_OK);
+        assert_null(strstr(b.data, "{{"));
+        pgcw__buf_free(&b);
+    }
+    assert_non_null(strstr(pgcw__sql_uninstall_objects, "to_regprocedure"));
+}
+
+static char *script(const pgcw_install_opts *o, const char *table, pgcw_status want,
+                    char *err, size_t errlen)
+{
+    char *sql = (char *)1;
+    const char *tables[] = {table};
+    pgcw_status st = pgcw_install_sql(o, tables, 1, &sql, err, errlen);
+    if (st != want)
+        fail_msg("install_sql(%s): %s (%s)", table, pgcw_status_name(st), err);
+    if (st != PGCW_OK)
+        assert_null(sql);
+    return sql;
+}
+
+static void test_install_sql_quotes_everything(void **state)
+{
+    (void)state;
+    char err[256];
+    pgcw_install_opts o = {0};
+    char *sql = script(&o, "sales.\"Order Items\"", PGCW_OK, err, sizeof err);
+    assert_true(strncmp(sql, "BEGIN;\n", 7) == 0);
+    assert_non_null(strstr(sql, "\nCOMMIT;\n"));
+    assert_non_null(
+        strstr(sql, "CREATE OR REPLACE FUNCTION "
+                    "\"fn_pgcachewatch_table_change_ch_pgcachewatch_table_change\"()"));
+    assert_non_null(strstr(sql, "pg_notify('ch_pgcachewatch_table_change'"));
+    assert_non_null(strstr(
+        sql, "CREATE TRIGGER \"tg_pgcachewatch_table_change_Order Items\" AFTER "
+             "INSERT OR UPDATE OR DELETE OR TRUNCATE ON \"sales\".\"Order Items\""));
+    assert_non_null(strstr(sql, "FOR EACH STATEMENT"));
+    /* Switching with_keys off drops the keyed variant. */
+    assert_non_null(strstr(sql, "DROP TRIGGER IF EXISTS "
+                                "\"tg_pgcachewatch_table_change_Order Items_upd\" ON "
+                                "\"sales\".\"Order Items\";"));
+    assert_null(strstr(sql, "_keys"));
+    assert_null(strstr(sql, "{{"));
+    pgcw_free(sql);
+
+    o.with_keys = true;
+    o.channel = "it's";
+    o.function_name = "Fn";
+    o.trigger_prefix = "P_";
+    sql = script(&o, "\"x\"\"; DROP TABLE y; --\"", PGCW_OK, err, sizeof err);
+    assert_non_null(strstr(sql, "CREATE OR REPLACE FUNCTION \"Fn_it's_keys\"()"));
+    assert_non_null(strstr(sql, "pg_notify('it''s'"));
+    assert_non_null(strstr(sql, "CREATE TRIGGER \"P_x\"\"; DROP TABLE y; --_ins\" AFTER "
+                                "INSERT ON \"x\"\"; DROP TABLE y; --\""));
+    assert_non_null(strstr(sql, "CREATE TRIGGER \"P_x\"\"; DROP TABLE y; --\" AFTER "
+                                "TRUNCATE ON \"x\"\"; DROP TABLE y; --\""));
+    assert_non_null(
+        strstr(sql, "REFERENCING OLD TABLE AS pgcw_old NEW TABLE AS pgcw_new"));
+    pgcw_free(sql);
+}
+
+static void test_install_sql_dollar_tag_avoids_channel(void **state)
+{
+    (void)state;
+    char err[256];
+    pgcw_install_opts o = {.channel = "a$pgcw$b$pgcw_1$c", .with_keys = true};
+    o.function_name = "f";
+    char *sql = script(&o, "t", PGCW_OK, err, sizeof err);
+    assert_non_null(strstr(sql, "LANGUAGE plpgsql AS $pgcw_2$\n"));
+    assert_null(strstr(sql, "AS $pgcw$"));
+    pgcw_free(sql);
+}
+
+static void test_install_sql_refuses(void **state)
+{
+    (void)state;
+    char err[256];
+    pgcw_install_opts o = {0};
+    script(&o, "t; DROP TABLE x", PGCW_EINVAL, err, sizeof err);
+    assert_non_null(strstr(err, "t; DROP TABLE x"));
+    script(&o, "\"open", PGCW_EINVAL, err, sizeof err);
+
+    /* The default prefix is 29 bytes: a 34-byte table fits, 35 does not. */
+    char t[64];
+    memset(t, 't', 35);
+    t[34] = '\0';
+    pgcw_free(script(&o, t, PGCW_OK, err, sizeof err));
+    t[34] = 't';
+    t[35] = '\0';
+    script(&o, t, PGCW_EINVAL, err, sizeof err);
+    assert_non_null(strstr(err, "trigger name \"tg_pgcachewatch_table_change_ttt"));
+    assert_non_null(strstr(err, "63 bytes"));
+    /* With keys, _ins etc. must fit too: 30 fits, 31 does not. */
+    o.with_keys = true;
+    t[30] = '\0';
+    pgcw_free(script(&o, t, PGCW_OK, err, sizeof err));
+    t[30] = 't';
+    t[31] = '\0';
+    script(&o, t, PGCW_EINVAL, err, sizeof err);
+    assert_non_null(strstr(err, "_ins\""));
+    /* Without keys such a table is fine, and no drop names a truncated trigger. */
+    o.with_keys = false;
+    t[31] = 't';
+    t[34] = '\0';
+    char *sql = script(&o, t, PGCW_OK, err, sizeof err);
+    assert_null(strstr(sql, "_ins"));
+    pgcw_free(sql);
+
+    /* Channel and function names. */
+    o.channel = "";
+    script(&o, "t", PGCW_EINVAL, err, sizeof err);
+    assert_non_null(strstr(err, "channel"));
+    char ch[80];
+    memset(ch, 'c', 64);
+    ch[64] = '\0';
+    o.channel = ch;
+    script(&o, "t", PGCW_EINVAL, err, sizeof err);
+    assert_non_null(strstr(err, "channel name"));
+    /* 28 + 1 + 34 = 63 fits without keys; with keys "_keys" overflows. */
+    o.channel = ch + 30;
+    pgcw_free(script(&o, "t", PGCW_OK, err, sizeof err));
+    o.with_keys = true;
+    script(&o, "t", PGCW_EINVAL, err, sizeof err);
+    assert_non_null(strstr(err, "_keys\" is longer than 63 bytes"));
+    o.with_keys = false;
+    o.channel = ch + 29;
+    script(&o, "t", PGCW_EINVAL, err, sizeof err);
+    assert_non_null(strstr(err, "function name \"fn_pgcachewatch_table_change_ccc"));
+    o.channel = NULL;
+    o.function_name = "";
+    script(&o, "t", PGCW_EINVAL, err, sizeof err);
+
+    /* Argument errors. */
+    char *out = (char *)1;
+    assert_int_equal(pgcw_install_sql(NULL, NULL, 1, &out, err, sizeof err), PGCW_EINVAL);
+    assert_null(out);
+    assert_int_equal(pgcw_install_sql(NULL, NULL, 0, NULL, NULL, 0), PGCW_EINVAL);
+    /* No tables: just the function. */
+    assert_int_equal(pgcw_install_sql(NULL, NULL, 0, &out, NULL, 0), PGCW_OK);
+    assert_non_null(strstr(out, "CREATE OR REPLACE FUNCTION"));
+    assert_null(strstr(out, "CREATE TRIGGER"));
+    pgcw_free(out);
+    /* One bad table in a list fails the whole call. */
+    const char *tables[] = {"good", "bad name"};
+    assert_int_equal(pgcw_install_sql(NULL, tables, 2, &out, err, sizeof err),
+                     PGCW_EINVAL);
+    assert_null(out);
+    assert_non_null(strstr(err, "bad name"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_plain),
+        cmocka_unit_test(test_parse_qualified),
+        cmocka_unit_test(test_parse_quoted_is_literal),
+        cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_parse_length_limit),
+        cmocka_unit_test(test_quote),
+        cmocka_unit_test(test_template_expand),
+        cmocka_unit_test(test_templates_are_well_formed),
+        cmocka_unit_test(test_install_sql_quotes_everything),
+        cmocka_unit_test(test_install_sql_dollar_tag_avoids_channel),
+        cmocka_unit_test(test_install_sql_refuses),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
