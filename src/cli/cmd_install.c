@@ -1,0 +1,280 @@
+/*
+ * cmd_install.c - `pgcachewatch install` and `pgcachewatch uninstall`.
+ *
+ * Both are dry runs unless --commit is given: they print the SQL they would run
+ * and change nothing. Install's dry run needs no connection at all. Never runs
+ * SQL of its own: the library generates and executes every statement.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pgcachewatch/pgcachewatch.h>
+
+#include "cli.h"
+
+enum {
+    OPT_TABLES = CLI_OPT_FIRST_COMMAND,
+    OPT_CHANNEL,
+    OPT_FUNCTION,
+    OPT_TRIGGER,
+    OPT_COMMIT,
+    OPT_WITH_KEYS,
+};
+
+static const char commit_hint[] = "::: Use '--commit' to write changes to db. :::\n";
+
+static const char install_help[] =
+    "Usage: " CLI_PROG " install [OPTIONS] TABLE...\n"
+    "       " CLI_PROG
+    " install [OPTIONS] --tables TABLE [--tables TABLE]... [TABLE]...\n"
+    "\n"
+    "Puts statement-level AFTER INSERT/UPDATE/DELETE/TRUNCATE triggers on each TABLE\n"
+    "that pg_notify() a JSON event on one channel. TABLE may be schema-qualified and\n"
+    "double-quoted (sales.orders, \"Order Items\"). Without --commit the SQL is\n"
+    "printed and nothing is changed (no connection is made); with --commit it runs\n"
+    "in one transaction: everything is created or nothing is.\n"
+    "\n"
+    "Options:\n"
+    "      --tables TABLE          a table to install on (may repeat; the remaining\n"
+    "                              arguments are tables too)\n"
+    "      --channel-name NAME     NOTIFY channel (default " PGCW_DEFAULT_CHANNEL ")\n"
+    "      --function-name NAME    trigger function name prefix\n"
+    "                              (default " PGCW_DEFAULT_FUNCTION_NAME ")\n"
+    "      --trigger-name PREFIX   trigger name prefix, also --trigger-name-prefix\n"
+    "                              (default " PGCW_DEFAULT_TRIGGER_PREFIX ")\n"
+    "      --with-keys             add the changed rows' primary-key values to events\n"
+    "      --commit                run the SQL instead of printing it only\n"
+    "  -h, --help                  show this help and exit\n";
+
+static const char uninstall_help[] =
+    "Usage: " CLI_PROG " uninstall [OPTIONS]\n"
+    "\n"
+    "Removes every trigger (on any table) that calls one of the channel's notify\n"
+    "functions, then those functions; nothing else is touched. Reads the catalogs,\n"
+    "so it always connects. Without --commit the SQL is printed and nothing is\n"
+    "changed; with --commit it runs in one transaction. When nothing is installed\n"
+    "for the channel it says so and exits 0.\n"
+    "\n"
+    "Options:\n"
+    "      --channel-name NAME     NOTIFY channel (default " PGCW_DEFAULT_CHANNEL ")\n"
+    "      --function-name NAME    trigger function name prefix\n"
+    "                              (default " PGCW_DEFAULT_FUNCTION_NAME ")\n"
+    "      --trigger-name PREFIX   trigger name prefix, also --trigger-name-prefix\n"
+    "                              (default " PGCW_DEFAULT_TRIGGER_PREFIX ")\n"
+    "      --commit                run the SQL instead of printing it only\n"
+    "  -h, --help                  show this help and exit\n";
+
+static const char exit_help[] = "\n"
+                                "Exit status: 0 success, 1 PostgreSQL or connection "
+                                "error, 2 usage error.\n";
+
+static void print_help(const char *text)
+{
+    fputs(text, stdout);
+    putchar('\n');
+    fputs(cli_conn_help, stdout);
+    fputs(exit_help, stdout);
+}
+
+/* What both commands parse. */
+typedef struct parsed {
+    pgcw_install_opts opts;
+    cli_conn_opts conn;
+    bool commit;
+    bool help;
+    const char **tables; /* borrowed from argv */
+    size_t n_tables;
+} parsed;
+
+static const struct option longopts[] = {
+    {"tables", required_argument, NULL, OPT_TABLES},
+    {"channel-name", required_argument, NULL, OPT_CHANNEL},
+    {"function-name", required_argument, NULL, OPT_FUNCTION},
+    {"trigger-name", required_argument, NULL, OPT_TRIGGER},
+    {"trigger-name-prefix", required_argument, NULL, OPT_TRIGGER},
+    {"commit", no_argument, NULL, OPT_COMMIT},
+    {"with-keys", no_argument, NULL, OPT_WITH_KEYS},
+    {"help", no_argument, NULL, 'h'},
+    CLI_CONN_LONG_OPTIONS,
+    {NULL, 0, NULL, 0},
+};
+
+/* Returns -1 on success, else the exit code. install: whether tables and
+ * --with-keys are accepted. */
+static int parse(int argc, char **argv, bool install, parsed *p)
+{
+    const char *cmd = argv[0];
+    memset(p, 0, sizeof *p);
+    p->tables = calloc((size_t)argc + 1, sizeof *p->tables);
+    if (!p->tables)
+        return cli_runtime_error(cmd, "out of memory");
+    int c;
+    /* "-": positionals come back as code 1, in command-line order, so tables keep
+     * the order they were given in however they were spelled. */
+    while ((c = getopt_long(argc, argv, "-h", longopts, NULL)) != -1) {
+        if (cli_conn_opt(&p->conn, c, optarg))
+            continue;
+        switch (c) {
+        case 'h':
+            p->help = true;
+            break;
+        case 1:
+            if (!install && !p->help)
+                return cli_usage_error(cmd, "unexpected argument '%s'", optarg);
+            p->tables[p->n_tables++] = optarg;
+            break;
+        case OPT_TABLES:
+            if (!install)
+                return cli_usage_error(cmd, "--tables is an install option");
+            p->tables[p->n_tables++] = optarg;
+            break;
+        case OPT_CHANNEL:
+            p->opts.channel = optarg;
+            break;
+        case OPT_FUNCTION:
+            p->opts.function_name = optarg;
+            break;
+        case OPT_TRIGGER:
+            p->opts.trigger_prefix = optarg;
+            break;
+        case OPT_COMMIT:
+            p->commit = true;
+            break;
+        case OPT_WITH_KEYS:
+            if (!install)
+                return cli_usage_error(cmd, "--with-keys is an install option");
+            p->opts.with_keys = true;
+            break;
+        default:
+            return cli_bad_option(cmd);
+        }
+    }
+    if (p->help)
+        return -1;
+    /* Only after "--": the rest are tables too. */
+    for (int i = optind; i < argc; i++) {
+        if (!install)
+            return cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        p->tables[p->n_tables++] = argv[i];
+    }
+    if (install && p->n_tables == 0)
+        return cli_usage_error(cmd, "no table given");
+    return -1;
+}
+
+/* A message from the library, which may end with a newline or not. */
+static int report(const char *cmd, pgcw_status st, const char *errbuf)
+{
+    return cli_runtime_error(cmd, "%s", errbuf[0] ? errbuf : pgcw_strerror(st));
+}
+
+static void print_sql(const char *sql)
+{
+    size_t len = strlen(sql);
+    fputs(sql, stdout);
+    if (len > 0 && sql[len - 1] != '\n')
+        putchar('\n');
+    fflush(stdout);
+}
+
+int cli_cmd_install(int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    parsed p;
+    int rc = parse(argc, argv, true, &p);
+    if (rc >= 0 || p.help) {
+        if (p.help)
+            print_help(install_help);
+        free(p.tables);
+        return rc >= 0 ? rc : CLI_EXIT_OK;
+    }
+    char errbuf[2048] = "";
+    char *sql = NULL;
+    pgcw_status st;
+    if (!p.commit) {
+        st = pgcw_install_sql(&p.opts, p.tables, p.n_tables, &sql, errbuf, sizeof errbuf);
+        if (st == PGCW_OK) {
+            print_sql(sql);
+            fputs(commit_hint, stderr);
+            rc = CLI_EXIT_OK;
+        } else if (st == PGCW_EINVAL) {
+            rc = cli_usage_error(cmd, "%s", errbuf[0] ? errbuf : pgcw_strerror(st));
+        } else {
+            rc = report(cmd, st, errbuf);
+        }
+        pgcw_free(sql);
+        free(p.tables);
+        return rc;
+    }
+    /* Refuse bad names before connecting: a usage error, not a runtime one. */
+    st = pgcw_install_sql(&p.opts, p.tables, p.n_tables, &sql, errbuf, sizeof errbuf);
+    pgcw_free(sql);
+    sql = NULL;
+    if (st == PGCW_EINVAL) {
+        free(p.tables);
+        return cli_usage_error(cmd, "%s", errbuf[0] ? errbuf : pgcw_strerror(st));
+    }
+    PGconn *conn = cli_connect(&p.conn);
+    if (!conn) {
+        free(p.tables);
+        return CLI_EXIT_RUNTIME;
+    }
+    st = pgcw_install(conn, &p.opts, p.tables, p.n_tables, &sql, errbuf, sizeof errbuf);
+    if (st == PGCW_OK) {
+        print_sql(sql);
+        fprintf(stderr, "%s: installed on %zu table%s (channel %s)\n", cmd, p.n_tables,
+                p.n_tables == 1 ? "" : "s",
+                p.opts.channel ? p.opts.channel : PGCW_DEFAULT_CHANNEL);
+        rc = CLI_EXIT_OK;
+    } else {
+        rc = report(cmd, st, errbuf);
+    }
+    pgcw_free(sql);
+    PQfinish(conn);
+    free(p.tables);
+    return rc;
+}
+
+int cli_cmd_uninstall(int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    parsed p;
+    int rc = parse(argc, argv, false, &p);
+    free(p.tables);
+    if (rc >= 0 || p.help) {
+        if (p.help)
+            print_help(uninstall_help);
+        return rc >= 0 ? rc : CLI_EXIT_OK;
+    }
+    const char *channel = p.opts.channel ? p.opts.channel : PGCW_DEFAULT_CHANNEL;
+    PGconn *conn = cli_connect(&p.conn);
+    if (!conn)
+        return CLI_EXIT_RUNTIME;
+    char errbuf[2048] = "";
+    char *sql = NULL;
+    pgcw_status st;
+    if (p.commit)
+        st = pgcw_uninstall(conn, &p.opts, &sql, errbuf, sizeof errbuf);
+    else
+        st = pgcw_uninstall_sql(conn, &p.opts, &sql, errbuf, sizeof errbuf);
+    if (st == PGCW_EINVAL) {
+        rc = cli_usage_error(cmd, "%s", errbuf[0] ? errbuf : pgcw_strerror(st));
+    } else if (st != PGCW_OK) {
+        rc = report(cmd, st, errbuf);
+    } else if (!sql || !*sql) {
+        fprintf(stderr, "%s: nothing installed for channel %s\n", cmd, channel);
+        rc = CLI_EXIT_OK;
+    } else {
+        print_sql(sql);
+        if (p.commit)
+            fprintf(stderr, "%s: uninstalled channel %s\n", cmd, channel);
+        else
+            fputs(commit_hint, stderr);
+        rc = CLI_EXIT_OK;
+    }
+    pgcw_free(sql);
+    PQfinish(conn);
+    return rc;
+}

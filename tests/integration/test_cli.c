@@ -1,0 +1,429 @@
+/*
+ * test_cli.c - the `pgcachewatch` command against a real server: help and usage
+ * errors, option order, install/uninstall dry runs (proved by catalog snapshots)
+ * and commits, PostgreSQL's errors, listen with --count/--timeout/SIGTERM, and
+ * the demo.
+ *
+ * Runs the binary named by $PGCW_CLI; every run is bounded by timeout(1) or a
+ * deadline, and every process a test starts is waited for or killed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+#include <pgcachewatch/pgcachewatch.h>
+
+#include "pgtest.h"
+
+/* Every CLI run is bounded: a hang fails (exit 124) instead of stalling ctest. */
+#define RUN_LIMIT "timeout -k 5 60 "
+
+static PGconn *conn;
+static char dsn_arg[1400]; /* --pg-dsn '<private db>' */
+
+/* Runs `$PGCW_CLI <args>`; returns its exit status. */
+static int cli(char **out, char **err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int cli(char **out, char **err, const char *fmt, ...)
+{
+    char args[4096], cmd[4600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, RUN_LIMIT "\"$PGCW_CLI\" %s", args);
+    return pgtest_run(cmd, out, err);
+}
+
+/* Triggers and non-system functions, as one sorted string: equal snapshots mean
+ * nothing we care about was created or dropped. */
+static char *catalog_snapshot(void)
+{
+    return pgtest_query_value(
+        conn, "SELECT coalesce(string_agg(x, ',' ORDER BY x), '') FROM ("
+              " SELECT 'trigger ' || tgrelid::regclass || '.' || tgname AS x"
+              "  FROM pg_trigger WHERE NOT tgisinternal"
+              " UNION ALL"
+              " SELECT 'function ' || oid::regprocedure FROM pg_proc"
+              "  WHERE pronamespace NOT IN ('pg_catalog'::regnamespace,"
+              "                             'information_schema'::regnamespace)) s");
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    conn = pgtest_connect();
+    snprintf(dsn_arg, sizeof dsn_arg, "--pg-dsn '%s'", pgtest_dsn());
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    PQfinish(conn);
+    conn = NULL;
+    return 0;
+}
+
+/* Each test starts from two fresh tables and nothing installed. */
+static int fresh(void **state)
+{
+    (void)state;
+    pgtest_exec(conn, "DROP TABLE IF EXISTS items, other CASCADE;"
+                      "CREATE TABLE items (id int PRIMARY KEY, name text);"
+                      "CREATE TABLE other (id int PRIMARY KEY);"
+                      "INSERT INTO items VALUES (1, 'one'), (2, 'two')");
+    char *err = NULL;
+    int rc = cli(NULL, &err, "uninstall --commit %s", dsn_arg);
+    if (rc != 0)
+        fprintf(stderr, "uninstall failed (%d): %s\n", rc, err);
+    free(err);
+    return rc == 0 ? 0 : -1;
+}
+
+/* --- help and usage ----------------------------------------------------------------- */
+
+static void expect_help(const char *args, const char *const *names)
+{
+    char *out = NULL, *err = NULL;
+    int rc = cli(&out, &err, "%s", args);
+    if (rc != 0)
+        fail_msg("'%s' exited %d: %s", args, rc, err);
+    assert_non_null(strstr(out, "Usage:"));
+    for (size_t i = 0; names[i]; i++)
+        if (!strstr(out, names[i]))
+            fail_msg("'%s' does not mention %s:\n%s", args, names[i], out);
+    free(out);
+    free(err);
+}
+
+static void test_help(void **state)
+{
+    (void)state;
+    static const char *const conn_opts[] = {"--pg-dsn",      "--pg-host",
+                                            "--pg-port",     "--pg-user",
+                                            "--pg-database", "--pg-password"};
+    const char *top[] = {"install", "uninstall", "--version", NULL};
+    expect_help("--help", top);
+    const char *install[] = {"--tables",
+                             "--channel-name",
+                             "--function-name",
+                             "--trigger-name",
+                             "--trigger-name-prefix",
+                             "--commit",
+                             "--with-keys",
+                             "--help",
+                             conn_opts[0],
+                             conn_opts[1],
+                             conn_opts[2],
+                             conn_opts[3],
+                             conn_opts[4],
+                             conn_opts[5],
+                             "Exit status",
+                             NULL};
+    expect_help("install --help", install);
+    expect_help("help install", install);
+    expect_help("install --help sometable --commit", install); /* help wins, no SQL */
+    const char *uninstall[] = {"--channel-name",
+                               "--function-name",
+                               "--trigger-name",
+                               "--commit",
+                               conn_opts[0],
+                               conn_opts[5],
+                               NULL};
+    expect_help("uninstall --help", uninstall);
+    char *out = NULL;
+    assert_int_equal(cli(&out, NULL, "--version"), 0);
+    assert_non_null(strstr(out, PGCW_VERSION_STRING));
+    free(out);
+}
+
+static void expect_usage_error(const char *args, const char *needle)
+{
+    char *out = NULL, *err = NULL;
+    int rc = cli(&out, &err, "%s", args);
+    if (rc != 2)
+        fail_msg("'%s' exited %d, not 2; stderr: %s", args, rc, err);
+    assert_string_equal(out, ""); /* nothing half-done on stdout */
+    if (!strstr(err, "--help"))
+        fail_msg("'%s': no hint on stderr: %s", args, err);
+    if (needle && !strstr(err, needle))
+        fail_msg("'%s': stderr lacks '%s': %s", args, needle, err);
+    free(out);
+    free(err);
+}
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    expect_usage_error("", "no command");
+    expect_usage_error("--bogus", "bogus");
+    expect_usage_error("frobnicate", "frobnicate");
+    expect_usage_error("install --bogus items", "bogus");
+    expect_usage_error("install items --bogus", "bogus");
+    expect_usage_error("install", "no table");
+    expect_usage_error("install --channel-name", "channel-name");
+    expect_usage_error("install 'two words'", NULL);
+    expect_usage_error("uninstall items", "items");
+    expect_usage_error("uninstall --with-keys", "with-keys");
+}
+
+/* Options before or after the tables, and both table spellings, give one script. */
+static void test_option_order(void **state)
+{
+    (void)state;
+    static const char *const spellings[] = {
+        "install --with-keys --channel-name chx --trigger-name p_ --function-name fx "
+        "items other",
+        "install items other --function-name fx --trigger-name-prefix p_ "
+        "--channel-name=chx --with-keys",
+        "install --tables items other --with-keys --channel-name chx --trigger-name p_ "
+        "--function-name fx",
+        "install --tables items --tables other --channel-name chx --function-name fx "
+        "--trigger-name p_ --with-keys",
+        "install items --with-keys --tables other --channel-name chx --function-name fx "
+        "--trigger-name p_",
+    };
+    char *first = NULL;
+    for (size_t i = 0; i < sizeof spellings / sizeof spellings[0]; i++) {
+        char *out = NULL, *err = NULL;
+        int rc = cli(&out, &err, "%s", spellings[i]);
+        if (rc != 0)
+            fail_msg("'%s' exited %d: %s", spellings[i], rc, err);
+        if (!first) {
+            first = out;
+            assert_non_null(strstr(out, "chx"));
+            assert_non_null(strstr(out, "p_items"));
+            assert_non_null(strstr(out, "p_other"));
+            assert_non_null(strstr(out, "fx_chx"));
+        } else {
+            assert_string_equal(out, first);
+            free(out);
+        }
+        free(err);
+    }
+    free(first);
+}
+
+/* --- install / uninstall --------------------------------------------------------------
+ */
+
+static void test_install_dry_run(void **state)
+{
+    (void)state;
+    char *before = catalog_snapshot();
+    char *out = NULL, *err = NULL;
+    /* A host that cannot exist proves the dry run does not connect. */
+    int rc = cli(&out, &err, "install --pg-host /nonexistent/pgcw items");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "CREATE"));
+    assert_non_null(strstr(out, "TRIGGER"));
+    assert_non_null(strstr(out, "items"));
+    assert_non_null(strstr(err, "::: Use '--commit' to write changes to db. :::"));
+    char *after = catalog_snapshot();
+    assert_string_equal(before, after);
+    free(out);
+    free(err);
+    free(before);
+    free(after);
+}
+
+/* Waits for one notification on conn; returns its payload (malloc'd) or NULL. */
+static char *wait_notify(PGconn *c, int64_t ms)
+{
+    int64_t deadline = pgtest_now_ms() + ms;
+    for (;;) {
+        PQconsumeInput(c);
+        PGnotify *n = PQnotifies(c);
+        if (n) {
+            char *payload = strdup(n->extra);
+            PQfreemem(n);
+            return payload;
+        }
+        int64_t left = deadline - pgtest_now_ms();
+        if (left <= 0)
+            return NULL;
+        fd_set rd;
+        FD_ZERO(&rd);
+        FD_SET(PQsocket(c), &rd);
+        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+        select(PQsocket(c) + 1, &rd, NULL, NULL, &tv);
+    }
+}
+
+static void test_install_commit(void **state)
+{
+    (void)state;
+    char *before = catalog_snapshot();
+    char *out = NULL, *err = NULL;
+    int rc = cli(&out, &err, "install --commit --with-keys %s items", dsn_arg);
+    if (rc != 0)
+        fail_msg("install --commit exited %d: %s", rc, err);
+    assert_non_null(strstr(out, "CREATE"));
+    assert_null(strstr(err, "--commit")); /* no dry-run hint */
+    char *after = catalog_snapshot();
+    assert_string_not_equal(before, after);
+    assert_non_null(strstr(after, "trigger items.tg_pgcachewatch_table_change_items"));
+    assert_null(strstr(after, "trigger other."));
+
+    PGconn *listener = pgtest_connect();
+    pgtest_exec(listener, "LISTEN " PGCW_DEFAULT_CHANNEL);
+    pgtest_exec(conn, "UPDATE items SET name = 'uno' WHERE id = 1");
+    char *payload = wait_notify(listener, 10000);
+    assert_non_null(payload);
+    struct json_object *j = json_tokener_parse(payload);
+    assert_non_null(j);
+    struct json_object *v = NULL;
+    assert_true(json_object_object_get_ex(j, "table", &v));
+    assert_string_equal(json_object_get_string(v), "items");
+    assert_true(json_object_object_get_ex(j, "operation", &v));
+    assert_string_equal(json_object_get_string(v), "update");
+    assert_true(json_object_object_get_ex(j, "keys", &v));
+    json_object_put(j);
+    free(payload);
+    PQfinish(listener);
+    free(out);
+    free(err);
+    free(before);
+    free(after);
+}
+
+/* Explicit options override the DSN: the server DSN names database postgres,
+ * --pg-database names ours, and ours is where the triggers land. */
+static void test_connection_override(void **state)
+{
+    (void)state;
+    const char *db = strrchr(pgtest_dsn(), '=');
+    assert_non_null(db);
+    db++;
+    char *err = NULL;
+    int rc = cli(NULL, &err, "install --commit --pg-dsn '%s' --pg-database %s items",
+                 pgtest_server_dsn(), db);
+    if (rc != 0)
+        fail_msg("exited %d: %s", rc, err);
+    free(err);
+    char *snap = catalog_snapshot();
+    assert_non_null(strstr(snap, "trigger items.tg_pgcachewatch_table_change_items"));
+    free(snap);
+    /* And $PGDSN is the DSN when --pg-dsn is absent. */
+    char *out = NULL;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, RUN_LIMIT "env PGDSN='%s' \"$PGCW_CLI\" uninstall",
+             pgtest_dsn());
+    rc = pgtest_run(cmd, &out, &err);
+    if (rc != 0)
+        fail_msg("uninstall with PGDSN exited %d: %s", rc, err);
+    assert_non_null(strstr(out, "DROP TRIGGER"));
+    free(out);
+    free(err);
+}
+
+static void test_install_missing_table(void **state)
+{
+    (void)state;
+    char *before = catalog_snapshot();
+    char *out = NULL, *err = NULL;
+    int rc = cli(&out, &err, "install --commit %s items no_such_table", dsn_arg);
+    assert_int_equal(rc, 1);
+    if (!strstr(err, "relation \"no_such_table\" does not exist"))
+        fail_msg("PostgreSQL's message is missing: %s", err);
+    char *after = catalog_snapshot();
+    assert_string_equal(before, after); /* items got nothing either: one transaction */
+    free(out);
+    free(err);
+    free(before);
+    free(after);
+}
+
+static void test_connection_failure(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    int rc = cli(NULL, &err, "uninstall --pg-host /nonexistent/pgcw --pg-port 1");
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "could not connect"));
+    assert_non_null(strstr(err, "/nonexistent/pgcw")); /* libpq's own detail */
+    free(err);
+}
+
+static void test_uninstall(void **state)
+{
+    (void)state;
+    char *baseline = catalog_snapshot();
+    char *out = NULL, *err = NULL;
+    int rc = cli(&out, &err, "uninstall %s", dsn_arg);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(err, "nothing installed"));
+    free(out);
+    free(err);
+
+    assert_int_equal(cli(NULL, NULL, "install --commit %s items other", dsn_arg), 0);
+    char *installed = catalog_snapshot();
+    rc = cli(&out, &err, "uninstall %s", dsn_arg);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "DROP TRIGGER"));
+    assert_non_null(strstr(out, "DROP FUNCTION"));
+    assert_non_null(strstr(err, "::: Use '--commit' to write changes to db. :::"));
+    char *snap = catalog_snapshot();
+    assert_string_equal(snap, installed);
+    free(snap);
+    free(out);
+    free(err);
+
+    /* Another channel's objects are not ours to drop. */
+    assert_int_equal(
+        cli(NULL, NULL,
+            "install --commit --channel-name keep --trigger-name keep_ %s other",
+            dsn_arg),
+        0);
+    char *with_keep = catalog_snapshot();
+    rc = cli(&out, &err, "uninstall --commit %s", dsn_arg);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "DROP TRIGGER"));
+    free(out);
+    free(err);
+    snap = catalog_snapshot();
+    assert_string_not_equal(snap, with_keep);
+    assert_null(strstr(snap, "tg_pgcachewatch_table_change_items"));
+    assert_non_null(strstr(snap, "keep"));
+    free(snap);
+    rc = cli(&out, &err, "uninstall --commit --channel-name keep %s", dsn_arg);
+    assert_int_equal(rc, 0);
+    free(out);
+    free(err);
+    snap = catalog_snapshot();
+    assert_string_equal(snap, baseline);
+    free(snap);
+    free(with_keep);
+    free(installed);
+    free(baseline);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_option_order),
+        cmocka_unit_test_setup(test_install_dry_run, fresh),
+        cmocka_unit_test_setup(test_install_commit, fresh),
+        cmocka_unit_test_setup(test_connection_override, fresh),
+        cmocka_unit_test_setup(test_install_missing_table, fresh),
+        cmocka_unit_test(test_connection_failure),
+        cmocka_unit_test_setup(test_uninstall, fresh),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
