@@ -11,6 +11,10 @@
  *                                                  only TRUNCATE with keys
  *   triggers  <trigger_prefix><table>_ins/_upd/_del with keys (transition tables)
  *
+ * Trigger names do not include the channel: installing another channel on the same
+ * table with the same trigger_prefix replaces the first channel's triggers (as the
+ * Python tool does); give the second channel its own trigger_prefix instead.
+ *
  * Functions are created unqualified, i.e. in the first schema of search_path, as
  * the Python tool does. Every identifier and literal in the generated SQL is quoted;
  * a name that is not a valid (optionally schema-qualified, optionally double-quoted)

@@ -1,0 +1,938 @@
+/*
+ * test_install.c - install/uninstall against a real PostgreSQL: the payloads the
+ * triggers send (read with a raw libpq LISTEN, not the watcher), quoted and hostile
+ * names, errors rolled back, primary keys split under the payload limit, and an
+ * uninstall that leaves no trace.
+ *
+ * "Nothing else arrived" is never checked by sleeping: the writer sends a marker
+ * notification after the statement under test, and delivery is in commit order,
+ * so everything the statement sent has arrived once the marker has.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include <pgcachewatch/pgcachewatch.h>
+
+#include "pgtest.h"
+#include "util.h"
+
+/* --- reading notifications ----------------------------------------------------- */
+
+typedef struct note {
+    char *channel;
+    char *payload;
+} note;
+
+typedef struct notes {
+    note *items;
+    size_t n;
+} notes;
+
+static void notes_free(notes *ns)
+{
+    for (size_t i = 0; i < ns->n; i++) {
+        free(ns->items[i].channel);
+        free(ns->items[i].payload);
+    }
+    free(ns->items);
+    *ns = (notes){0};
+}
+
+static void do_listen(PGconn *listener, const char *channel)
+{
+    char *q = pgcw_quote_ident(channel);
+    char sql[256];
+    snprintf(sql, sizeof sql, "LISTEN %s", q);
+    pgcw_free(q);
+    pgtest_exec(listener, sql);
+}
+
+/* Everything listener receives until the marker the writer sends on `channel`
+ * after the statements under test. */
+static notes collect(PGconn *listener, PGconn *writer, const char *channel)
+{
+    static int seq;
+    char marker[64];
+    snprintf(marker, sizeof marker, "pgcw-test-marker-%d", ++seq);
+    const char *params[2] = {channel, marker};
+    PGresult *r =
+        PQexecParams(writer, "SELECT pg_notify($1, $2)", 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("marker: %s", PQresultErrorMessage(r));
+    PQclear(r);
+
+    notes ns = {0};
+    int64_t deadline = pgtest_now_ms() + 30000;
+    for (;;) {
+        if (!PQconsumeInput(listener))
+            fail_msg("listener: %s", PQerrorMessage(listener));
+        PGnotify *n;
+        while ((n = PQnotifies(listener)) != NULL) {
+            bool done = strcmp(n->relname, channel) == 0 && strcmp(n->extra, marker) == 0;
+            if (!done) {
+                ns.items = realloc(ns.items, (ns.n + 1) * sizeof *ns.items);
+                assert_non_null(ns.items);
+                ns.items[ns.n].channel = strdup(n->relname);
+                ns.items[ns.n].payload = strdup(n->extra);
+                ns.n++;
+            }
+            PQfreemem(n);
+            if (done)
+                return ns;
+        }
+        int64_t left = deadline - pgtest_now_ms();
+        if (left <= 0)
+            fail_msg("marker %s never arrived", marker);
+        struct pollfd pfd = {.fd = PQsocket(listener), .events = POLLIN};
+        poll(&pfd, 1, (int)left);
+    }
+}
+
+static json_object *parse(const char *payload)
+{
+    json_object *o = json_tokener_parse(payload);
+    if (!o || !json_object_is_type(o, json_type_object))
+        fail_msg("payload is not a JSON object: %.200s", payload);
+    return o;
+}
+
+static const char *member_str(json_object *o, const char *key)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) ||
+        !json_object_is_type(v, json_type_string))
+        fail_msg("payload has no string \"%s\": %.300s", key,
+                 json_object_to_json_string(o));
+    return json_object_get_string(v);
+}
+
+/* Checks the members every payload has (the Python ones plus schema), and that
+ * sent_at is a timestamp the server agrees is recent. */
+static void check_common(PGconn *conn, json_object *o, const char *op, const char *schema,
+                         const char *table)
+{
+    assert_string_equal(member_str(o, "operation"), op);
+    assert_string_equal(member_str(o, "table"), table);
+    assert_string_equal(member_str(o, "schema"), schema);
+    const char *sent_at = member_str(o, "sent_at");
+    const char *params[1] = {sent_at};
+    PGresult *r = PQexecParams(conn,
+                               "SELECT abs(extract(epoch FROM now() - $1::timestamptz)) "
+                               "< 300",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("sent_at %s: %s", sent_at, PQresultErrorMessage(r));
+    assert_string_equal(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+}
+
+static bool has_member(json_object *o, const char *key)
+{
+    return json_object_object_get_ex(o, key, NULL);
+}
+
+/* --- fixtures ------------------------------------------------------------------ */
+
+typedef struct fixture {
+    PGconn *writer;
+    PGconn *listener;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->writer = pgtest_connect();
+    f->listener = pgtest_connect();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    PQfinish(f->writer);
+    PQfinish(f->listener);
+    free(f);
+    return 0;
+}
+
+static void install_ok(PGconn *conn, const pgcw_install_opts *o,
+                       const char *const *tables, size_t n)
+{
+    char err[512] = "";
+    pgcw_status st = pgcw_install(conn, o, tables, n, NULL, err, sizeof err);
+    if (st != PGCW_OK)
+        fail_msg("install: %s: %s", pgcw_status_name(st), err);
+    assert_int_equal(PQtransactionStatus(conn), PQTRANS_IDLE);
+}
+
+static void uninstall_ok(PGconn *conn, const pgcw_install_opts *o)
+{
+    char err[512] = "";
+    pgcw_status st = pgcw_uninstall(conn, o, NULL, err, sizeof err);
+    if (st != PGCW_OK)
+        fail_msg("uninstall: %s: %s", pgcw_status_name(st), err);
+    assert_int_equal(PQtransactionStatus(conn), PQTRANS_IDLE);
+}
+
+/* Every trigger and function in the database, as one comparable string. */
+static char *catalog_snapshot(PGconn *conn)
+{
+    return pgtest_query_value(
+        conn, "SELECT coalesce((SELECT string_agg(format('%s %s %s', t.oid, t.tgname, "
+              "t.tgrelid::regclass), ', ' ORDER BY t.oid) FROM pg_trigger t), '') "
+              "|| ' / ' || coalesce((SELECT string_agg(format('%s %s', p.oid, "
+              "p.oid::regprocedure), ', ' ORDER BY p.oid) FROM pg_proc p "
+              "WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, "
+              "'information_schema'::regnamespace)), '')");
+}
+
+static long long count_functions_like(PGconn *conn, const char *pattern)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_proc WHERE proname LIKE '%s'",
+             pattern);
+    return pgtest_query_int(conn, sql);
+}
+
+/* --- table-level payloads ------------------------------------------------------ */
+
+static void test_table_level_payloads(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE tl (id int PRIMARY KEY, v text)");
+    const char *tables[] = {"tl"};
+    install_ok(f->writer, NULL, tables, 1);
+    do_listen(f->listener, PGCW_DEFAULT_CHANNEL);
+
+    const char *stmts[] = {"INSERT INTO tl SELECT g, 'a' FROM generate_series(1, 3) g",
+                           "UPDATE tl SET v = 'b'", "DELETE FROM tl WHERE id = 1",
+                           "TRUNCATE tl"};
+    const char *ops[] = {"insert", "update", "delete", "truncate"};
+    for (int i = 0; i < 4; i++) {
+        pgtest_exec(f->writer, stmts[i]);
+        notes ns = collect(f->listener, f->writer, PGCW_DEFAULT_CHANNEL);
+        /* Statement-level: one payload for three rows. */
+        assert_int_equal(ns.n, 1);
+        assert_string_equal(ns.items[0].channel, PGCW_DEFAULT_CHANNEL);
+        json_object *o = parse(ns.items[0].payload);
+        check_common(f->writer, o, ops[i], "public", "tl");
+        assert_false(has_member(o, "keys"));
+        assert_false(has_member(o, "pk"));
+        json_object_put(o);
+        notes_free(&ns);
+    }
+    pgtest_exec(f->listener, "UNLISTEN *");
+    uninstall_ok(f->writer, NULL);
+}
+
+/* --- names --------------------------------------------------------------------- */
+
+static void test_quoted_and_qualified_names(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer,
+                "CREATE SCHEMA sales; CREATE SCHEMA Mixed;"
+                "CREATE TABLE sales.orders (id int PRIMARY KEY);"
+                "CREATE TABLE \"Order Items\" (id int PRIMARY KEY);"
+                "CREATE TABLE Mixed.\"Case\" (id int PRIMARY KEY);"
+                "CREATE TABLE \"Upper\" (id int PRIMARY KEY);"
+                "CREATE TABLE \"x\"\"; DROP TABLE y; --\" (id int PRIMARY KEY);"
+                "CREATE TABLE y (id int)");
+    /* Mixed."Case": the unquoted schema folds to mixed, the quoted name does not. */
+    const char *tables[] = {"sales.orders", "\"Order Items\"", "Mixed.\"Case\"",
+                            "\"x\"\"; DROP TABLE y; --\""};
+    const char *schemas[] = {"sales", "public", "mixed", "public"};
+    const char *names[] = {"orders", "Order Items", "Case", "x\"; DROP TABLE y; --"};
+    const char *inserts[] = {"INSERT INTO sales.orders VALUES (1)",
+                             "INSERT INTO \"Order Items\" VALUES (1)",
+                             "INSERT INTO mixed.\"Case\" VALUES (1)",
+                             "INSERT INTO \"x\"\"; DROP TABLE y; --\" VALUES (1)"};
+    for (int keys = 0; keys < 2; keys++) {
+        pgcw_install_opts o = {.channel = "names", .with_keys = keys};
+        install_ok(f->writer, &o, tables, 4);
+        assert_int_equal(pgtest_query_int(f->writer, "SELECT count(*) FROM y"), 0);
+        do_listen(f->listener, "names");
+        for (int i = 0; i < 4; i++) {
+            pgtest_exec(f->writer, inserts[i]);
+            notes ns = collect(f->listener, f->writer, "names");
+            assert_int_equal(ns.n, 1);
+            json_object *o2 = parse(ns.items[0].payload);
+            check_common(f->writer, o2, "insert", schemas[i], names[i]);
+            assert_int_equal(has_member(o2, "keys"), keys);
+            json_object_put(o2);
+            notes_free(&ns);
+            pgtest_exec(f->writer, "TRUNCATE sales.orders, \"Order Items\", "
+                                   "mixed.\"Case\", \"x\"\"; DROP TABLE y; --\"");
+            ns = collect(f->listener, f->writer, "names");
+            assert_int_equal(ns.n, 4);
+            notes_free(&ns);
+        }
+        /* The hostile name was created as that literal name. */
+        assert_int_equal(
+            pgtest_query_int(f->writer,
+                             "SELECT count(*) FROM pg_trigger WHERE tgname = "
+                             "'tg_pgcachewatch_table_change_x\"; DROP TABLE y; "
+                             "--' AND tgrelid = '\"x\"\"; DROP TABLE y; --\"'"
+                             "::regclass"),
+            1);
+    }
+    pgtest_exec(f->listener, "UNLISTEN *");
+
+    /* Unquoted Upper folds to upper, which does not exist: PostgreSQL says so. */
+    pgcw_install_opts o = {.channel = "names_folded"};
+    const char *folded[] = {"Upper"};
+    char err[512] = "";
+    assert_int_equal(pgcw_install(f->writer, &o, folded, 1, NULL, err, sizeof err),
+                     PGCW_EQUERY);
+    assert_string_equal(err, "relation \"upper\" does not exist (SQLSTATE 42P01)");
+
+    pgcw_install_opts names_opts = {.channel = "names"};
+    uninstall_ok(f->writer, &names_opts);
+    assert_int_equal(pgtest_query_int(f->writer, "SELECT count(*) FROM pg_trigger WHERE "
+                                                 "tgname LIKE 'tg_pgcachewatch%'"),
+                     0);
+}
+
+static void test_hostile_unquoted_refused(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE hx (id int); CREATE TABLE x (id int)");
+    char *before = catalog_snapshot(f->writer);
+    const char *bad[] = {"hx; DROP TABLE x", "hx --", "hx) x", "hx'", "\"hx", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *tables[] = {"hx", bad[i]};
+        char err[512] = "";
+        char *sql = (char *)1;
+        assert_int_equal(pgcw_install(f->writer, NULL, tables, 2, &sql, err, sizeof err),
+                         PGCW_EINVAL);
+        assert_null(sql);
+        assert_true(err[0] != '\0');
+    }
+    char *after = catalog_snapshot(f->writer);
+    assert_string_equal(before, after);
+    assert_int_equal(pgtest_query_int(f->writer, "SELECT count(*) FROM x"), 0);
+    free(before);
+    free(after);
+}
+
+/* --- errors roll back ----------------------------------------------------------- */
+
+static void test_missing_table_rolls_back(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE mt (id int PRIMARY KEY)");
+    char *before = catalog_snapshot(f->writer);
+    const char *tables[] = {"mt", "nope"};
+    for (int keys = 0; keys < 2; keys++) {
+        pgcw_install_opts o = {.channel = "mt", .with_keys = keys};
+        char err[512] = "";
+        char *sql = NULL;
+        assert_int_equal(pgcw_install(f->writer, &o, tables, 2, &sql, err, sizeof err),
+                         PGCW_EQUERY);
+        assert_string_equal(err, "relation \"nope\" does not exist (SQLSTATE 42P01)");
+        assert_non_null(sql); /* the script that was tried */
+        assert_non_null(strstr(sql, "ON \"nope\""));
+        pgcw_free(sql);
+        assert_int_equal(PQtransactionStatus(f->writer), PQTRANS_IDLE);
+        char *after = catalog_snapshot(f->writer);
+        assert_string_equal(before, after);
+        free(after);
+    }
+    free(before);
+    assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_mt%"),
+                     0);
+}
+
+static void test_missing_privilege_rolls_back(void **state)
+{
+    fixture *f = *state;
+    char role[64];
+    snprintf(role, sizeof role, "pgcw_norights_%ld", (long)getpid());
+    char sql[512];
+    /* The role may create functions (so the script gets past them) but may not put
+     * triggers on a table it does not own: the failure comes late. */
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE priv (id int PRIMARY KEY); CREATE ROLE %s NOLOGIN;"
+             "GRANT CREATE, USAGE ON SCHEMA public TO %s; GRANT SELECT ON priv TO %s",
+             role, role, role);
+    pgtest_exec(f->writer, sql);
+    char *before = catalog_snapshot(f->writer);
+    snprintf(sql, sizeof sql, "SET ROLE %s", role);
+    pgtest_exec(f->writer, sql);
+    const char *tables[] = {"priv"};
+    for (int keys = 0; keys < 2; keys++) {
+        pgcw_install_opts o = {.channel = "priv", .with_keys = keys};
+        char err[512] = "";
+        assert_int_equal(pgcw_install(f->writer, &o, tables, 1, NULL, err, sizeof err),
+                         PGCW_EQUERY);
+        assert_string_equal(err, "permission denied for table priv (SQLSTATE 42501)");
+        assert_int_equal(PQtransactionStatus(f->writer), PQTRANS_IDLE);
+    }
+    pgtest_exec(f->writer, "RESET ROLE");
+    char *after = catalog_snapshot(f->writer);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    snprintf(sql, sizeof sql, "DROP OWNED BY %s; DROP ROLE %s", role, role);
+    pgtest_exec(f->writer, sql);
+}
+
+static void test_needs_idle_connection(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE busy (id int)");
+    const char *tables[] = {"busy"};
+    char err[256] = "";
+    pgtest_exec(f->writer, "BEGIN");
+    assert_int_equal(pgcw_install(f->writer, NULL, tables, 1, NULL, err, sizeof err),
+                     PGCW_ESTATE);
+    char *sql = (char *)1;
+    assert_int_equal(pgcw_uninstall(f->writer, NULL, &sql, err, sizeof err), PGCW_ESTATE);
+    assert_null(sql);
+    /* The caller's transaction is left alone. */
+    assert_int_equal(PQtransactionStatus(f->writer), PQTRANS_INTRANS);
+    pgtest_exec(f->writer, "ROLLBACK");
+    assert_int_equal(pgcw_install(NULL, NULL, tables, 1, NULL, err, sizeof err),
+                     PGCW_EINVAL);
+}
+
+/* --- primary keys ----------------------------------------------------------------- */
+
+/* Collects the keys of all payloads of one statement: checks each payload's size,
+ * members and part numbering, and returns the key texts (owned by the caller). */
+typedef struct keyset {
+    char **keys;
+    size_t n;
+    size_t parts;
+} keyset;
+
+static void keyset_free(keyset *ks)
+{
+    for (size_t i = 0; i < ks->n; i++)
+        free(ks->keys[i]);
+    free(ks->keys);
+    *ks = (keyset){0};
+}
+
+static keyset keys_of(PGconn *conn, notes *ns, const char *op, const char *table,
+                      const char *pk_json)
+{
+    keyset ks = {0};
+    for (size_t i = 0; i < ns->n; i++) {
+        const char *p = ns->items[i].payload;
+        if (strlen(p) > PGCW_MAX_PAYLOAD)
+            fail_msg("payload of %zu bytes", strlen(p));
+        json_object *o = parse(p);
+        check_common(conn, o, op, "public", table);
+        json_object *pk, *keys, *part;
+        assert_true(json_object_object_get_ex(o, "pk", &pk));
+        assert_string_equal(json_object_to_json_string_ext(pk, JSON_C_TO_STRING_PLAIN),
+                            pk_json);
+        assert_true(json_object_object_get_ex(o, "keys", &keys));
+        assert_true(json_object_object_get_ex(o, "part", &part));
+        /* Parts arrive in order, numbered from 1. */
+        assert_int_equal(json_object_get_int(part), (int)i + 1);
+        size_t n = json_object_array_length(keys);
+        assert_true(n > 0);
+        ks.keys = realloc(ks.keys, (ks.n + n) * sizeof *ks.keys);
+        for (size_t k = 0; k < n; k++)
+            ks.keys[ks.n++] = strdup(json_object_to_json_string_ext(
+                json_object_array_get_idx(keys, k), JSON_C_TO_STRING_PLAIN));
+        json_object_put(o);
+    }
+    ks.parts = ns->n;
+    return ks;
+}
+
+/* Checks that ks holds exactly the integer keys [lo..hi], each once. */
+static void expect_int_keys(const keyset *ks, long lo, long hi)
+{
+    size_t want = (size_t)(hi - lo + 1);
+    bool *seen = calloc(want, 1);
+    for (size_t i = 0; i < ks->n; i++) {
+        long v;
+        char end;
+        if (sscanf(ks->keys[i], "[%ld%c", &v, &end) != 2 || end != ']')
+            fail_msg("not an integer key: %s", ks->keys[i]);
+        if (v < lo || v > hi)
+            fail_msg("unexpected key %ld", v);
+        if (seen[v - lo])
+            fail_msg("key %ld reported twice", v);
+        seen[v - lo] = true;
+    }
+    assert_int_equal(ks->n, want);
+    free(seen);
+}
+
+static void test_keys_int_5000(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE k5 (id int PRIMARY KEY, v int)");
+    pgcw_install_opts o = {.channel = "keys", .with_keys = true};
+    const char *tables[] = {"k5"};
+    install_ok(f->writer, &o, tables, 1);
+    do_listen(f->listener, "keys");
+
+    pgtest_exec(f->writer, "INSERT INTO k5 SELECT g, 0 FROM generate_series(1, 5000) g");
+    notes ns = collect(f->listener, f->writer, "keys");
+    keyset ks = keys_of(f->writer, &ns, "insert", "k5", "[\"id\"]");
+    expect_int_keys(&ks, 1, 5000);
+    assert_true(ks.parts > 1);
+    keyset_free(&ks);
+    notes_free(&ns);
+
+    pgtest_exec(f->writer, "UPDATE k5 SET v = v + 1");
+    ns = collect(f->listener, f->writer, "keys");
+    ks = keys_of(f->writer, &ns, "update", "k5", "[\"id\"]");
+    expect_int_keys(&ks, 1, 5000);
+    keyset_free(&ks);
+    notes_free(&ns);
+
+    /* Keys that change: the union of old (1..100) and new (5001..5100). */
+    pgtest_exec(f->writer, "UPDATE k5 SET id = id + 5000 WHERE id <= 100");
+    ns = collect(f->listener, f->writer, "keys");
+    ks = keys_of(f->writer, &ns, "update", "k5", "[\"id\"]");
+    assert_int_equal(ks.n, 200);
+    keyset_free(&ks);
+    notes_free(&ns);
+    pgtest_exec(f->writer, "UPDATE k5 SET id = id - 5000 WHERE id > 5000");
+    ns = collect(f->listener, f->writer, "keys");
+    notes_free(&ns);
+
+    /* Zero rows: no notification at all. */
+    pgtest_exec(f->writer, "UPDATE k5 SET v = 0 WHERE false");
+    pgtest_exec(f->writer, "DELETE FROM k5 WHERE id < 0");
+    pgtest_exec(f->writer, "INSERT INTO k5 SELECT 1, 1 WHERE false");
+    ns = collect(f->listener, f->writer, "keys");
+    assert_int_equal(ns.n, 0);
+    notes_free(&ns);
+
+    pgtest_exec(f->writer, "DELETE FROM k5");
+    ns = collect(f->listener, f->writer, "keys");
+    ks = keys_of(f->writer, &ns, "delete", "k5", "[\"id\"]");
+    expect_int_keys(&ks, 1, 5000);
+    keyset_free(&ks);
+    notes_free(&ns);
+
+    /* TRUNCATE has no rows: a table-level payload. */
+    pgtest_exec(f->writer, "TRUNCATE k5");
+    ns = collect(f->listener, f->writer, "keys");
+    assert_int_equal(ns.n, 1);
+    json_object *t = parse(ns.items[0].payload);
+    check_common(f->writer, t, "truncate", "public", "k5");
+    assert_false(has_member(t, "keys"));
+    json_object_put(t);
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+    uninstall_ok(f->writer, &o);
+}
+
+static void test_keys_composite_in_key_order(void **state)
+{
+    fixture *f = *state;
+    /* Key order (id, region) differs from column order. */
+    pgtest_exec(f->writer, "CREATE TABLE kc (region text, v int, id int, "
+                           "PRIMARY KEY (id, region))");
+    pgcw_install_opts o = {.channel = "keys", .with_keys = true};
+    const char *tables[] = {"kc"};
+    install_ok(f->writer, &o, tables, 1);
+    do_listen(f->listener, "keys");
+    pgtest_exec(f->writer, "INSERT INTO kc VALUES ('eu', 0, 2), ('us', 0, 1), "
+                           "('eu', 0, 1), ('it''s \"q\"', 0, 3)");
+    notes ns = collect(f->listener, f->writer, "keys");
+    keyset ks = keys_of(f->writer, &ns, "insert", "kc", "[\"id\",\"region\"]");
+    assert_int_equal(ks.n, 4);
+    assert_int_equal(ks.parts, 1);
+    /* In key order. */
+    assert_string_equal(ks.keys[0], "[1,\"eu\"]");
+    assert_string_equal(ks.keys[1], "[1,\"us\"]");
+    assert_string_equal(ks.keys[2], "[2,\"eu\"]");
+    assert_string_equal(ks.keys[3], "[3,\"it's \\\"q\\\"\"]");
+    keyset_free(&ks);
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+    uninstall_ok(f->writer, &o);
+}
+
+/* Long multibyte text keys: parts are sized in bytes, not characters. */
+static void test_keys_long_text(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE kt (k text PRIMARY KEY, v int)");
+    pgcw_install_opts o = {.channel = "keys", .with_keys = true};
+    const char *tables[] = {"kt"};
+    install_ok(f->writer, &o, tables, 1);
+    do_listen(f->listener, "keys");
+    /* 300 keys of 600 characters, 1200 bytes each in UTF-8. */
+    pgtest_exec(f->writer, "INSERT INTO kt SELECT lpad(g::text, 600, '\xc3\xa9'), 0 "
+                           "FROM generate_series(1, 300) g");
+    notes ns = collect(f->listener, f->writer, "keys");
+    keyset ks = keys_of(f->writer, &ns, "insert", "kt", "[\"k\"]");
+    assert_int_equal(ks.n, 300);
+    /* About six keys of ~1200 bytes fit in a payload. */
+    assert_true(ks.parts >= 300 / 6);
+    /* Exactly the inserted keys, each once. */
+    char *all = pgtest_query_value(
+        f->writer,
+        "SELECT string_agg(json_build_array(k)::text, '|' ORDER BY k) FROM kt");
+    pgcw__buf joined = {0};
+    for (size_t i = 0; i < ks.n; i++) {
+        json_object *a = json_tokener_parse(ks.keys[i]);
+        pgcw__buf_appendf(&joined, "%s[\"%s\"]", i ? "|" : "",
+                          json_object_get_string(json_object_array_get_idx(a, 0)));
+        json_object_put(a);
+    }
+    assert_string_equal(joined.data, all);
+    pgcw__buf_free(&joined);
+    free(all);
+    keyset_free(&ks);
+    notes_free(&ns);
+
+    /* One key too large for any payload: the statement is reported table-level. */
+    pgtest_exec(f->writer, "INSERT INTO kt VALUES (repeat('z', 9000), 0), ('small', 0)");
+    ns = collect(f->listener, f->writer, "keys");
+    assert_int_equal(ns.n, 1);
+    json_object *t = parse(ns.items[0].payload);
+    check_common(f->writer, t, "insert", "public", "kt");
+    assert_false(has_member(t, "keys"));
+    json_object_put(t);
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+    uninstall_ok(f->writer, &o);
+}
+
+/* The payload size bound is exact: keys sized so that parts land right at the limit
+ * for every key width never exceed it. */
+static void test_keys_payload_bound_exact(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE kb (k text PRIMARY KEY)");
+    pgcw_install_opts o = {.channel = "keys", .with_keys = true};
+    const char *tables[] = {"kb"};
+    install_ok(f->writer, &o, tables, 1);
+    do_listen(f->listener, "keys");
+    size_t largest = 0, total = 0;
+    for (int width = 1; width <= 7900; width += (width < 50 ? 7 : 331)) {
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO kb SELECT g::text || repeat('k', %d) FROM "
+                 "generate_series(1, %d) g",
+                 width, width < 20 ? 3000 : 30);
+        pgtest_exec(f->writer, sql);
+        notes ns = collect(f->listener, f->writer, "keys");
+        assert_true(ns.n >= 1);
+        for (size_t i = 0; i < ns.n; i++) {
+            size_t len = strlen(ns.items[i].payload);
+            assert_true(len <= PGCW_MAX_PAYLOAD);
+            if (len > largest)
+                largest = len;
+        }
+        total += ns.n;
+        notes_free(&ns);
+        pgtest_exec(f->writer, "TRUNCATE kb");
+        ns = collect(f->listener, f->writer, "keys");
+        notes_free(&ns);
+    }
+    /* Not wasteful either: some payload came close to the limit. */
+    assert_true(largest > PGCW_MAX_PAYLOAD - 200);
+    assert_true(total > 0);
+    pgtest_exec(f->listener, "UNLISTEN *");
+    uninstall_ok(f->writer, &o);
+}
+
+static void test_keys_without_primary_key(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE knp (a int, b text)");
+    pgcw_install_opts o = {.channel = "keys", .with_keys = true};
+    const char *tables[] = {"knp"};
+    install_ok(f->writer, &o, tables, 1);
+    do_listen(f->listener, "keys");
+    const char *stmts[] = {"INSERT INTO knp SELECT g, 'x' FROM generate_series(1, 10) g",
+                           "UPDATE knp SET b = 'y'", "DELETE FROM knp"};
+    const char *ops[] = {"insert", "update", "delete"};
+    for (int i = 0; i < 3; i++) {
+        pgtest_exec(f->writer, stmts[i]);
+        notes ns = collect(f->listener, f->writer, "keys");
+        assert_int_equal(ns.n, 1);
+        json_object *t = parse(ns.items[0].payload);
+        check_common(f->writer, t, ops[i], "public", "knp");
+        assert_false(has_member(t, "keys"));
+        json_object_put(t);
+        notes_free(&ns);
+    }
+    pgtest_exec(f->writer, "DELETE FROM knp");
+    notes ns = collect(f->listener, f->writer, "keys");
+    assert_int_equal(ns.n, 0);
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+    uninstall_ok(f->writer, &o);
+}
+
+/* --- idempotence, switching, uninstall ------------------------------------------- */
+
+static char *trigger_names(PGconn *conn, const char *table)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(string_agg(tgname, ',' ORDER BY tgname), '') FROM "
+             "pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal",
+             table);
+    return pgtest_query_value(conn, sql);
+}
+
+static void test_install_twice_and_switch(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE sw (id int PRIMARY KEY)");
+    pgcw_install_opts o = {.channel = "sw"};
+    const char *tables[] = {"sw", "sw"};
+    install_ok(f->writer, &o, tables, 2);
+    install_ok(f->writer, &o, tables, 1);
+    char *names = trigger_names(f->writer, "sw");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_sw");
+    free(names);
+    o.with_keys = true;
+    install_ok(f->writer, &o, tables, 1);
+    install_ok(f->writer, &o, tables, 1);
+    names = trigger_names(f->writer, "sw");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_sw,"
+                               "tg_pgcachewatch_table_change_sw_del,"
+                               "tg_pgcachewatch_table_change_sw_ins,"
+                               "tg_pgcachewatch_table_change_sw_upd");
+    free(names);
+    /* One notification per statement with keys (the table-level trigger is now
+     * TRUNCATE only). */
+    do_listen(f->listener, "sw");
+    pgtest_exec(f->writer, "INSERT INTO sw VALUES (7)");
+    notes ns = collect(f->listener, f->writer, "sw");
+    assert_int_equal(ns.n, 1);
+    assert_non_null(strstr(ns.items[0].payload, "\"keys\" : [[7]]"));
+    notes_free(&ns);
+
+    o.with_keys = false;
+    install_ok(f->writer, &o, tables, 1);
+    names = trigger_names(f->writer, "sw");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_sw");
+    free(names);
+    pgtest_exec(f->writer, "INSERT INTO sw VALUES (8)");
+    ns = collect(f->listener, f->writer, "sw");
+    assert_int_equal(ns.n, 1);
+    assert_null(strstr(ns.items[0].payload, "keys"));
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+
+    /* Same prefix, another channel: the table's trigger now calls that channel's
+     * function (as with the Python tool), and uninstalling either leaves none. */
+    pgcw_install_opts o2 = {.channel = "sw2"};
+    install_ok(f->writer, &o2, tables, 1);
+    assert_int_equal(
+        pgtest_query_int(
+            f->writer, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'sw'::regclass "
+                       "AND tgfoid = 'fn_pgcachewatch_table_change_sw2()'::regprocedure"),
+        1);
+    uninstall_ok(f->writer, &o);
+    uninstall_ok(f->writer, &o2);
+    names = trigger_names(f->writer, "sw");
+    assert_string_equal(names, "");
+    free(names);
+}
+
+static void test_uninstall_leaves_no_trace(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer,
+                "CREATE SCHEMA un; CREATE TABLE un.a (id int PRIMARY KEY);"
+                "CREATE TABLE \"un b\" (id int PRIMARY KEY);"
+                "CREATE FUNCTION user_fn() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RETURN NULL; END $$;"
+                "CREATE TRIGGER user_tg AFTER INSERT ON un.a FOR EACH ROW "
+                "EXECUTE FUNCTION user_fn()");
+    char *s0 = catalog_snapshot(f->writer);
+    /* Trigger names do not include the channel: a second channel on the same
+     * table needs its own prefix. */
+    pgcw_install_opts other = {.channel = "other", .trigger_prefix = "tg_other_"};
+    pgcw_install_opts mine = {.channel = "mine", .with_keys = true};
+    const char *tables[] = {"un.a", "\"un b\""};
+    install_ok(f->writer, &other, tables, 1);
+    char *s1 = catalog_snapshot(f->writer);
+
+    /* Nothing installed yet for "mine": an empty script. */
+    char *sql = NULL;
+    char err[512] = "";
+    assert_int_equal(pgcw_uninstall_sql(f->writer, &mine, &sql, err, sizeof err),
+                     PGCW_OK);
+    assert_string_equal(sql, "");
+    pgcw_free(sql);
+
+    /* Dry-run generation changes nothing. */
+    assert_int_equal(pgcw_install_sql(&mine, tables, 2, &sql, err, sizeof err), PGCW_OK);
+    char *s_dry = catalog_snapshot(f->writer);
+    assert_string_equal(s_dry, s1);
+    free(s_dry);
+    pgcw_free(sql);
+
+    install_ok(f->writer, &mine, tables, 2);
+    /* The uninstall script names every trigger, schema-qualified, and changes
+     * nothing by itself. */
+    char *s2 = catalog_snapshot(f->writer);
+    assert_int_equal(pgcw_uninstall_sql(f->writer, &mine, &sql, err, sizeof err),
+                     PGCW_OK);
+    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_a_ins\" ON "
+                                "\"un\".\"a\";"));
+    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_un b\" ON "
+                                "\"public\".\"un b\";"));
+    assert_non_null(strstr(
+        sql, "DROP FUNCTION \"public\".\"fn_pgcachewatch_table_change_mine_keys\"();"));
+    assert_null(strstr(sql, "other"));
+    assert_null(strstr(sql, "user_"));
+    pgcw_free(sql);
+    char *s3 = catalog_snapshot(f->writer);
+    assert_string_equal(s2, s3);
+
+    assert_int_equal(pgcw_uninstall(f->writer, &mine, &sql, err, sizeof err), PGCW_OK);
+    assert_non_null(strstr(sql, "DROP TRIGGER"));
+    pgcw_free(sql);
+    char *s4 = catalog_snapshot(f->writer);
+    assert_string_equal(s4, s1);
+
+    /* The other channel still works. */
+    do_listen(f->listener, "other");
+    pgtest_exec(f->writer, "INSERT INTO un.a VALUES (1)");
+    notes ns = collect(f->listener, f->writer, "other");
+    assert_int_equal(ns.n, 1);
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+
+    /* Uninstalling again is a no-op with an empty script. */
+    assert_int_equal(pgcw_uninstall(f->writer, &mine, &sql, err, sizeof err), PGCW_OK);
+    assert_string_equal(sql, "");
+    pgcw_free(sql);
+    uninstall_ok(f->writer, &other);
+    char *s5 = catalog_snapshot(f->writer);
+    assert_string_equal(s5, s0);
+    free(s0);
+    free(s1);
+    free(s2);
+    free(s3);
+    free(s4);
+    free(s5);
+}
+
+/* Functions live in the first schema of search_path, and uninstall finds them the
+ * same way. A Python-installed function (same name) is found too. */
+static void test_search_path_and_python_names(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE SCHEMA sp; CREATE TABLE sp.t (id int);"
+                           "SET search_path = sp, public");
+    pgcw_install_opts o = {.channel = "sp"};
+    const char *tables[] = {"t"};
+    install_ok(f->writer, &o, tables, 1);
+    assert_int_equal(pgtest_query_int(f->writer,
+                                      "SELECT count(*) FROM pg_proc WHERE proname = "
+                                      "'fn_pgcachewatch_table_change_sp' AND "
+                                      "pronamespace = 'sp'::regnamespace"),
+                     1);
+    uninstall_ok(f->writer, &o);
+    assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_sp"),
+                     0);
+    pgtest_exec(f->writer, "RESET search_path");
+
+    /* What the Python tool ran (names pasted unquoted). */
+    pgtest_exec(f->writer,
+                "CREATE TABLE py (id int);"
+                "CREATE OR REPLACE FUNCTION fn_pgcachewatch_table_change_py() RETURNS "
+                "TRIGGER AS $$ BEGIN PERFORM pg_notify('py', json_build_object("
+                "'operation', lower(TG_OP), 'table', TG_TABLE_NAME, 'sent_at', "
+                "NOW())::text); RETURN NEW; END; $$ LANGUAGE plpgsql;"
+                "CREATE OR REPLACE TRIGGER tg_pgcachewatch_table_change_py AFTER INSERT "
+                "OR UPDATE OR DELETE OR TRUNCATE ON py EXECUTE FUNCTION "
+                "fn_pgcachewatch_table_change_py()");
+    pgcw_install_opts py = {.channel = "py"};
+    uninstall_ok(f->writer, &py);
+    char *names = trigger_names(f->writer, "py");
+    assert_string_equal(names, "");
+    free(names);
+    assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_py"),
+                     0);
+}
+
+/* A channel that is not a plain identifier, on a connection that shows notices:
+ * the library's scripts must not make libpq print anything. */
+static int notices;
+static void count_notice(void *arg, const PGresult *res)
+{
+    (void)arg;
+    (void)res;
+    notices++;
+}
+
+static void test_odd_channel_and_no_notices(void **state)
+{
+    fixture *f = *state;
+    PGconn *raw = PQconnectdb(pgtest_dsn());
+    assert_int_equal(PQstatus(raw), CONNECTION_OK);
+    PQsetNoticeReceiver(raw, count_notice, NULL);
+    pgtest_exec(raw, "CREATE TABLE oc (id int PRIMARY KEY)");
+    const char *channel = "it's \"$pgcw$\" ch";
+    pgcw_install_opts o = {.channel = channel, .with_keys = true};
+    const char *tables[] = {"oc"};
+    install_ok(raw, &o, tables, 1);
+    install_ok(raw, &o, tables, 1);
+    o.with_keys = false;
+    install_ok(raw, &o, tables, 1);
+    o.with_keys = true;
+    install_ok(raw, &o, tables, 1);
+    assert_int_equal(notices, 0);
+
+    do_listen(f->listener, channel);
+    pgtest_exec(raw, "INSERT INTO oc VALUES (1), (2)");
+    notes ns = collect(f->listener, raw, channel);
+    assert_int_equal(ns.n, 1);
+    assert_string_equal(ns.items[0].channel, channel);
+    keyset ks = keys_of(raw, &ns, "insert", "oc", "[\"id\"]");
+    expect_int_keys(&ks, 1, 2);
+    keyset_free(&ks);
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+    uninstall_ok(raw, &o);
+    assert_int_equal(notices, 0);
+    PQfinish(raw);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table_level_payloads),
+        cmocka_unit_test(test_quoted_and_qualified_names),
+        cmocka_unit_test(test_hostile_unquoted_refused),
+        cmocka_unit_test(test_missing_table_rolls_back),
+        cmocka_unit_test(test_missing_privilege_rolls_back),
+        cmocka_unit_test(test_needs_idle_connection),
+        cmocka_unit_test(test_keys_int_5000),
+        cmocka_unit_test(test_keys_composite_in_key_order),
+        cmocka_unit_test(test_keys_long_text),
+        cmocka_unit_test(test_keys_payload_bound_exact),
+        cmocka_unit_test(test_keys_without_primary_key),
+        cmocka_unit_test(test_install_twice_and_switch),
+        cmocka_unit_test(test_uninstall_leaves_no_trace),
+        cmocka_unit_test(test_search_path_and_python_names),
+        cmocka_unit_test(test_odd_channel_and_no_notices),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
