@@ -5,7 +5,8 @@
  * PostgreSQL: triggers that pg_notify() a JSON event (install.h), a watcher that
  * LISTENs and fans events out to subscribers (watcher.h, event.h), strategies that
  * decide when cached results must go (strategy.h) and memoized results driven by
- * them (memo.h).
+ * them (memo.h), and the concurrent in-process cache every client reads first
+ * (l1.h).
  */
 #ifndef PGCACHEWATCH_PGCACHEWATCH_H
 #define PGCACHEWATCH_PGCACHEWATCH_H
@@ -17,5 +18,6 @@
 #include "watcher.h"
 #include "strategy.h"
 #include "memo.h"
+#include "l1.h"
 
 #endif

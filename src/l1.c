@@ -1,0 +1,458 @@
+/*
+ * l1.c - the L1 cache's public API: options and sharding, get/set, fill tickets,
+ * versions, clear, statistics.
+ *
+ * The rule every function follows: read the clock, hash and build the new entry
+ * before locking the key's shard; free what was removed after unlocking. Under the
+ * lock there is only table and queue work (l1_shard.c) and memcpy. Never prints.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "l1_internal.h"
+
+#include <stdlib.h>
+
+#include "util.h"
+
+#define DEFAULT_MAX_ENTRIES 10000u
+#define DEFAULT_MAX_BYTES ((size_t)64 << 20)
+#define DEFAULT_SHARDS 16u
+#define MIN_SHARD_ENTRIES 64u
+#define MIN_SHARD_BYTES 4096u
+
+static int64_t mono_clock(void *ctx)
+{
+    (void)ctx;
+    return pgcw__mono_us();
+}
+
+size_t pgcw_l1_entry_cost(size_t key_len, size_t value_len, bool ttl)
+{
+    return pgcw__l1_cost(key_len, value_len, ttl);
+}
+
+pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out)
+{
+    if (!out)
+        return PGCW_EINVAL;
+    *out = NULL;
+    pgcw_l1_opts o = {0};
+    if (opts)
+        o = *opts;
+    size_t max_n = o.max_entries ? o.max_entries : DEFAULT_MAX_ENTRIES;
+    size_t max_b = o.max_bytes ? o.max_bytes : DEFAULT_MAX_BYTES;
+    unsigned n = 1;
+    unsigned want = o.shards ? o.shards : DEFAULT_SHARDS;
+    while (n * 2 <= want && n < (1u << 16))
+        n *= 2;
+    while (n > 1 && (max_n / n < MIN_SHARD_ENTRIES || max_b / n < MIN_SHARD_BYTES))
+        n /= 2;
+    if (max_n / n + 1 > UINT32_MAX)
+        return PGCW_EINVAL;
+
+    pgcw_l1 *c = calloc(1, sizeof(*c));
+    if (!c)
+        return PGCW_ENOMEM;
+    c->shards = aligned_alloc(64, n * sizeof(*c->shards));
+    if (!c->shards) {
+        free(c);
+        return PGCW_ENOMEM;
+    }
+    c->nshards = n;
+    unsigned bits = 0;
+    while ((1u << bits) < n)
+        bits++;
+    c->shard_shift = 64 - bits;
+    c->max_entries = max_n;
+    c->max_bytes = max_b;
+    c->default_ttl_us = o.default_ttl_us > 0 ? o.default_ttl_us : 0;
+    c->clock = o.clock ? o.clock : mono_clock;
+    c->clock_ctx = o.clock ? o.clock_ctx : NULL;
+    atomic_init(&c->epoch, 0);
+    atomic_init(&c->ttl_seen, false);
+    c->seed = pgcw__l1_hash((uint64_t)pgcw__mono_us(), &c, sizeof(c));
+    for (unsigned i = 0; i < n; i++) {
+        size_t cn = max_n / n + (i < max_n % n);
+        size_t cb = max_b / n + (i < max_b % n);
+        if (pgcw__l1_shard_init(&c->shards[i], cn, cb, c->seed) != PGCW_OK) {
+            for (unsigned j = 0; j < i; j++)
+                pgcw__l1_shard_destroy(&c->shards[j]);
+            free(c->shards);
+            free(c);
+            return PGCW_ENOMEM;
+        }
+    }
+    *out = c;
+    return PGCW_OK;
+}
+
+void pgcw_l1_free(pgcw_l1 *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < c->nshards; i++)
+        pgcw__l1_shard_destroy(&c->shards[i]);
+    free(c->shards);
+    free(c);
+}
+
+static void free_graveyard(pgcw__l1_entry *e)
+{
+    while (e) {
+        pgcw__l1_entry *next = e->qnext;
+        free(e);
+        e = next;
+    }
+}
+
+static _Atomic uint32_t *gen_of(pgcw__l1_shard *s, uint64_t h)
+{
+    return &s->gens[(h >> 32) & s->gmask];
+}
+
+uint64_t pgcw__l1_gen_slot(pgcw_l1 *c, const void *key, size_t key_len)
+{
+    uint64_t h = pgcw__l1_hash(c->seed, key, key_len);
+    pgcw__l1_shard *s = pgcw__l1_shard_of(c, h);
+    return (uint64_t)(s - c->shards) * ((uint64_t)s->gmask + 1) + ((h >> 32) & s->gmask);
+}
+
+/*
+ * Locks s and returns key's live entry (NULL if absent). An expired entry is
+ * removed (counted) and reported absent. The clock is read before locking when a
+ * TTL has ever been used; if a TTL'd entry shows up without a clock reading (the
+ * first TTL raced with us), unlock, read the clock and look again, so the clock is
+ * never called under the lock. Returns with s->mu held.
+ */
+static pgcw__l1_entry *lock_find(pgcw_l1 *c, pgcw__l1_shard *s, uint64_t h,
+                                 const void *key, size_t klen)
+{
+    bool have_now = atomic_load_explicit(&c->ttl_seen, memory_order_acquire);
+    int64_t now = have_now ? c->clock(c->clock_ctx) : 0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        pgcw__l1_entry *e = pgcw__l1_find(s, h, key, klen);
+        if (!e || !(e->flags & PGCW__L1_TTL))
+            return e;
+        if (!have_now) {
+            pthread_mutex_unlock(&s->mu);
+            now = c->clock(c->clock_ctx);
+            have_now = true;
+            continue;
+        }
+        if (pgcw__l1_expiry(e) > now)
+            return e;
+        pgcw__l1_kill(s, h, e);
+        s->ct.expirations++;
+        return NULL;
+    }
+}
+
+static bool key_ok(const void *key, size_t klen)
+{
+    return key || klen == 0;
+}
+
+pgcw_status pgcw_l1_get(pgcw_l1 *c, const void *key, size_t key_len, void *buf,
+                        size_t buf_len, size_t *value_len, int64_t *version)
+{
+    if (!c || !value_len || !key_ok(key, key_len) || (!buf && buf_len))
+        return PGCW_EINVAL;
+    uint64_t h = pgcw__l1_hash(c->seed, key, key_len);
+    pgcw__l1_shard *s = pgcw__l1_shard_of(c, h);
+    pgcw__l1_entry *e = lock_find(c, s, h, key, key_len);
+    if (!e) {
+        s->ct.misses++;
+        pthread_mutex_unlock(&s->mu);
+        return PGCW_ENOTFOUND;
+    }
+    *value_len = e->vlen;
+    if (e->vlen > buf_len) {
+        pthread_mutex_unlock(&s->mu);
+        return PGCW_ETOOBIG;
+    }
+    if (e->vlen)
+        memcpy(buf, pgcw__l1_val(e), e->vlen);
+    if (version)
+        *version = e->version;
+    if (e->freq < 3)
+        e->freq++;
+    s->ct.hits++;
+    pthread_mutex_unlock(&s->mu);
+    return PGCW_OK;
+}
+
+pgcw_status pgcw_l1_get_dup(pgcw_l1 *c, const void *key, size_t key_len, void **value,
+                            size_t *value_len, int64_t *version)
+{
+    if (!value || !value_len)
+        return PGCW_EINVAL;
+    *value = NULL;
+    unsigned char small[256];
+    size_t len = 0;
+    pgcw_status st = pgcw_l1_get(c, key, key_len, small, sizeof(small), &len, version);
+    if (st == PGCW_OK) {
+        unsigned char *p = malloc(len + 1);
+        if (!p)
+            return PGCW_ENOMEM;
+        memcpy(p, small, len);
+        p[len] = 0;
+        *value = p;
+        *value_len = len;
+        return PGCW_OK;
+    }
+    /* Too big for the stack: allocate what it needs (outside the lock) and retry;
+     * the value may grow in between, hence the loop. */
+    unsigned char *p = NULL;
+    while (st == PGCW_ETOOBIG) {
+        size_t need = len;
+        unsigned char *np = realloc(p, need + 1);
+        if (!np) {
+            free(p);
+            return PGCW_ENOMEM;
+        }
+        p = np;
+        st = pgcw_l1_get(c, key, key_len, p, need, &len, version);
+    }
+    if (st != PGCW_OK) {
+        free(p);
+        return st;
+    }
+    p[len] = 0;
+    *value = p;
+    *value_len = len;
+    return PGCW_OK;
+}
+
+/* Everything a store (set or fill) prepares before taking the lock. */
+typedef struct prepared {
+    uint64_t h;
+    pgcw__l1_shard *s;
+    pgcw__l1_entry *e;
+    size_t cost;
+    int64_t now; /* INT64_MIN when unknown: nothing is then treated as expired */
+} prepared;
+
+static pgcw_status prepare(pgcw_l1 *c, const void *key, size_t klen, const void *value,
+                           size_t vlen, int64_t version, int64_t ttl_us, prepared *p)
+{
+    if (!c || !key_ok(key, klen) || (!value && vlen) || ttl_us < PGCW_L1_TTL_NONE)
+        return PGCW_EINVAL;
+    p->h = pgcw__l1_hash(c->seed, key, klen);
+    p->s = pgcw__l1_shard_of(c, p->h);
+    p->e = NULL;
+    if (klen > PGCW_L1_MAX_KEY || vlen > UINT32_MAX)
+        return PGCW_ETOOBIG;
+    int64_t ttl = ttl_us == PGCW_L1_TTL_DEFAULT ? c->default_ttl_us : ttl_us;
+    bool has_ttl = ttl > 0;
+    p->cost = pgcw__l1_cost(klen, vlen, has_ttl);
+    if (p->cost > p->s->cap_bytes)
+        return PGCW_ETOOBIG;
+    if (has_ttl && !atomic_load_explicit(&c->ttl_seen, memory_order_relaxed))
+        atomic_store_explicit(&c->ttl_seen, true, memory_order_release);
+    p->now = has_ttl || atomic_load_explicit(&c->ttl_seen, memory_order_acquire)
+                 ? c->clock(c->clock_ctx)
+                 : INT64_MIN;
+    size_t hdr = sizeof(pgcw__l1_entry) + (has_ttl ? sizeof(int64_t) : 0);
+    pgcw__l1_entry *e = malloc(hdr + klen + vlen);
+    if (!e)
+        return PGCW_ENOMEM;
+    memset(e, 0, sizeof(*e));
+    e->version = version;
+    e->vlen = (uint32_t)vlen;
+    e->klen = (uint16_t)klen;
+    e->flags = has_ttl ? PGCW__L1_TTL : 0;
+    if (has_ttl) {
+        int64_t exp = p->now > INT64_MAX - ttl ? INT64_MAX : p->now + ttl;
+        memcpy((unsigned char *)e + sizeof(*e), &exp, sizeof(exp));
+    }
+    if (klen)
+        memcpy((unsigned char *)e + hdr, key, klen);
+    if (vlen)
+        memcpy((unsigned char *)e + hdr + klen, value, vlen);
+    p->e = e;
+    return PGCW_OK;
+}
+
+/* Puts p->e in place of `old` (NULL: none). Same layout: overwrite in place (keeps
+ * the old entry's queue position and accesses, allocates nothing); else the new
+ * entry inherits the old one's queue and access count. Called locked. */
+static void store_locked(prepared *p, pgcw__l1_entry *old, pgcw__l1_entry **graveyard)
+{
+    pgcw__l1_shard *s = p->s;
+    pgcw__l1_entry *e = p->e;
+    s->ct.inserts++;
+    if (old && old->klen == e->klen && old->vlen == e->vlen &&
+        (old->flags & PGCW__L1_TTL) == (e->flags & PGCW__L1_TTL)) {
+        size_t hdr = pgcw__l1_hdr(e);
+        old->version = e->version;
+        memcpy((unsigned char *)old + sizeof(*old), (unsigned char *)e + sizeof(*e),
+               hdr - sizeof(*e) + e->klen + e->vlen);
+        e->qnext = *graveyard;
+        *graveyard = e;
+        return;
+    }
+    bool was_main = false;
+    uint8_t freq = 0;
+    if (old) {
+        was_main = (old->flags & PGCW__L1_MAIN) != 0;
+        freq = old->freq;
+        pgcw__l1_kill(s, p->h, old);
+    }
+    pgcw__l1_link(s, p->h, e, p->cost, was_main, freq, p->now, graveyard);
+}
+
+/* Removes key's entry (if any) after a store was refused as too big. */
+static void drop_key(pgcw_l1 *c, const void *key, size_t klen)
+{
+    if (klen > PGCW_L1_MAX_KEY)
+        return;
+    (void)pgcw_l1_delete(c, key, klen);
+}
+
+pgcw_status pgcw_l1_set(pgcw_l1 *c, const void *key, size_t key_len, const void *value,
+                        size_t value_len, int64_t version, int64_t ttl_us)
+{
+    prepared p;
+    pgcw_status st = prepare(c, key, key_len, value, value_len, version, ttl_us, &p);
+    if (st == PGCW_ETOOBIG)
+        drop_key(c, key, key_len);
+    if (st != PGCW_OK)
+        return st;
+    pgcw__l1_entry *graveyard = NULL;
+    pthread_mutex_lock(&p.s->mu);
+    pgcw__l1_entry *old = pgcw__l1_find(p.s, p.h, key, key_len);
+    atomic_fetch_add_explicit(gen_of(p.s, p.h), 1, memory_order_release);
+    store_locked(&p, old, &graveyard);
+    pthread_mutex_unlock(&p.s->mu);
+    free_graveyard(graveyard);
+    return PGCW_OK;
+}
+
+void pgcw_l1_ticket_take(pgcw_l1 *c, const void *key, size_t key_len,
+                         pgcw_l1_ticket *ticket)
+{
+    uint64_t h = pgcw__l1_hash(c->seed, key, key_len);
+    pgcw__l1_shard *s = pgcw__l1_shard_of(c, h);
+    ticket->priv_[0] = atomic_load_explicit(&c->epoch, memory_order_acquire);
+    ticket->priv_[1] = h;
+    ticket->priv_[2] = atomic_load_explicit(gen_of(s, h), memory_order_acquire);
+}
+
+pgcw_status pgcw_l1_fill(pgcw_l1 *c, const pgcw_l1_ticket *ticket, const void *key,
+                         size_t key_len, const void *value, size_t value_len,
+                         int64_t version, int64_t ttl_us, bool *stored)
+{
+    if (stored)
+        *stored = false;
+    if (!c || !ticket || !key_ok(key, key_len))
+        return PGCW_EINVAL;
+    if (ticket->priv_[1] != pgcw__l1_hash(c->seed, key, key_len))
+        return PGCW_EINVAL;
+    prepared p;
+    pgcw_status st = prepare(c, key, key_len, value, value_len, version, ttl_us, &p);
+    if (st != PGCW_OK)
+        return st;
+    pgcw__l1_entry *graveyard = NULL;
+    pgcw__l1_entry *old = lock_find(c, p.s, p.h, key, key_len);
+    bool fresh =
+        atomic_load_explicit(&c->epoch, memory_order_acquire) == ticket->priv_[0] &&
+        atomic_load_explicit(gen_of(p.s, p.h), memory_order_acquire) == ticket->priv_[2];
+    if (!fresh || (old && old->version > version)) {
+        p.s->ct.refused++;
+        graveyard = p.e;
+    } else {
+        store_locked(&p, old, &graveyard);
+        if (stored)
+            *stored = true;
+    }
+    pthread_mutex_unlock(&p.s->mu);
+    free_graveyard(graveyard);
+    return PGCW_OK;
+}
+
+typedef enum removal { BY_INVALIDATE, BY_DELETE } removal;
+
+static pgcw_status remove_key(pgcw_l1 *c, const void *key, size_t klen, int64_t version,
+                              removal how)
+{
+    if (!c || !key_ok(key, klen))
+        return PGCW_EINVAL;
+    uint64_t h = pgcw__l1_hash(c->seed, key, klen);
+    pgcw__l1_shard *s = pgcw__l1_shard_of(c, h);
+    pgcw__l1_entry *e = lock_find(c, s, h, key, klen);
+    atomic_fetch_add_explicit(gen_of(s, h), 1, memory_order_release);
+    pgcw_status st = PGCW_ENOTFOUND;
+    if (e && (how == BY_DELETE || e->version < version)) {
+        pgcw__l1_kill(s, h, e);
+        if (how == BY_DELETE)
+            s->ct.deletes++;
+        else
+            s->ct.invalidations++;
+        st = PGCW_OK;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+pgcw_status pgcw_l1_invalidate(pgcw_l1 *c, const void *key, size_t key_len,
+                               int64_t version)
+{
+    return remove_key(c, key, key_len, version, BY_INVALIDATE);
+}
+
+pgcw_status pgcw_l1_delete(pgcw_l1 *c, const void *key, size_t key_len)
+{
+    return remove_key(c, key, key_len, 0, BY_DELETE);
+}
+
+void pgcw_l1_clear(pgcw_l1 *c)
+{
+    if (!c)
+        return;
+    /* Bump first: a fill that checks the epoch before this is inserted before its
+     * shard is swept below (it holds the shard lock), so the sweep removes it. */
+    atomic_fetch_add_explicit(&c->epoch, 1, memory_order_acq_rel);
+    for (unsigned i = 0; i < c->nshards; i++) {
+        pgcw__l1_shard *s = &c->shards[i];
+        pgcw__l1_entry *graveyard = NULL;
+        pthread_mutex_lock(&s->mu);
+        pgcw__l1_shard_clear(s, &graveyard);
+        pthread_mutex_unlock(&s->mu);
+        free_graveyard(graveyard);
+    }
+}
+
+uint64_t pgcw_l1_epoch(pgcw_l1 *c)
+{
+    return c ? atomic_load_explicit(&c->epoch, memory_order_acquire) : 0;
+}
+
+void pgcw_l1_stats_get(pgcw_l1 *c, pgcw_l1_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof(*out));
+    if (!c)
+        return;
+    for (unsigned i = 0; i < c->nshards; i++) {
+        pgcw__l1_shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->mu);
+        out->hits += s->ct.hits;
+        out->misses += s->ct.misses;
+        out->inserts += s->ct.inserts;
+        out->refused_fills += s->ct.refused;
+        out->evictions += s->ct.evictions;
+        out->expirations += s->ct.expirations;
+        out->invalidations += s->ct.invalidations;
+        out->deletes += s->ct.deletes;
+        out->entries += s->live_n;
+        out->bytes += s->live_bytes;
+        out->held_entries += s->small.n + s->main.n;
+        out->held_bytes += s->small.bytes + s->main.bytes;
+        pthread_mutex_unlock(&s->mu);
+    }
+    out->clears = atomic_load_explicit(&c->epoch, memory_order_acquire);
+    out->max_entries = c->max_entries;
+    out->max_bytes = c->max_bytes;
+    out->shards = c->nshards;
+}

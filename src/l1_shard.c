@@ -1,0 +1,272 @@
+/*
+ * l1_shard.c - one L1 shard: a chained hash table and the S3-FIFO queues (small
+ * probationary FIFO, main FIFO with reinsertion, ghost fingerprints).
+ *
+ * Every function here runs with the shard's mutex held, so it must never allocate,
+ * free, block or call out: entries to free go on a graveyard list that the caller
+ * frees after unlocking. The bounds are enforced here, before every link.
+ */
+#include "l1_internal.h"
+
+#include <stdlib.h>
+
+/* Lemire's fast range reduction: maps a 32-bit hash onto [0, n) without a divide,
+ * so tables can be sized exactly (no power-of-two slack in the per-entry overhead). */
+static inline uint32_t fastrange(uint32_t x, uint32_t n)
+{
+    return (uint32_t)(((uint64_t)x * n) >> 32);
+}
+
+size_t pgcw__l1_cost(size_t klen, size_t vlen, bool ttl)
+{
+    /* What malloc really uses (glibc: 8-byte chunk header, 16-byte granules) plus
+     * the entry's share of the bucket array (8 bytes) and ghost list (2), rounded. */
+    size_t req = sizeof(pgcw__l1_entry) + (ttl ? 8 : 0) + klen + vlen;
+    size_t chunk = (req + 8 + 15) & ~(size_t)15;
+    if (chunk < 32)
+        chunk = 32;
+    return chunk + 16;
+}
+
+static size_t entry_cost(const pgcw__l1_entry *e)
+{
+    return pgcw__l1_cost(e->klen, e->vlen, (e->flags & PGCW__L1_TTL) != 0);
+}
+
+pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_bytes,
+                                uint64_t seed)
+{
+    memset(s, 0, sizeof(*s));
+    s->seed = seed;
+    s->cap_n = cap_n;
+    s->cap_bytes = cap_bytes;
+    /* cap_n <= UINT32_MAX is checked by pgcw_l1_new(). */
+    s->nbuckets = (uint32_t)cap_n;
+    s->nghost = (uint32_t)cap_n;
+    uint32_t g = 64;
+    while (g < 65536 && g < cap_n / 4)
+        g <<= 1;
+    s->gmask = g - 1;
+    s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+    s->ghost = calloc(s->nghost, sizeof(*s->ghost));
+    s->gens = calloc(g, sizeof(*s->gens));
+    if (!s->buckets || !s->ghost || !s->gens || pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s->buckets);
+        free(s->ghost);
+        free((void *)s->gens);
+        return PGCW_ENOMEM;
+    }
+    return PGCW_OK;
+}
+
+static void free_list(pgcw__l1_entry *e)
+{
+    while (e) {
+        pgcw__l1_entry *next = e->qnext;
+        free(e);
+        e = next;
+    }
+}
+
+void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
+{
+    free_list(s->small.head);
+    free_list(s->main.head);
+    free(s->buckets);
+    free(s->ghost);
+    free((void *)s->gens);
+    pthread_mutex_destroy(&s->mu);
+}
+
+pgcw__l1_entry *pgcw__l1_find(pgcw__l1_shard *s, uint64_t h, const void *key, size_t klen)
+{
+    pgcw__l1_entry *e = s->buckets[fastrange((uint32_t)h, s->nbuckets)];
+    for (; e; e = e->hnext)
+        if (e->klen == klen && (klen == 0 || memcmp(pgcw__l1_key(e), key, klen) == 0))
+            return e;
+    return NULL;
+}
+
+void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e)
+{
+    pgcw__l1_entry **pp = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    e->hnext = NULL;
+    e->flags |= PGCW__L1_DEAD;
+    s->live_n--;
+    s->live_bytes -= entry_cost(e);
+}
+
+static void qpush(pgcw__l1_queue *q, pgcw__l1_entry *e)
+{
+    e->qnext = NULL;
+    if (q->tail)
+        q->tail->qnext = e;
+    else
+        q->head = e;
+    q->tail = e;
+    q->n++;
+    q->bytes += entry_cost(e);
+}
+
+static pgcw__l1_entry *qpop(pgcw__l1_queue *q)
+{
+    pgcw__l1_entry *e = q->head;
+    q->head = e->qnext;
+    if (!q->head)
+        q->tail = NULL;
+    e->qnext = NULL;
+    q->n--;
+    q->bytes -= entry_cost(e);
+    return e;
+}
+
+/* The ghost list is direct-mapped: a slot holds the fingerprint of the last key
+ * evicted there. A lost ghost only costs a key one more trip through the small
+ * queue; a false match (1 in 65535 per probe) only admits a key to main early. */
+static void ghost_slot(const pgcw__l1_shard *s, uint64_t h, uint32_t *idx, uint16_t *fp)
+{
+    uint64_t g = h * 0x9E3779B97F4A7C15u;
+    *idx = fastrange((uint32_t)(g >> 32), s->nghost);
+    *fp = (uint16_t)((g >> 16) | 1u);
+}
+
+static void ghost_add(pgcw__l1_shard *s, uint64_t h)
+{
+    uint32_t i;
+    uint16_t fp;
+    ghost_slot(s, h, &i, &fp);
+    s->ghost[i] = fp;
+}
+
+static bool ghost_take(pgcw__l1_shard *s, uint64_t h)
+{
+    uint32_t i;
+    uint16_t fp;
+    ghost_slot(s, h, &i, &fp);
+    if (s->ghost[i] != fp)
+        return false;
+    s->ghost[i] = 0;
+    return true;
+}
+
+static void bury(pgcw__l1_entry *e, pgcw__l1_entry **graveyard)
+{
+    e->qnext = *graveyard;
+    *graveyard = e;
+}
+
+static uint64_t entry_hash(const pgcw__l1_shard *s, const pgcw__l1_entry *e)
+{
+    return pgcw__l1_hash(s->seed, pgcw__l1_key(e), e->klen);
+}
+
+/* Frees held space: reclaims one dead entry or removes one live entry (expired, or
+ * evicted by S3-FIFO). Entries with accesses are promoted/reinserted on the way. */
+static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard)
+{
+    for (;;) {
+        bool small_over =
+            s->small.n * 10 > s->cap_n || s->small.bytes * 10 > s->cap_bytes;
+        bool from_small = s->small.n > 0 && (s->main.n == 0 || small_over);
+        pgcw__l1_entry *e = qpop(from_small ? &s->small : &s->main);
+        if (e->flags & PGCW__L1_DEAD) {
+            bury(e, graveyard);
+            return;
+        }
+        if (pgcw__l1_expiry(e) <= now) {
+            pgcw__l1_kill(s, entry_hash(s, e), e);
+            s->ct.expirations++;
+            bury(e, graveyard);
+            return;
+        }
+        if (e->freq > 0) {
+            /* Small -> main on any access since insertion; main reinserts. */
+            if (from_small) {
+                e->freq = 0;
+                e->flags |= PGCW__L1_MAIN;
+            } else {
+                e->freq--;
+            }
+            qpush(&s->main, e);
+            continue;
+        }
+        uint64_t h = entry_hash(s, e);
+        if (from_small)
+            ghost_add(s, h);
+        pgcw__l1_kill(s, h, e);
+        s->ct.evictions++;
+        bury(e, graveyard);
+        return;
+    }
+}
+
+/* Removes every dead entry from q in one pass. */
+static void compact(pgcw__l1_queue *q, pgcw__l1_entry **graveyard)
+{
+    pgcw__l1_entry **pp = &q->head, *last = NULL;
+    while (*pp) {
+        pgcw__l1_entry *e = *pp;
+        if (e->flags & PGCW__L1_DEAD) {
+            *pp = e->qnext;
+            q->n--;
+            q->bytes -= entry_cost(e);
+            bury(e, graveyard);
+        } else {
+            last = e;
+            pp = &e->qnext;
+        }
+    }
+    q->tail = last;
+}
+
+void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost,
+                   bool replaced_main, uint8_t freq, int64_t now,
+                   pgcw__l1_entry **graveyard)
+{
+    bool compacted = false;
+    while (s->small.n + s->main.n > 0 &&
+           (s->small.n + s->main.n + 1 > s->cap_n ||
+            s->small.bytes + s->main.bytes + cost > s->cap_bytes)) {
+        size_t held_n = s->small.n + s->main.n;
+        size_t held_b = s->small.bytes + s->main.bytes;
+        /* Full, but half of it is removed entries waiting in the queues: reclaim
+         * them all rather than evict live ones. A pass frees at least half of
+         * what it visits, so its cost is amortized O(1) per removal. */
+        if (!compacted && ((held_n - s->live_n) * 2 >= held_n ||
+                           (held_b - s->live_bytes) * 2 >= held_b)) {
+            compact(&s->small, graveyard);
+            compact(&s->main, graveyard);
+            compacted = true;
+            continue;
+        }
+        evict_one(s, now, graveyard);
+    }
+    bool to_main = ghost_take(s, h) || replaced_main;
+    e->freq = freq;
+    e->flags = (uint8_t)((e->flags & PGCW__L1_TTL) | (to_main ? PGCW__L1_MAIN : 0));
+    pgcw__l1_entry **b = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
+    e->hnext = *b;
+    *b = e;
+    qpush(to_main ? &s->main : &s->small, e);
+    s->live_n++;
+    s->live_bytes += cost;
+}
+
+static void move_all(pgcw__l1_queue *q, pgcw__l1_entry **graveyard)
+{
+    while (q->head)
+        bury(qpop(q), graveyard);
+}
+
+void pgcw__l1_shard_clear(pgcw__l1_shard *s, pgcw__l1_entry **graveyard)
+{
+    move_all(&s->small, graveyard);
+    move_all(&s->main, graveyard);
+    memset(s->buckets, 0, (size_t)s->nbuckets * sizeof(*s->buckets));
+    memset(s->ghost, 0, (size_t)s->nghost * sizeof(*s->ghost));
+    s->live_n = 0;
+    s->live_bytes = 0;
+}

@@ -1,0 +1,247 @@
+/*
+ * test_l1_bounds.c - both bounds hold after every operation, oversized entries are
+ * refused, a one-pass scan does not wipe the hot set, TTLs on an injected clock,
+ * statistics per operation, get_dup and argument checks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <pgcachewatch/l1.h>
+
+static void assert_bounds(pgcw_l1 *c)
+{
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_true(s.held_entries <= s.max_entries);
+    assert_true(s.held_bytes <= s.max_bytes);
+    assert_true(s.entries <= s.held_entries);
+}
+
+static void test_entry_bound(void **state)
+{
+    (void)state;
+    pgcw_l1_opts o = {.max_entries = 1000, .max_bytes = 1u << 30};
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
+    char key[32];
+    for (int i = 0; i < 50000; i++) {
+        int n = snprintf(key, sizeof(key), "key%d", i);
+        assert_int_equal(pgcw_l1_set(c, key, (size_t)n, "v", 1, 0, PGCW_L1_TTL_NONE),
+                         PGCW_OK);
+        if (i % 7 == 0)
+            (void)pgcw_l1_delete(c, key, (size_t)n);
+        assert_bounds(c);
+    }
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_true(s.evictions > 40000);
+    assert_true(s.entries > 500); /* evicting did not empty it */
+    pgcw_l1_free(c);
+}
+
+static void test_byte_bound(void **state)
+{
+    (void)state;
+    pgcw_l1_opts o = {.max_entries = 100000, .max_bytes = 256 * 1024, .shards = 4};
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
+    static unsigned char val[8192];
+    memset(val, 'x', sizeof(val));
+    srand(7);
+    char key[32];
+    for (int i = 0; i < 20000; i++) {
+        int n = snprintf(key, sizeof(key), "k%d", rand() % 3000);
+        size_t len = (size_t)(rand() % (int)sizeof(val));
+        assert_int_equal(pgcw_l1_set(c, key, (size_t)n, val, len, i, PGCW_L1_TTL_NONE),
+                         PGCW_OK);
+        assert_bounds(c);
+    }
+    /* One shard holds 64 KiB: a 70 KiB value can never fit; the old value goes. */
+    assert_int_equal(pgcw_l1_set(c, "big", 3, "small", 5, 0, 0), PGCW_OK);
+    unsigned char *huge = calloc(1, 70 * 1024);
+    assert_non_null(huge);
+    assert_int_equal(pgcw_l1_set(c, "big", 3, huge, 70 * 1024, 0, 0), PGCW_ETOOBIG);
+    char buf[8];
+    size_t len;
+    assert_int_equal(pgcw_l1_get(c, "big", 3, buf, sizeof(buf), &len, NULL),
+                     PGCW_ENOTFOUND);
+    free(huge);
+    /* Keys longer than PGCW_L1_MAX_KEY are refused too. */
+    char *longkey = calloc(1, PGCW_L1_MAX_KEY + 1);
+    assert_non_null(longkey);
+    assert_int_equal(pgcw_l1_set(c, longkey, PGCW_L1_MAX_KEY + 1, "v", 1, 0, 0),
+                     PGCW_ETOOBIG);
+    free(longkey);
+    assert_bounds(c);
+    pgcw_l1_free(c);
+}
+
+/* The hot set (touched a few times) must survive a one-pass scan of 100x the
+ * cache size done the cache-aside way (miss, ticket, fill). */
+static void test_scan_resistance(void **state)
+{
+    (void)state;
+    pgcw_l1_opts o = {.max_entries = 1000, .max_bytes = 1u << 30};
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
+    char key[32], buf[16];
+    size_t len;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 200; i++) {
+            int n = snprintf(key, sizeof(key), "hot%d", i);
+            if (pgcw_l1_get(c, key, (size_t)n, buf, sizeof(buf), &len, NULL) != PGCW_OK)
+                assert_int_equal(pgcw_l1_set(c, key, (size_t)n, "h", 1, 0, 0), PGCW_OK);
+        }
+    for (int i = 0; i < 100000; i++) {
+        int n = snprintf(key, sizeof(key), "scan%d", i);
+        assert_int_equal(pgcw_l1_get(c, key, (size_t)n, buf, sizeof(buf), &len, NULL),
+                         PGCW_ENOTFOUND);
+        pgcw_l1_ticket t;
+        pgcw_l1_ticket_take(c, key, (size_t)n, &t);
+        assert_int_equal(pgcw_l1_fill(c, &t, key, (size_t)n, "s", 1, 0, 0, NULL),
+                         PGCW_OK);
+    }
+    int survived = 0;
+    for (int i = 0; i < 200; i++) {
+        int n = snprintf(key, sizeof(key), "hot%d", i);
+        survived +=
+            pgcw_l1_get(c, key, (size_t)n, buf, sizeof(buf), &len, NULL) == PGCW_OK;
+    }
+    assert_int_equal(survived, 200);
+    pgcw_l1_free(c);
+}
+
+static int64_t g_now = 100;
+
+static int64_t test_clock(void *ctx)
+{
+    (void)ctx;
+    return g_now;
+}
+
+static void test_ttl(void **state)
+{
+    (void)state;
+    pgcw_l1_opts o = {.default_ttl_us = 50, .clock = test_clock};
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
+    char buf[8];
+    size_t len;
+    assert_int_equal(pgcw_l1_set(c, "d", 1, "v", 1, 0, PGCW_L1_TTL_DEFAULT), PGCW_OK);
+    assert_int_equal(pgcw_l1_set(c, "e", 1, "v", 1, 0, 10), PGCW_OK);
+    assert_int_equal(pgcw_l1_set(c, "n", 1, "v", 1, 0, PGCW_L1_TTL_NONE), PGCW_OK);
+    g_now += 9;
+    assert_int_equal(pgcw_l1_get(c, "e", 1, buf, sizeof(buf), &len, NULL), PGCW_OK);
+    g_now += 1; /* expiry == now: expired */
+    assert_int_equal(pgcw_l1_get(c, "e", 1, buf, sizeof(buf), &len, NULL),
+                     PGCW_ENOTFOUND);
+    g_now += 39;
+    assert_int_equal(pgcw_l1_get(c, "d", 1, buf, sizeof(buf), &len, NULL), PGCW_OK);
+    g_now += 1;
+    assert_int_equal(pgcw_l1_get(c, "d", 1, buf, sizeof(buf), &len, NULL),
+                     PGCW_ENOTFOUND);
+    g_now += 1000000;
+    assert_int_equal(pgcw_l1_get(c, "n", 1, buf, sizeof(buf), &len, NULL), PGCW_OK);
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.expirations, 2);
+    assert_int_equal(s.hits, 3);
+    assert_int_equal(s.misses, 2);
+    assert_int_equal(s.entries, 1);
+    assert_int_equal(s.bytes, pgcw_l1_entry_cost(1, 1, false));
+    assert_int_equal(pgcw_l1_set(c, "x", 1, "v", 1, 0, -2), PGCW_EINVAL);
+    pgcw_l1_free(c);
+}
+
+static void test_get_dup_and_sizes(void **state)
+{
+    (void)state;
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(NULL, &c), PGCW_OK);
+    unsigned char big[5000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (unsigned char)i;
+    assert_int_equal(pgcw_l1_set(c, "big", 3, big, sizeof(big), 3, 0), PGCW_OK);
+    assert_int_equal(pgcw_l1_set(c, "", 0, NULL, 0, 4, 0), PGCW_OK);
+    void *v = NULL;
+    size_t len = 0;
+    int64_t ver = 0;
+    assert_int_equal(pgcw_l1_get_dup(c, "big", 3, &v, &len, &ver), PGCW_OK);
+    assert_int_equal(len, sizeof(big));
+    assert_int_equal(ver, 3);
+    assert_memory_equal(v, big, sizeof(big));
+    assert_int_equal(((unsigned char *)v)[len], 0);
+    pgcw_free(v);
+    assert_int_equal(pgcw_l1_get_dup(c, "", 0, &v, &len, NULL), PGCW_OK);
+    assert_int_equal(len, 0);
+    pgcw_free(v);
+    assert_int_equal(pgcw_l1_get_dup(c, "none", 4, &v, &len, NULL), PGCW_ENOTFOUND);
+    assert_null(v);
+    /* A too-small buffer reports the size needed and copies nothing. */
+    unsigned char small[10] = {0};
+    assert_int_equal(pgcw_l1_get(c, "big", 3, small, sizeof(small), &len, NULL),
+                     PGCW_ETOOBIG);
+    assert_int_equal(len, sizeof(big));
+    assert_int_equal(small[1], 0);
+    assert_int_equal(pgcw_l1_get(c, "big", 3, NULL, 0, &len, NULL), PGCW_ETOOBIG);
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.hits, 2);
+    assert_int_equal(s.misses, 1);
+    assert_int_equal(s.inserts, 2);
+    pgcw_l1_free(c);
+}
+
+static void test_args(void **state)
+{
+    (void)state;
+    pgcw_l1_free(NULL);
+    assert_int_equal(pgcw_l1_new(NULL, NULL), PGCW_EINVAL);
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(NULL, &c), PGCW_OK);
+    size_t len;
+    char buf[4];
+    assert_int_equal(pgcw_l1_get(NULL, "k", 1, buf, 4, &len, NULL), PGCW_EINVAL);
+    assert_int_equal(pgcw_l1_get(c, NULL, 1, buf, 4, &len, NULL), PGCW_EINVAL);
+    assert_int_equal(pgcw_l1_get(c, "k", 1, NULL, 4, &len, NULL), PGCW_EINVAL);
+    assert_int_equal(pgcw_l1_get(c, "k", 1, buf, 4, NULL, NULL), PGCW_EINVAL);
+    assert_int_equal(pgcw_l1_set(c, "k", 1, NULL, 1, 0, 0), PGCW_EINVAL);
+    assert_int_equal(pgcw_l1_delete(c, NULL, 1), PGCW_EINVAL);
+    assert_int_equal(pgcw_l1_invalidate(NULL, "k", 1, 1), PGCW_EINVAL);
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.shards, 16);
+    assert_int_equal(s.max_entries, 10000);
+    assert_int_equal(s.max_bytes, 64u << 20);
+    assert_int_equal(s.hits + s.misses + s.inserts, 0);
+    pgcw_l1_clear(NULL);
+    pgcw_l1_free(c);
+    /* Tiny caches get one shard, and still hold what they promise. */
+    pgcw_l1_opts o = {.max_entries = 3};
+    assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.shards, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pgcw_l1_set(c, &"abc"[i], 1, "v", 1, 0, 0), PGCW_OK);
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.entries, 3);
+    assert_int_equal(s.evictions, 0);
+    pgcw_l1_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_entry_bound),       cmocka_unit_test(test_byte_bound),
+        cmocka_unit_test(test_scan_resistance),   cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_get_dup_and_sizes), cmocka_unit_test(test_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,119 @@
+/*
+ * test_l1_concurrency.c - many threads on one small, evicting cache: gets, sets,
+ * fills, invalidates, deletes and clears all at once. Every value encodes its key
+ * and version, so a torn or misplaced copy is caught on read; the counters must add
+ * up and both bounds must hold at the end (and TSan must stay quiet throughout).
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <pgcachewatch/l1.h>
+
+#define THREADS 4
+#define OPS 200000
+#define KEYS 2000
+
+typedef struct worker {
+    pgcw_l1 *c;
+    unsigned id;
+    uint64_t gets, bad;
+} worker;
+
+/* Value for (key, version): length and every byte derived from both. */
+static size_t make_value(unsigned key, int64_t version, unsigned char *out)
+{
+    size_t len = 1 + (size_t)((key * 31u + (uint64_t)version) % 200);
+    for (size_t i = 0; i < len; i++)
+        out[i] = (unsigned char)(key ^ (unsigned)version ^ (unsigned)i);
+    return len;
+}
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    uint64_t x = 0x9E3779B97F4A7C15u * (w->id + 1);
+    unsigned char val[256], got[256];
+    char key[16];
+    for (int i = 0; i < OPS; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        unsigned k = (unsigned)(x % KEYS);
+        int kl = snprintf(key, sizeof(key), "k%u", k);
+        unsigned op = (unsigned)((x >> 32) % 100);
+        int64_t ver = (int64_t)((x >> 40) % 1000);
+        if (op < 70) {
+            size_t len = 0;
+            int64_t v = -1;
+            w->gets++;
+            pgcw_status st =
+                pgcw_l1_get(w->c, key, (size_t)kl, got, sizeof(got), &len, &v);
+            if (st == PGCW_OK) {
+                size_t elen = make_value(k, v, val);
+                if (len != elen || memcmp(got, val, len) != 0)
+                    w->bad++;
+            } else if (st != PGCW_ENOTFOUND) {
+                w->bad++;
+            }
+            if (st == PGCW_ENOTFOUND) {
+                pgcw_l1_ticket t;
+                pgcw_l1_ticket_take(w->c, key, (size_t)kl, &t);
+                size_t len2 = make_value(k, ver, val);
+                if (pgcw_l1_fill(w->c, &t, key, (size_t)kl, val, len2, ver,
+                                 op % 2 ? 1000000 : PGCW_L1_TTL_NONE, NULL) != PGCW_OK)
+                    w->bad++;
+            }
+        } else if (op < 90) {
+            size_t len = make_value(k, ver, val);
+            if (pgcw_l1_set(w->c, key, (size_t)kl, val, len, ver, PGCW_L1_TTL_NONE) !=
+                PGCW_OK)
+                w->bad++;
+        } else if (op < 95) {
+            (void)pgcw_l1_invalidate(w->c, key, (size_t)kl, ver);
+        } else if (op < 99 || i % 1000 != 0) {
+            (void)pgcw_l1_delete(w->c, key, (size_t)kl);
+        } else {
+            pgcw_l1_clear(w->c);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    pgcw_l1_opts o = {.max_entries = 512, .max_bytes = 96 * 1024, .shards = 4};
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
+    pthread_t th[THREADS];
+    worker w[THREADS];
+    for (unsigned i = 0; i < THREADS; i++) {
+        w[i] = (worker){.c = c, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
+    }
+    uint64_t gets = 0;
+    for (unsigned i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].bad, 0);
+        gets += w[i].gets;
+    }
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.hits + s.misses, gets);
+    assert_true(s.hits > 0 && s.evictions > 0 && s.refused_fills > 0);
+    assert_true(s.held_entries <= 512 && s.held_bytes <= 96 * 1024);
+    pgcw_l1_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_threads)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
