@@ -20,7 +20,9 @@
 #define PGCW__EVENT_MAX_DEPTH 32
 
 /* Adds a reference (thread-safe) and returns e; NULL gives NULL. Each reference is
- * dropped by one pgcw_event_free(). */
+ * dropped by one pgcw_event_free(). The one exception to immutability: whoever
+ * creates an event may still fill in fields the parser cannot know (epoch,
+ * backend_pid) while it holds the only reference, before the first ref. */
 pgcw_event *pgcw__event_ref(pgcw_event *e);
 
 /* The current number of references, for tests and assertions only: another thread

@@ -29,6 +29,17 @@ static void oom(parse_ctx *c)
     pgcw__errf(c->err, c->errlen, "out of memory");
 }
 
+/* Up to n bytes of untrusted text for an error message, which must stay one line:
+ * control characters become '?'. */
+static const char *quote_for_error(const char *s, char *buf, size_t n)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < n; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    buf[i] = '\0';
+    return buf;
+}
+
 /* Compares the decimal integer literal [s, s+n) (digits only) with a limit. */
 static bool digits_exceed(const char *s, size_t n, const char *limit)
 {
@@ -309,10 +320,12 @@ pgcw_status pgcw_event_parse(const char *channel, const char *payload, size_t pa
                     .payload = payload,
                     .received_at_us = received_at_us};
     const char *op, *sent_at;
+    char shown[41];
     if (!get_string(&c, root, "operation", true, false, &op))
         goto done;
     if (pgcw_op_parse(op, &t.operation) != PGCW_OK) {
-        pgcw__errf(errbuf, errlen, "unknown operation \"%.32s\"", op);
+        pgcw__errf(errbuf, errlen, "unknown operation \"%s\"",
+                   quote_for_error(op, shown, sizeof shown));
         goto done;
     }
     if (!get_string(&c, root, "table", true, false, &t.table) ||
@@ -320,8 +333,8 @@ pgcw_status pgcw_event_parse(const char *channel, const char *payload, size_t pa
         !get_string(&c, root, "sent_at", true, false, &sent_at))
         goto done;
     if (pgcw_time_parse(sent_at, &t.sent_at_us) != PGCW_OK) {
-        pgcw__errf(errbuf, errlen, "member \"sent_at\" is not a timestamp: \"%.40s\"",
-                   sent_at);
+        pgcw__errf(errbuf, errlen, "member \"sent_at\" is not a timestamp: \"%s\"",
+                   quote_for_error(sent_at, shown, sizeof shown));
         goto done;
     }
     t.latency_us = sub_sat(received_at_us, t.sent_at_us);

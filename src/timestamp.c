@@ -73,38 +73,48 @@ static bool lit(const char **p, char c)
     return true;
 }
 
-/* [Z|z|(+|-)HH[[:]MM[[:]SS]]] in seconds east of UTC; empty means UTC. PostgreSQL
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* A year of 4 to 6 digits: PostgreSQL prints timestamps up to 294276 AD. */
+static bool year_digits(const char **p, int64_t *out)
+{
+    int64_t v = 0;
+    int n = 0;
+    while (is_digit((*p)[n]) && n < 7)
+        v = v * 10 + ((*p)[n++] - '0');
+    if (n < 4 || n > 6)
+        return false;
+    *p += n;
+    *out = v;
+    return true;
+}
+
+/* [Z|z|(+|-)HH[[:]MM[[:]SS]]] in seconds east of UTC; nothing means UTC. PostgreSQL
  * prints seconds only for historical local-mean-time offsets, but it does print
- * them, so they are accepted. */
+ * them, so they are accepted. The separator style may not change half way. */
 static bool parse_zone(const char **p, int *offset_s)
 {
     *offset_s = 0;
-    if (**p == '\0')
-        return true;
     if (**p == 'Z' || **p == 'z') {
         (*p)++;
         return true;
     }
-    int sign;
-    if (**p == '+')
-        sign = 1;
-    else if (**p == '-')
-        sign = -1;
-    else
-        return false;
+    if (**p != '+' && **p != '-')
+        return true;
+    int sign = **p == '+' ? 1 : -1;
     (*p)++;
     int hh, mm = 0, ss = 0;
     if (!digits(p, 2, &hh))
         return false;
-    if (**p != '\0') {
-        bool colon = lit(p, ':');
-        if (!digits(p, 2, &mm))
+    bool colon = **p == ':';
+    if (colon || is_digit(**p)) {
+        if ((colon && !lit(p, ':')) || !digits(p, 2, &mm))
             return false;
-        if (**p != '\0') {
-            /* The separator style must not change half way: +05:30:00 or +053000. */
-            if (colon && !lit(p, ':'))
-                return false;
-            if (!digits(p, 2, &ss))
+        if (colon ? **p == ':' : is_digit(**p)) {
+            if ((colon && !lit(p, ':')) || !digits(p, 2, &ss))
                 return false;
         }
     }
@@ -119,8 +129,9 @@ pgcw_status pgcw_time_parse(const char *text, int64_t *out_us)
     if (!text || !out_us)
         return PGCW_EPARSE;
     const char *p = text;
-    int y, mo, d, h, mi, s;
-    if (!digits(&p, 4, &y) || !lit(&p, '-') || !digits(&p, 2, &mo) || !lit(&p, '-') ||
+    int64_t y;
+    int mo, d, h, mi, s;
+    if (!year_digits(&p, &y) || !lit(&p, '-') || !digits(&p, 2, &mo) || !lit(&p, '-') ||
         !digits(&p, 2, &d))
         return PGCW_EPARSE;
     if (*p != 'T' && *p != 't' && *p != ' ')
@@ -133,7 +144,7 @@ pgcw_status pgcw_time_parse(const char *text, int64_t *out_us)
     if (lit(&p, '.') || lit(&p, ',')) {
         int n = 0;
         int64_t scale = 100000;
-        while (*p >= '0' && *p <= '9') {
+        while (is_digit(*p)) {
             if (++n > 9)
                 return PGCW_EPARSE;
             /* Digits past the microsecond are truncated, never rounded up into
@@ -146,18 +157,32 @@ pgcw_status pgcw_time_parse(const char *text, int64_t *out_us)
             return PGCW_EPARSE;
     }
     int offset_s;
-    if (!parse_zone(&p, &offset_s) || *p != '\0')
+    if (!parse_zone(&p, &offset_s))
         return PGCW_EPARSE;
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
+    /* PostgreSQL's era suffix; 1 BC is astronomical year 0. Four digits keep every
+     * result printable by pgcw_time_format in 32 bytes. */
+    bool bc = p[0] == ' ' && p[1] == 'B' && p[2] == 'C';
+    if (bc)
+        p += 3;
+    if (*p != '\0' || y < 1 || (bc && y > 9999))
+        return PGCW_EPARSE;
+    if (bc)
+        y = 1 - y;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
         return PGCW_EPARSE;
     /* 24:00:00 is the end of the day (ISO 8601, PostgreSQL); :60 a leap second,
      * which like PostgreSQL we fold into the next minute. */
     bool end_of_day = h == 24 && mi == 0 && s == 0 && frac_us == 0;
     if ((h > 23 && !end_of_day) || mi > 59 || s > 60)
         return PGCW_EPARSE;
+    /* Seconds cannot overflow (|y| < 10^6); microseconds can, near year 294247. */
     int64_t secs =
         days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + mi * 60 + s - offset_s;
-    *out_us = secs * US_PER_SEC + frac_us;
+    int64_t us;
+    if (__builtin_mul_overflow(secs, US_PER_SEC, &us) ||
+        __builtin_add_overflow(us, frac_us, &us))
+        return PGCW_EPARSE;
+    *out_us = us;
     return PGCW_OK;
 }
 
@@ -176,8 +201,12 @@ char *pgcw_time_format(int64_t us, char *buf, size_t buflen)
     int m, d;
     civil_from_days(days, &y, &m, &d);
     int64_t secs = rem / US_PER_SEC;
-    snprintf(buf, buflen, "%04lld-%02d-%02dT%02d:%02d:%02d.%06dZ", (long long)y, m, d,
-             (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60),
-             (int)(rem % US_PER_SEC));
+    /* Years before 1 AD the way PostgreSQL writes and reads them: "0044-...Z BC".
+     * Only instants beyond 99999 BC, which nothing parses to, need more than 32
+     * bytes; they are truncated. */
+    bool bc = y <= 0;
+    snprintf(buf, buflen, "%04lld-%02d-%02dT%02d:%02d:%02d.%06dZ%s",
+             (long long)(bc ? 1 - y : y), m, d, (int)(secs / 3600), (int)(secs / 60 % 60),
+             (int)(secs % 60), (int)(rem % US_PER_SEC), bc ? " BC" : "");
     return buf;
 }

@@ -214,6 +214,9 @@ static void test_malformed(void **state)
         "{\"operation\":\"\",\"table\":\"t\"," OK_TAIL "}",
         "{\"operation\":\"insert \",\"table\":\"t\"," OK_TAIL "}",
         "{\"operation\":\"insert\\u0000x\",\"table\":\"t\"," OK_TAIL "}",
+        /* values echoed in the reason must not break it over lines */
+        "{\"operation\":\"in\\nsert\",\"table\":\"t\"," OK_TAIL "}",
+        "{\"operation\":\"insert\",\"table\":\"t\",\"sent_at\":\"2024\\r\\n\"}",
         /* empty table, NUL inside names */
         "{\"operation\":\"insert\",\"table\":\"\"," OK_TAIL "}",
         "{\"operation\":\"insert\",\"table\":\"a\\u0000b\"," OK_TAIL "}",

@@ -1,6 +1,7 @@
 /* test_timestamp.c - pgcw_time_parse/_format: every accepted shape, calendar edges
- * (leap days, month ends, offsets, fractions), rejects, and round trips. Expected
- * values were computed independently with Python's datetime. */
+ * (leap days, month ends, offsets, fractions, BC, six-digit years), rejects, and
+ * round trips. Expected values were computed independently with Python's datetime
+ * and, for years Python cannot represent, by PostgreSQL 15 itself. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -48,6 +49,15 @@ static const good_case good[] = {
     /* End of day and a leap second both roll into the next instant. */
     {"2024-05-01T24:00:00Z", INT64_C(1714608000000000)},
     {"2024-05-01T23:59:60Z", INT64_C(1714608000000000)},
+    /* PostgreSQL's output beyond four-digit years and before 1 AD. */
+    {"10000-01-01T05:30:00+05:30", INT64_C(253402300800000000)},
+    {"294247-01-10T04:00:54.775807Z", INT64_MAX},
+    {"0044-03-15 12:00:00+00 BC", INT64_C(-63517780800000000)},
+    {"0044-03-15T17:53:28+05:53:28 BC", INT64_C(-63517780800000000)},
+    {"0001-12-31 23:59:59.999999+00 BC", INT64_C(-62135596800000001)},
+    {"0001-01-01 00:00:00+01", INT64_C(-62135600400000000)},
+    {"0005-02-29 00:00:00+00 BC", INT64_C(-62288352000000000)}, /* year -4: leap */
+    {"4714-11-24 00:00:00+00 BC", INT64_C(-210866803200000000)},
 };
 
 static void test_parse_good(void **state)
@@ -104,6 +114,21 @@ static const char *const bad[] = {
     "2024-05-01T12:00:61Z",
     "2024-05-01T-1:00:00Z",
     "2024-05-01T12:00:00.-1Z",
+    "infinity",
+    "-infinity",
+    "294247-01-10T04:00:54.775808Z", /* one past INT64_MAX microseconds */
+    "999999-12-31T23:59:59Z",
+    "1000000-01-01T00:00:00Z",
+    "024-05-01T12:00:00Z",
+    "+2024-05-01T12:00:00Z",
+    "-2024-05-01T12:00:00Z",
+    "0004-02-29 00:00:00+00 BC", /* year -3: not leap */
+    "0000-01-01 00:00:00 BC",
+    "10000-01-01 00:00:00 BC",
+    "0044-03-15 12:00:00 bc",
+    "0044-03-15 12:00:00 BC ",
+    "0044-03-15 12:00:00BC",
+    "0044-03-15 12:00:00 AD",
 };
 
 static void test_parse_bad(void **state)
@@ -136,6 +161,12 @@ static void test_format(void **state)
                         "0001-01-01T00:00:00.000000Z");
     assert_string_equal(pgcw_time_format(INT64_C(253402300799999999), buf, sizeof buf),
                         "9999-12-31T23:59:59.999999Z");
+    assert_string_equal(pgcw_time_format(INT64_C(-62135596800000001), buf, sizeof buf),
+                        "0001-12-31T23:59:59.999999Z BC");
+    assert_string_equal(pgcw_time_format(INT64_C(-63517780800000000), buf, sizeof buf),
+                        "0044-03-15T12:00:00.000000Z BC");
+    assert_string_equal(pgcw_time_format(INT64_MAX, buf, sizeof buf),
+                        "294247-01-10T04:00:54.775807Z");
     /* Extremes must not crash or overflow 32 bytes. */
     pgcw_time_format(INT64_MIN, buf, sizeof buf);
     assert_true(strlen(buf) < sizeof buf);
@@ -158,6 +189,17 @@ static void test_round_trip(void **state)
     char buf[32];
     for (int64_t i = 0; i < 4 * 146097 / 2 + 10; i++) {
         int64_t us = start + i * day + (i * INT64_C(7919000123)) % day;
+        int64_t back;
+        pgcw_time_format(us, buf, sizeof buf);
+        if (pgcw_time_parse(buf, &back) != PGCW_OK || back != us)
+            fail_msg("%lld -> %s -> %lld", (long long)us, buf, (long long)back);
+    }
+    /* Sparse over everything parseable: 9999 BC to the end of int64. */
+    int64_t lo;
+    assert_int_equal(pgcw_time_parse("9999-01-01 00:00:00 BC", &lo), PGCW_OK);
+    const uint64_t span = (uint64_t)INT64_MAX - (uint64_t)lo;
+    for (uint64_t i = 0; i <= 100000; i++) {
+        int64_t us = (int64_t)((uint64_t)lo + span / 100001 * i + i % 1000003);
         int64_t back;
         pgcw_time_format(us, buf, sizeof buf);
         if (pgcw_time_parse(buf, &back) != PGCW_OK || back != us)
