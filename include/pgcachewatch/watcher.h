@@ -16,10 +16,10 @@
  * Health and gaps. The watcher is healthy once it is connected and every LISTEN is
  * acknowledged. PostgreSQL drops notifications sent while a listener is
  * disconnected, so when the connection is lost the watcher at once becomes
- * unhealthy, increments its epoch and puts a gap event (PGCW_GAP_DISCONNECTED) in
- * every subscriber's queue; then it reconnects with exponential backoff and
- * re-LISTENs. A full subscriber queue also yields a gap (PGCW_GAP_OVERFLOW), in
- * that subscriber only. A consumer that sees a gap must drop everything it cached.
+ * unhealthy and puts a gap event (PGCW_GAP_DISCONNECTED) in every subscriber's
+ * queue; then it reconnects with exponential backoff, re-LISTENs and, healthy
+ * again, increments its epoch. A full subscriber queue also yields a gap
+ * (PGCW_GAP_OVERFLOW), in that subscriber only. A consumer that sees a gap must drop everything it cached.
  * The watcher also pings an idle connection so a silently dead peer is noticed.
  *
  * Threads. A watcher's driving calls (process, run, start/stop, free) must come
@@ -124,7 +124,8 @@ void pgcw_watcher_interrupt(pgcw_watcher *w);
 /* Starts the background thread. Returns PGCW_ESTATE if already started. */
 pgcw_status pgcw_watcher_start(pgcw_watcher *w);
 
-/* Stops and joins the background thread; the connection is closed. Idempotent. */
+/* Stops and joins the background thread; the connection is closed (unhealthy, with a
+ * gap to every subscriber if it was healthy). Idempotent. */
 pgcw_status pgcw_watcher_stop(pgcw_watcher *w);
 
 /* --- Health -------------------------------------------------------------------- */
@@ -168,7 +169,9 @@ pgcw_status pgcw_watcher_dispatch(pgcw_watcher *w, const pgcw_event *event);
 
 /* Zeroed means defaults. */
 typedef struct pgcw_sub_opts {
-    size_t capacity; /* max queued events; 0: the watcher's queue_capacity */
+    /* Max queued events; 0: the watcher's queue_capacity. One more slot is kept
+     * so that an overflow gap always fits. */
+    size_t capacity;
 } pgcw_sub_opts;
 
 /* Adds a subscriber with its own bounded queue. It receives events from now on.
