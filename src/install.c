@@ -118,12 +118,15 @@ static char *quote_table(const pgcw_qualified_name *t)
     if (!name || t->schema[0] == '\0')
         return name;
     char *schema = pgcw_quote_ident(t->schema);
-    pgcw__buf b = {0};
-    if (schema)
+    char *out = NULL;
+    if (schema) {
+        pgcw__buf b = {0};
         pgcw__buf_appendf(&b, "%s.%s", schema, name);
+        out = pgcw__buf_take(&b);
+    }
     free(schema);
     free(name);
-    return schema ? pgcw__buf_take(&b) : NULL;
+    return out;
 }
 
 /* Appends the triggers of one table. */
@@ -398,30 +401,14 @@ static pgcw_status uninstall_body(PGconn *conn, const names *n, pgcw__buf *out,
     return st;
 }
 
-/* Shared by both uninstall calls: the whole script ("" when there is nothing). */
-static pgcw_status uninstall_script(PGconn *conn, const pgcw_install_opts *opts,
-                                    char **sql_out, char *errbuf, size_t errlen)
+/* The body in one transaction, or "" when there is nothing to drop. Owned; NULL
+ * on OOM. */
+static char *wrap_script(const pgcw__buf *body)
 {
-    names n;
-    pgcw_status st = resolve_names(opts, &n, errbuf, errlen);
-    if (st != PGCW_OK)
-        return st;
-    pgcw__buf body = {0};
-    st = uninstall_body(conn, &n, &body, errbuf, errlen);
-    if (st != PGCW_OK) {
-        pgcw__buf_free(&body);
-        return st;
-    }
     pgcw__buf out = {0};
-    if (body.len)
-        pgcw__buf_appendf(&out, "BEGIN;\n%sCOMMIT;\n", body.data);
-    pgcw__buf_free(&body);
-    *sql_out = pgcw__buf_take(&out);
-    if (!*sql_out) {
-        pgcw__errf(errbuf, errlen, "out of memory");
-        return PGCW_ENOMEM;
-    }
-    return PGCW_OK;
+    if (body->len)
+        pgcw__buf_appendf(&out, "BEGIN;\n%sCOMMIT;\n", body->data);
+    return pgcw__buf_take(&out);
 }
 
 pgcw_status pgcw_uninstall_sql(struct pg_conn *conn, const pgcw_install_opts *opts,
@@ -433,10 +420,33 @@ pgcw_status pgcw_uninstall_sql(struct pg_conn *conn, const pgcw_install_opts *op
         pgcw__errf(errbuf, errlen, "invalid arguments");
         return PGCW_EINVAL;
     }
-    pgcw_status st = check_idle(conn, errbuf, errlen);
+    names n;
+    pgcw_status st = resolve_names(opts, &n, errbuf, errlen);
+    if (st == PGCW_OK)
+        st = check_idle(conn, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
-    return uninstall_script(conn, opts, sql_out, errbuf, errlen);
+    pgcw__buf body = {0};
+    st = uninstall_body(conn, &n, &body, errbuf, errlen);
+    if (st == PGCW_OK && !(*sql_out = wrap_script(&body))) {
+        pgcw__errf(errbuf, errlen, "out of memory");
+        st = PGCW_ENOMEM;
+    }
+    pgcw__buf_free(&body);
+    return st;
+}
+
+/* Runs one statement (or several) that must succeed. */
+static pgcw_status exec_ok(PGconn *conn, const char *sql, char *errbuf, size_t errlen)
+{
+    PGresult *res = PQexec(conn, sql);
+    pgcw_status st = PGCW_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        query_error(conn, res, errbuf, errlen);
+        st = PQstatus(conn) == CONNECTION_OK ? PGCW_EQUERY : PGCW_ECONNLOST;
+    }
+    PQclear(res);
+    return st;
 }
 
 pgcw_status pgcw_uninstall(struct pg_conn *conn, const pgcw_install_opts *opts,
@@ -444,53 +454,35 @@ pgcw_status pgcw_uninstall(struct pg_conn *conn, const pgcw_install_opts *opts,
 {
     if (sql_out)
         *sql_out = NULL;
-    pgcw_status st = check_idle(conn, errbuf, errlen);
+    names n;
+    pgcw_status st = resolve_names(opts, &n, errbuf, errlen);
+    if (st == PGCW_OK)
+        st = check_idle(conn, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
     /* Read the catalogs and drop inside one transaction, so what we drop is what we
      * read (a concurrent install would otherwise slip in between). */
-    PGresult *res = PQexec(conn, "BEGIN");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        query_error(conn, res, errbuf, errlen);
-        PQclear(res);
-        return PQstatus(conn) == CONNECTION_OK ? PGCW_EQUERY : PGCW_ECONNLOST;
-    }
-    PQclear(res);
-    names n;
+    st = exec_ok(conn, "BEGIN", errbuf, errlen);
+    if (st != PGCW_OK)
+        return st;
     pgcw__buf body = {0};
-    st = resolve_names(opts, &n, errbuf, errlen);
+    char *script = NULL;
+    st = uninstall_body(conn, &n, &body, errbuf, errlen);
+    if (st == PGCW_OK && !(script = wrap_script(&body))) {
+        pgcw__errf(errbuf, errlen, "out of memory");
+        st = PGCW_ENOMEM;
+    }
+    if (st == PGCW_OK && body.len)
+        st = exec_ok(conn, body.data, errbuf, errlen);
     if (st == PGCW_OK)
-        st = uninstall_body(conn, &n, &body, errbuf, errlen);
-    if (st == PGCW_OK && body.len) {
-        res = PQexec(conn, body.data);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            query_error(conn, res, errbuf, errlen);
-            st = PGCW_EQUERY;
-        }
-        PQclear(res);
-    }
-    if (st == PGCW_OK) {
-        res = PQexec(conn, "COMMIT");
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            query_error(conn, res, errbuf, errlen);
-            st = PGCW_EQUERY;
-        }
-        PQclear(res);
-    }
+        st = exec_ok(conn, "COMMIT", errbuf, errlen);
+    /* Whatever failed, leave the connection idle with nothing half-dropped. */
     if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
         PQclear(PQexec(conn, "ROLLBACK"));
-    if (st == PGCW_EQUERY && PQstatus(conn) != CONNECTION_OK)
-        st = PGCW_ECONNLOST;
-    if (st == PGCW_OK && sql_out) {
-        pgcw__buf out = {0};
-        if (body.len)
-            pgcw__buf_appendf(&out, "BEGIN;\n%sCOMMIT;\n", body.data);
-        *sql_out = pgcw__buf_take(&out);
-        if (!*sql_out) {
-            pgcw__errf(errbuf, errlen, "out of memory");
-            st = PGCW_ENOMEM; /* the uninstall itself did happen */
-        }
-    }
     pgcw__buf_free(&body);
+    if (st == PGCW_OK && sql_out)
+        *sql_out = script;
+    else
+        free(script);
     return st;
 }

@@ -564,6 +564,27 @@ static void test_keys_composite_in_key_order(void **state)
     assert_string_equal(ks.keys[3], "[3,\"it's \\\"q\\\"\"]");
     keyset_free(&ks);
     notes_free(&ns);
+
+    /* Key columns with names that need quoting in the function's dynamic SQL. */
+    pgtest_exec(f->writer, "CREATE TABLE kq (\"we\"\"ird col\" int, \"Sel%s\" text, "
+                           "PRIMARY KEY (\"Sel%s\", \"we\"\"ird col\"))");
+    const char *kq[] = {"kq"};
+    install_ok(f->writer, &o, kq, 1);
+    pgtest_exec(f->writer,
+                "INSERT INTO kq VALUES (1, 'a'); UPDATE kq SET \"we\"\"ird col\" = 2");
+    ns = collect(f->listener, f->writer, "keys");
+    assert_int_equal(ns.n, 2);
+    notes first = {.items = ns.items, .n = 1}, second = {.items = ns.items + 1, .n = 1};
+    ks = keys_of(f->writer, &first, "insert", "kq", "[\"Sel%s\",\"we\\\"ird col\"]");
+    assert_int_equal(ks.n, 1);
+    assert_string_equal(ks.keys[0], "[\"a\",1]");
+    keyset_free(&ks);
+    ks = keys_of(f->writer, &second, "update", "kq", "[\"Sel%s\",\"we\\\"ird col\"]");
+    assert_int_equal(ks.n, 2);
+    assert_string_equal(ks.keys[0], "[\"a\",1]");
+    assert_string_equal(ks.keys[1], "[\"a\",2]");
+    keyset_free(&ks);
+    notes_free(&ns);
     pgtest_exec(f->listener, "UNLISTEN *");
     uninstall_ok(f->writer, &o);
 }
