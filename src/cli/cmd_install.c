@@ -61,8 +61,9 @@ static const char uninstall_help[] =
     "      --channel-name NAME     NOTIFY channel (default " PGCW_DEFAULT_CHANNEL ")\n"
     "      --function-name NAME    trigger function name prefix\n"
     "                              (default " PGCW_DEFAULT_FUNCTION_NAME ")\n"
-    "      --trigger-name PREFIX   trigger name prefix, also --trigger-name-prefix\n"
-    "                              (default " PGCW_DEFAULT_TRIGGER_PREFIX ")\n"
+    "      --trigger-name PREFIX   accepted (also --trigger-name-prefix) for symmetry\n"
+    "                              with install; triggers are found by the function\n"
+    "                              they call, whatever their names\n"
     "      --commit                run the SQL instead of printing it only\n"
     "  -h, --help                  show this help and exit\n";
 

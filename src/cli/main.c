@@ -26,6 +26,7 @@ static const cli_command commands[] = {
     {"install", cli_cmd_install,
      "put NOTIFY triggers on tables (dry run without --commit)"},
     {"uninstall", cli_cmd_uninstall, "remove a channel's triggers and functions"},
+    {"listen", cli_cmd_listen, "print change events as they arrive"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -42,14 +43,16 @@ static void print_help(FILE *f)
             "Commands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n"
-               "Options:\n"
-               "  -h, --help     show this help and exit\n"
-               "  -V, --version  show the version and exit\n"
-               "\n"
-               "Run '" CLI_PROG " COMMAND --help' for a command's options.\n"
-               "Exit status: 0 success, 1 runtime error (e.g. PostgreSQL refused),\n"
-               "2 usage error.\n");
+    fprintf(f,
+            "\n"
+            "Options:\n"
+            "  -h, --help     show this help and exit\n"
+            "  -V, --version  show the version and exit\n"
+            "\n"
+            "Run '" CLI_PROG " COMMAND --help' (or '" CLI_PROG " help COMMAND') for a\n"
+            "command's options.\n"
+            "Exit status: 0 success, 1 runtime error (e.g. PostgreSQL refused),\n"
+            "2 usage error.\n");
 }
 
 static void vreport(const char *cmd, const char *fmt, va_list ap)

@@ -1,8 +1,7 @@
 /*
  * test_cli.c - the `pgcachewatch` command against a real server: help and usage
  * errors, option order, install/uninstall dry runs (proved by catalog snapshots)
- * and commits, PostgreSQL's errors, listen with --count/--timeout/SIGTERM, and
- * the demo.
+ * and commits, PostgreSQL's errors, listen with --count/--timeout/SIGTERM.
  *
  * Runs the binary named by $PGCW_CLI; every run is bounded by timeout(1) or a
  * deadline, and every process a test starts is waited for or killed.
@@ -94,6 +93,100 @@ static int fresh(void **state)
     return rc == 0 ? 0 : -1;
 }
 
+/* --- processes that run alongside the test --------------------------------------- */
+
+typedef struct proc {
+    pid_t pid;
+    char out_path[64];
+    char err_path[64];
+} proc;
+
+static void proc_start(proc *p, const char *cmd)
+{
+    snprintf(p->out_path, sizeof p->out_path, "/tmp/pgcw-test-cli-%d.out", (int)getpid());
+    snprintf(p->err_path, sizeof p->err_path, "/tmp/pgcw-test-cli-%d.err", (int)getpid());
+    fflush(NULL);
+    p->pid = fork();
+    assert_true(p->pid >= 0);
+    if (p->pid == 0) {
+        if (!freopen(p->out_path, "w", stdout) || !freopen(p->err_path, "w", stderr))
+            _exit(126);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+}
+
+/* Waits up to ms for the process to end; returns its exit status (128+signal if
+ * killed), or -1 if it is still running. */
+static int proc_wait(proc *p, int64_t ms)
+{
+    int64_t deadline = pgtest_now_ms() + ms;
+    for (;;) {
+        int st = 0;
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (pgtest_now_ms() >= deadline)
+            return -1;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void proc_kill(proc *p)
+{
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+        p->pid = 0;
+    }
+    unlink(p->out_path);
+    unlink(p->err_path);
+}
+
+static char *slurp_path(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&buf, &cap, '\0', f);
+    fclose(f);
+    if (n < 0) {
+        free(buf);
+        return strdup("");
+    }
+    return buf;
+}
+
+/* Waits until some session of our database has an acknowledged LISTEN (idle after
+ * a LISTEN statement): from then on notifications reach it. */
+static void wait_listening(proc *p)
+{
+    int64_t deadline = pgtest_now_ms() + 20000;
+    for (;;) {
+        long long n = pgtest_query_int(
+            conn,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND state = 'idle'"
+            " AND query ILIKE '%listen%'");
+        if (n > 0)
+            return;
+        if (proc_wait(p, 0) >= 0 || pgtest_now_ms() > deadline) {
+            char *err = slurp_path(p->err_path);
+            proc_kill(p);
+            fail_msg("the listener never listened; its stderr: %s", err);
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* --- help and usage ----------------------------------------------------------------- */
 
 static void expect_help(const char *args, const char *const *names)
@@ -116,7 +209,7 @@ static void test_help(void **state)
     static const char *const conn_opts[] = {"--pg-dsn",      "--pg-host",
                                             "--pg-port",     "--pg-user",
                                             "--pg-database", "--pg-password"};
-    const char *top[] = {"install", "uninstall", "--version", NULL};
+    const char *top[] = {"install", "uninstall", "listen", "--version", NULL};
     expect_help("--help", top);
     const char *install[] = {"--tables",
                              "--channel-name",
@@ -145,6 +238,10 @@ static void test_help(void **state)
                                conn_opts[5],
                                NULL};
     expect_help("uninstall --help", uninstall);
+    const char *listen[] = {"--channel-name", "--json",     "--count", "--timeout",
+                            conn_opts[0],     conn_opts[4], NULL};
+    expect_help("listen --help", listen);
+
     char *out = NULL;
     assert_int_equal(cli(&out, NULL, "--version"), 0);
     assert_non_null(strstr(out, PGCW_VERSION_STRING));
@@ -179,6 +276,10 @@ static void test_usage_errors(void **state)
     expect_usage_error("install 'two words'", NULL);
     expect_usage_error("uninstall items", "items");
     expect_usage_error("uninstall --with-keys", "with-keys");
+    expect_usage_error("listen --count zero", "count");
+    expect_usage_error("listen --count 0", "count");
+    expect_usage_error("listen --timeout -1", "timeout");
+    expect_usage_error("listen stray", "stray");
 }
 
 /* Options before or after the tables, and both table spellings, give one script. */
@@ -412,6 +513,114 @@ static void test_uninstall(void **state)
     free(baseline);
 }
 
+/* --- listen ----------------------------------------------------------------------------
+ */
+
+static void test_listen_json_count(void **state)
+{
+    (void)state;
+    assert_int_equal(cli(NULL, NULL, "install --commit --with-keys %s items", dsn_arg),
+                     0);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, RUN_LIMIT "\"$PGCW_CLI\" listen --json --count 3 %s",
+             dsn_arg);
+    proc p;
+    proc_start(&p, cmd);
+    wait_listening(&p);
+    pgtest_exec(conn, "INSERT INTO items VALUES (10, 'ten')");
+    pgtest_exec(conn, "UPDATE items SET name = 'TEN' WHERE id = 10");
+    pgtest_exec(conn, "DELETE FROM items WHERE id = 10");
+    int rc = proc_wait(&p, 20000);
+    char *out = slurp_path(p.out_path);
+    char *err = slurp_path(p.err_path);
+    proc_kill(&p);
+    if (rc != 0)
+        fail_msg("listen exited %d: %s", rc, err);
+    static const char *const ops[] = {"insert", "update", "delete"};
+    char *save = NULL;
+    char *line = strtok_r(out, "\n", &save);
+    for (int i = 0; i < 3; i++, line = strtok_r(NULL, "\n", &save)) {
+        if (!line)
+            fail_msg("only %d lines: %s", i, out);
+        struct json_object *j = json_tokener_parse(line);
+        if (!j)
+            fail_msg("not JSON: %s", line);
+        struct json_object *v = NULL;
+        assert_true(json_object_object_get_ex(j, "table", &v));
+        assert_string_equal(json_object_get_string(v), "items");
+        assert_true(json_object_object_get_ex(j, "operation", &v));
+        assert_string_equal(json_object_get_string(v), ops[i]);
+        assert_true(json_object_object_get_ex(j, "keys", &v));
+        assert_string_equal(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN),
+                            "[[10]]");
+        json_object_put(j);
+    }
+    assert_null(line);
+    free(out);
+    free(err);
+}
+
+static void test_listen_timeout(void **state)
+{
+    (void)state;
+    int64_t t0 = pgtest_now_ms();
+    char *out = NULL, *err = NULL;
+    int rc = cli(&out, &err, "listen --timeout 2 %s", dsn_arg);
+    if (rc != 0)
+        fail_msg("listen --timeout exited %d: %s", rc, err);
+    assert_string_equal(out, "");
+    free(out);
+    free(err);
+    rc = cli(&out, &err, "listen --count 1 --timeout 0.5 --channel-name quiet %s",
+             dsn_arg);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "timed out"));
+    free(out);
+    free(err);
+    assert_true(pgtest_now_ms() - t0 < 20000);
+
+    /* An unreachable server is an error, not a silent wait. */
+    rc = cli(&out, &err, "listen --count 1 --timeout 2 --pg-host /nonexistent/pgcw");
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "could not"));
+    free(out);
+    free(err);
+}
+
+static void test_listen_sigterm(void **state)
+{
+    (void)state;
+    assert_int_equal(cli(NULL, NULL, "install --commit %s items", dsn_arg), 0);
+    char cmd[2048];
+    /* exec: the signal must reach the CLI, not a shell around it. */
+    snprintf(cmd, sizeof cmd,
+             "exec \"$PGCW_CLI\" listen --channel-name " PGCW_DEFAULT_CHANNEL " %s",
+             dsn_arg);
+    proc p;
+    proc_start(&p, cmd);
+    wait_listening(&p);
+    pgtest_exec(conn, "DELETE FROM items WHERE id = 2");
+    /* The event is printed as it arrives, long before the process ends. */
+    int64_t deadline = pgtest_now_ms() + 10000;
+    char *out = slurp_path(p.out_path);
+    while (!strstr(out, "items") && pgtest_now_ms() < deadline) {
+        free(out);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        out = slurp_path(p.out_path);
+    }
+    bool printed = strstr(out, "delete") != NULL;
+    free(out);
+    kill(p.pid, SIGTERM);
+    int rc = proc_wait(&p, 10000);
+    char *err = slurp_path(p.err_path);
+    proc_kill(&p);
+    assert_true(printed);
+    if (rc != 0)
+        fail_msg("listen after SIGTERM exited %d: %s", rc, err);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +633,9 @@ int main(void)
         cmocka_unit_test_setup(test_install_missing_table, fresh),
         cmocka_unit_test(test_connection_failure),
         cmocka_unit_test_setup(test_uninstall, fresh),
+        cmocka_unit_test_setup(test_listen_json_count, fresh),
+        cmocka_unit_test_setup(test_listen_timeout, fresh),
+        cmocka_unit_test_setup(test_listen_sigterm, fresh),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

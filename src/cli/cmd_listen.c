@@ -1,0 +1,249 @@
+/*
+ * cmd_listen.c - `pgcachewatch listen`: prints each event as one line as it
+ * arrives, gap events included, until a count, a timeout or a signal.
+ *
+ * The watcher is driven by pgcw_watcher_run() on the main thread; the signal
+ * handler only sets a flag and calls the async-signal-safe
+ * pgcw_watcher_interrupt(). Never swallows a gap: it is printed like any event.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <pgcachewatch/pgcachewatch.h>
+
+#include "cli.h"
+
+enum { OPT_CHANNEL = CLI_OPT_FIRST_COMMAND, OPT_JSON, OPT_COUNT, OPT_TIMEOUT };
+
+/* How long one pgcw_watcher_run() slice lasts: the most an event waits in the
+ * queue before it is printed. */
+#define SLICE_MS 20
+/* How long to wait for the first connection when no --timeout bounds it. */
+#define CONNECT_WAIT_MS 15000
+
+static const char listen_help[] =
+    "Usage: " CLI_PROG " listen [OPTIONS]\n"
+    "\n"
+    "LISTENs on the channel(s) and prints one line per event as it arrives: a\n"
+    "readable line, or with --json one JSON object (kind, channel, operation,\n"
+    "schema, table, sent_at, received_at, latency_ms, keys). Gap events (the\n"
+    "connection was lost: notifications may be missing) are printed too.\n"
+    "Warnings go to stderr. Stops after --count events, after --timeout seconds,\n"
+    "or on SIGINT/SIGTERM.\n"
+    "\n"
+    "Options:\n"
+    "      --channel-name NAME     channel to LISTEN on (may repeat;\n"
+    "                              default " PGCW_DEFAULT_CHANNEL ")\n"
+    "      --json                  print events as JSON lines\n"
+    "      --count N               exit 0 after N events (gap events count too)\n"
+    "      --timeout SECONDS       stop after SECONDS (fractions allowed); exit 1 if\n"
+    "                              --count was given and not reached\n"
+    "  -h, --help                  show this help and exit\n"
+    "\n";
+
+static const char listen_exit_help[] =
+    "\n"
+    "Exit status: 0 on --count reached, --timeout without --count, or a signal;\n"
+    "1 when the connection fails or --count is not reached in time; 2 usage error.\n";
+
+static pgcw_watcher *volatile signal_watcher;
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+    pgcw_watcher *w = signal_watcher;
+    if (w)
+        pgcw_watcher_interrupt(w);
+}
+
+static void on_log(void *ctx, pgcw_log_level level, const char *message)
+{
+    (void)ctx;
+    if (level >= PGCW_LOG_WARNING)
+        fprintf(stderr, "%s listen: %s: %s\n", CLI_PROG, pgcw_log_level_name(level),
+                message);
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Prints every queued event; returns how many. Stops at `limit` (0: none). */
+static long long drain(pgcw_sub *sub, bool json, long long limit, bool *out_of_memory)
+{
+    long long n = 0;
+    pgcw_event *ev = NULL;
+    while ((limit == 0 || n < limit) && pgcw_sub_try_get(sub, &ev) == PGCW_OK) {
+        char *line = json ? pgcw_event_to_json(ev) : pgcw_event_to_text(ev);
+        pgcw_event_free(ev);
+        if (!line) {
+            *out_of_memory = true;
+            return n;
+        }
+        fputs(line, stdout);
+        putchar('\n');
+        fflush(stdout);
+        pgcw_free(line);
+        n++;
+    }
+    return n;
+}
+
+int cli_cmd_listen(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"channel-name", required_argument, NULL, OPT_CHANNEL},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"count", required_argument, NULL, OPT_COUNT},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"help", no_argument, NULL, 'h'},
+        CLI_CONN_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = argv[0];
+    cli_conn_opts conn = {0};
+    bool json = false, help = false;
+    long long count = 0, timeout_ms = -1;
+    const char **channels = calloc((size_t)argc + 1, sizeof *channels);
+    size_t n_channels = 0;
+    if (!channels)
+        return cli_runtime_error(cmd, "out of memory");
+    int c, rc = -1;
+    while (rc < 0 && (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (cli_conn_opt(&conn, c, optarg))
+            continue;
+        switch (c) {
+        case 'h':
+            help = true;
+            break;
+        case OPT_CHANNEL:
+            channels[n_channels++] = optarg;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case OPT_COUNT:
+            if (!cli_parse_count(optarg, &count))
+                rc = cli_usage_error(cmd, "--count wants a positive integer, not '%s'",
+                                     optarg);
+            break;
+        case OPT_TIMEOUT:
+            if (!cli_parse_seconds(optarg, &timeout_ms))
+                rc = cli_usage_error(cmd, "--timeout wants seconds, not '%s'", optarg);
+            break;
+        default:
+            rc = cli_bad_option(cmd);
+        }
+    }
+    if (rc < 0 && help) {
+        fputs(listen_help, stdout);
+        fputs(cli_conn_help, stdout);
+        fputs(listen_exit_help, stdout);
+        rc = CLI_EXIT_OK;
+    }
+    if (rc < 0 && optind < argc)
+        rc = cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (rc >= 0) {
+        free(channels);
+        return rc;
+    }
+
+    long long start = now_ms();
+    char *conninfo = cli_conninfo(&conn);
+    if (!conninfo) {
+        free(channels);
+        return CLI_EXIT_RUNTIME;
+    }
+    pgcw_watcher_opts wopts = {0};
+    wopts.conninfo = conninfo;
+    wopts.channels = channels;
+    wopts.n_channels = n_channels;
+    wopts.log = on_log;
+    pgcw_watcher *w = NULL;
+    pgcw_sub *sub = NULL;
+    pgcw_status st = pgcw_watcher_new(&wopts, &w);
+    free(conninfo);
+    if (st == PGCW_EINVAL) {
+        free(channels);
+        return cli_usage_error(cmd, "invalid channel name (1 to 63 bytes)");
+    }
+    if (st == PGCW_OK)
+        st = pgcw_sub_new(w, NULL, &sub);
+    if (st != PGCW_OK) {
+        rc = cli_runtime_error(cmd, "%s", pgcw_strerror(st));
+        goto out;
+    }
+
+    /* The first connection must succeed: an unreachable server is an error, not
+     * something to retry forever. Later losses are gaps, printed as events. */
+    long long wait = timeout_ms >= 0 ? timeout_ms : CONNECT_WAIT_MS;
+    if (pgcw_watcher_wait_healthy(w, wait) != PGCW_OK) {
+        const char *msg = pgcw_watcher_errmsg(w);
+        rc = cli_runtime_error(cmd, "could not listen: %s",
+                               msg && *msg ? msg : "timed out connecting");
+        goto out;
+    }
+    fprintf(stderr, "%s listen: listening on", CLI_PROG);
+    if (n_channels == 0)
+        fprintf(stderr, " %s", PGCW_DEFAULT_CHANNEL);
+    for (size_t i = 0; i < n_channels; i++)
+        fprintf(stderr, "%s %s", i ? "," : "", channels[i]);
+    fputc('\n', stderr);
+
+    signal_watcher = w;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    long long seen = 0;
+    bool oom = false;
+    for (;;) {
+        seen += drain(sub, json, count ? count - seen : 0, &oom);
+        if (oom) {
+            rc = cli_runtime_error(cmd, "out of memory");
+            break;
+        }
+        if (count && seen >= count) {
+            rc = CLI_EXIT_OK;
+            break;
+        }
+        if (stop_requested) {
+            rc = CLI_EXIT_OK;
+            break;
+        }
+        long long slice = SLICE_MS;
+        if (timeout_ms >= 0) {
+            long long left = start + timeout_ms - now_ms();
+            if (left <= 0) {
+                rc = count ? cli_runtime_error(cmd, "timed out after %lld of %lld events",
+                                               seen, count)
+                           : CLI_EXIT_OK;
+                break;
+            }
+            if (left < slice)
+                slice = left;
+        }
+        pgcw_watcher_run(w, slice);
+    }
+
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal_watcher = NULL;
+out:
+    pgcw_sub_free(sub);
+    pgcw_watcher_free(w);
+    free(channels);
+    return rc;
+}
