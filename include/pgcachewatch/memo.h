@@ -37,7 +37,8 @@ typedef struct pgcw_memo pgcw_memo;
 /* Where a loader puts its answer. Borrowed by the loader for the call only. */
 typedef struct pgcw_memo_result pgcw_memo_result;
 
-/* Stores the value (copied). Returns PGCW_OK or PGCW_ENOMEM. */
+/* Stores the value (copied; a second call replaces it). Returns PGCW_OK,
+ * PGCW_ENOMEM, or PGCW_EINVAL (r NULL, or value NULL with len > 0). */
 pgcw_status pgcw_memo_result_set(pgcw_memo_result *r, const void *value, size_t len);
 
 /* Records an error message (copied) to hand to every waiter. */
@@ -53,7 +54,8 @@ typedef pgcw_status (*pgcw_memo_load_fn)(void *ctx, const void *key, size_t key_
 
 typedef enum pgcw_memo_stat { PGCW_MEMO_HIT = 0, PGCW_MEMO_MISS = 1 } pgcw_memo_stat;
 
-/* Called once per get with hit or miss (a bypass counts as a miss, as in Python). */
+/* Called once per get with hit or miss (a bypass counts as a miss and a caller
+ * that waits for another caller's load as a hit, as in Python: misses == loads). */
 typedef void (*pgcw_memo_stats_fn)(void *ctx, pgcw_memo_stat stat);
 
 typedef struct pgcw_memo_opts {
@@ -92,7 +94,7 @@ typedef struct pgcw_memo_stats {
     uint64_t bypasses; /* loader called because the watcher was unhealthy */
     uint64_t loads;    /* loader calls */
     uint64_t load_errors;
-    uint64_t waits;   /* callers that waited for another caller's load */
+    uint64_t waits;   /* callers that waited for another caller's load (hits) */
     uint64_t clears;  /* times the strategy (or a gap) cleared the memo */
     uint64_t refused; /* loads not stored because a clear raced with them */
     size_t entries;

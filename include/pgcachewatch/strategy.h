@@ -13,8 +13,9 @@
  *             previous clearing event (the first reference is creation time).
  *
  * Unlike the Python strategies, a gap event (lost notifications) always answers
- * "clear", whatever the strategy: nothing else is safe. A drain that stops at the
- * deadline leaves the rest for the next call.
+ * "clear", whatever the strategy: nothing else is safe. A gap also restarts the
+ * Windowed history (operations on both sides of it are not one sequence). A drain
+ * that stops at the deadline leaves the rest for the next call.
  *
  * Threads: every function is thread-safe. The predicate runs on the calling
  * thread with no lock held; concurrent callers may each run it.
@@ -69,9 +70,10 @@ typedef struct pgcw_strategy_opts {
 } pgcw_strategy_opts;
 
 /* Creates a strategy with its own subscriber on w (borrowed; must outlive it).
- * Returns PGCW_OK, PGCW_EINVAL (Windowed with an empty window, Timed with
- * interval_us <= 0, unknown kind) or PGCW_ENOMEM. *out is owned: free with
- * pgcw_strategy_free(). */
+ * opts NULL means zeroed. Returns PGCW_OK, PGCW_EINVAL (Windowed with an empty
+ * window or an operation other than INSERT..TRUNCATE in it, Timed with
+ * interval_us <= 0, negative max_time_us, unknown kind) or PGCW_ENOMEM. *out is
+ * owned: free with pgcw_strategy_free(). */
 pgcw_status pgcw_strategy_new(pgcw_watcher *w, const pgcw_strategy_opts *opts,
                               pgcw_strategy **out);
 
