@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# run_watcher.sh - the rerunnable watcher benchmark: builds bench_watcher if needed,
+# starts a throwaway PostgreSQL (tests/pg/pgserver.sh), runs the benchmark against
+# it and stops that server by its pid on every exit path (a watchdog bound to this
+# script's pid covers kill -9). Arguments go to bench_watcher (see --help); with
+# --dsn the given server is used and none is started. Never touches any other server.
+#
+#   bench/run_watcher.sh                       # the figures in docs/bench.md
+#   bench/run_watcher.sh --rounds 9 --pin on   # more rounds, pinned only
+#   bench/run_watcher.sh --json > out.json
+#
+# PGCW_BUILD_DIR selects the build directory (default: build/ in the source tree).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+build=${PGCW_BUILD_DIR:-$root/build}
+bin=$build/bench/bench_watcher
+
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
+fi
+cmake --build "$build" -j2 --target bench_watcher >&2
+
+for arg in "$@"; do
+  case "$arg" in
+    --dsn | --dsn=*) exec "$bin" "$@" ;;
+  esac
+done
+
+state=$(mktemp "${TMPDIR:-/tmp}/pgcw-bench.XXXXXX")
+cleanup() { bash "$root/tests/pg/pgserver.sh" stop "$state" || true; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bash "$root/tests/pg/pgserver.sh" start "$state" $$ >/dev/null
+dsn=$(sed -n 's/^dsn=//p' "$state")
+echo "bench_watcher: throwaway server: $dsn" >&2
+"$bin" --dsn "$dsn" "$@"
