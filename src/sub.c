@@ -197,10 +197,12 @@ pgcw_status pgcw_sub_get(pgcw_sub *s, int64_t timeout_ms, pgcw_event **out)
 
     pthread_mutex_lock(&s->mu);
     if (s->count == 0 && timeout_ms != 0) {
-        struct timespec until = abs_deadline(timeout_ms > 0 ? timeout_ms : 0);
+        /* Absurdly long waits (beyond ~30 years) are forever; avoids overflow. */
+        bool forever = timeout_ms < 0 || timeout_ms > INT64_C(1000000000000);
+        struct timespec until = abs_deadline(forever ? 0 : timeout_ms);
         s->waiters++;
         while (s->count == 0) {
-            if (timeout_ms < 0) {
+            if (forever) {
                 pthread_cond_wait(&s->cv, &s->mu);
             } else if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
                 break;

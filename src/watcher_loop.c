@@ -22,6 +22,15 @@ static void drain_wakeups(pgcw_watcher *w)
         ;
 }
 
+/* Monotonic deadline in us, or -1 for "never" (negative or absurdly long timeouts,
+ * which would overflow). */
+static int64_t deadline_after(int64_t timeout_ms)
+{
+    if (timeout_ms < 0 || timeout_ms > INT64_C(1000000000000))
+        return -1;
+    return pgcw__mono_us() + timeout_ms * 1000;
+}
+
 static int64_t remaining_ms(int64_t deadline_us)
 {
     if (deadline_us < 0)
@@ -77,7 +86,7 @@ pgcw_status pgcw_watcher_run(pgcw_watcher *w, int64_t timeout_ms)
         return PGCW_EINVAL;
     if (w->thread_started)
         return PGCW_ESTATE;
-    int64_t deadline = timeout_ms < 0 ? -1 : pgcw__mono_us() + timeout_ms * 1000;
+    int64_t deadline = deadline_after(timeout_ms);
     for (;;) {
         /* Sticky until a run() sees it, so a signal that lands between two runs is
          * not lost. */
@@ -154,7 +163,7 @@ pgcw_status pgcw_watcher_wait_healthy(pgcw_watcher *w, int64_t timeout_ms)
 {
     if (!w)
         return PGCW_EINVAL;
-    int64_t deadline = timeout_ms < 0 ? -1 : pgcw__mono_us() + timeout_ms * 1000;
+    int64_t deadline = deadline_after(timeout_ms);
     if (w->thread_started) {
         struct timespec until = abs_mono(deadline);
         pthread_mutex_lock(&w->state_mu);

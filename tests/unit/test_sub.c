@@ -238,6 +238,10 @@ static void test_get_timeout(void **state)
     assert_true(took >= 200);
     assert_true(took < 1200); /* generous: the machine is shared */
     assert_int_equal(pgcw_sub_get(s, 0, &ev), PGCW_EAGAIN);
+    dispatch_seq(w, 7); /* a huge timeout must not overflow into "already passed" */
+    assert_int_equal(pgcw_sub_get(s, INT64_MAX, &ev), PGCW_OK);
+    assert_int_equal(seq_of(ev), 7);
+    pgcw_event_free(ev);
     assert_int_equal(pgcw_sub_get(NULL, 0, &ev), PGCW_EINVAL);
     assert_int_equal(pgcw_sub_get(s, 0, NULL), PGCW_EINVAL);
     pgcw_sub_free(s);
