@@ -3,8 +3,10 @@
  * versions, clear, statistics.
  *
  * The rule every function follows: read the clock, hash and build the new entry
- * before locking the key's shard; free what was removed after unlocking. Under the
- * lock there is only table and queue work (l1_shard.c) and memcpy. Never prints.
+ * before locking the key's shard; free what was removed after unlocking (through
+ * l1_reclaim.c, since a lock-free reader may still be copying it). Under the lock
+ * there is only table and queue work (l1_shard.c). A hit takes no lock at all.
+ * Never prints.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "l1_internal.h"
@@ -49,14 +51,24 @@ pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out)
     if (max_n / n + 1 > UINT32_MAX)
         return PGCW_EINVAL;
 
-    pgcw_l1 *c = calloc(1, sizeof(*c));
+    pgcw_l1 *c = aligned_alloc(64, sizeof(*c)); /* its counters own cache lines */
     if (!c)
         return PGCW_ENOMEM;
+    memset(c, 0, sizeof(*c));
     c->shards = aligned_alloc(64, n * sizeof(*c->shards));
-    if (!c->shards) {
+    c->readers = aligned_alloc(64, PGCW__L1_READERS * sizeof(*c->readers));
+    if (!c->shards || !c->readers) {
+        free(c->shards);
+        free(c->readers);
         free(c);
         return PGCW_ENOMEM;
     }
+    for (unsigned i = 0; i < PGCW__L1_READERS; i++) {
+        atomic_init(&c->readers[i].epoch, 0);
+        atomic_init(&c->readers[i].hits, 0);
+        atomic_init(&c->readers[i].misses, 0);
+    }
+    atomic_init(&c->gepoch, 1);
     c->nshards = n;
     unsigned bits = 0;
     while ((1u << bits) < n)
@@ -77,6 +89,7 @@ pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out)
             for (unsigned j = 0; j < i; j++)
                 pgcw__l1_shard_destroy(&c->shards[j]);
             free(c->shards);
+            free(c->readers);
             free(c);
             return PGCW_ENOMEM;
         }
@@ -92,6 +105,7 @@ void pgcw_l1_free(pgcw_l1 *c)
     for (unsigned i = 0; i < c->nshards; i++)
         pgcw__l1_shard_destroy(&c->shards[i]);
     free(c->shards);
+    free(c->readers);
     free(c);
 }
 
@@ -152,12 +166,12 @@ static bool key_ok(const void *key, size_t klen)
     return key || klen == 0;
 }
 
-pgcw_status pgcw_l1_get(pgcw_l1 *c, const void *key, size_t key_len, void *buf,
-                        size_t buf_len, size_t *value_len, int64_t *version)
+/* The get of threads without a reader slot, and of hits that need a closer look
+ * (a TTL'd entry: expired, or no clock reading yet). */
+static pgcw_status get_locked(pgcw_l1 *c, uint64_t h, const void *key, size_t key_len,
+                              void *buf, size_t buf_len, size_t *value_len,
+                              int64_t *version)
 {
-    if (!c || !value_len || !key_ok(key, key_len) || (!buf && buf_len))
-        return PGCW_EINVAL;
-    uint64_t h = pgcw__l1_hash(c->seed, key, key_len);
     pgcw__l1_shard *s = pgcw__l1_shard_of(c, h);
     pgcw__l1_entry *e = lock_find(c, s, h, key, key_len);
     if (!e) {
@@ -174,10 +188,59 @@ pgcw_status pgcw_l1_get(pgcw_l1 *c, const void *key, size_t key_len, void *buf,
         memcpy(buf, pgcw__l1_val(e), e->vlen);
     if (version)
         *version = e->version;
-    if (e->freq < 3)
-        e->freq++;
+    uint8_t f = atomic_load_explicit(&e->freq, memory_order_relaxed);
+    if (f < 3)
+        atomic_store_explicit(&e->freq, (uint8_t)(f + 1), memory_order_relaxed);
     s->ct.hits++;
     pthread_mutex_unlock(&s->mu);
+    return PGCW_OK;
+}
+
+/* Only this thread writes its reader's counters: no read-modify-write needed. */
+static void bump(_Atomic uint64_t *ctr)
+{
+    atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+pgcw_status pgcw_l1_get(pgcw_l1 *c, const void *key, size_t key_len, void *buf,
+                        size_t buf_len, size_t *value_len, int64_t *version)
+{
+    if (!c || !value_len || !key_ok(key, key_len) || (!buf && buf_len))
+        return PGCW_EINVAL;
+    uint64_t h = pgcw__l1_hash(c->seed, key, key_len);
+    int slot = pgcw__l1_reader_slot();
+    if (slot < 0)
+        return get_locked(c, h, key, key_len, buf, buf_len, value_len, version);
+    pgcw__l1_reader *r = &c->readers[slot];
+    bool have_now = atomic_load_explicit(&c->ttl_seen, memory_order_acquire);
+    int64_t now = have_now ? c->clock(c->clock_ctx) : 0;
+    pgcw__l1_read_enter(c, r);
+    pgcw__l1_entry *e = pgcw__l1_find(pgcw__l1_shard_of(c, h), h, key, key_len);
+    if (!e) {
+        pgcw__l1_read_leave(r);
+        bump(&r->misses);
+        return PGCW_ENOTFOUND;
+    }
+    if (pgcw__l1_has_ttl(e) && (!have_now || pgcw__l1_expiry(e) <= now)) {
+        pgcw__l1_read_leave(r);
+        return get_locked(c, h, key, key_len, buf, buf_len, value_len, version);
+    }
+    *value_len = e->vlen;
+    if (e->vlen > buf_len) {
+        pgcw__l1_read_leave(r);
+        return PGCW_ETOOBIG;
+    }
+    if (e->vlen)
+        memcpy(buf, pgcw__l1_val(e), e->vlen);
+    if (version)
+        *version = e->version;
+    /* A lost increment between two readers only costs an access count. */
+    uint8_t f = atomic_load_explicit(&e->freq, memory_order_relaxed);
+    if (f < 3)
+        atomic_store_explicit(&e->freq, (uint8_t)(f + 1), memory_order_relaxed);
+    pgcw__l1_read_leave(r);
+    bump(&r->hits);
     return PGCW_OK;
 }
 
@@ -256,11 +319,13 @@ static pgcw_status prepare(pgcw_l1 *c, const void *key, size_t klen, const void 
     pgcw__l1_entry *e = malloc(hdr + klen + vlen);
     if (!e)
         return PGCW_ENOMEM;
-    memset(e, 0, sizeof(*e));
+    atomic_init(&e->hnext, NULL);
+    e->qnext = NULL;
     e->version = version;
     e->vlen = (uint32_t)vlen;
     e->klen = (uint16_t)klen;
-    e->flags = has_ttl ? PGCW__L1_TTL : 0;
+    atomic_init(&e->freq, 0);
+    atomic_init(&e->flags, has_ttl ? PGCW__L1_TTL : 0);
     if (has_ttl) {
         int64_t exp = p->now > INT64_MAX - ttl ? INT64_MAX : p->now + ttl;
         memcpy((unsigned char *)e + sizeof(*e), &exp, sizeof(exp));
@@ -273,32 +338,32 @@ static pgcw_status prepare(pgcw_l1 *c, const void *key, size_t klen, const void 
     return PGCW_OK;
 }
 
-/* Puts p->e in place of `old` (NULL: none). Same layout: overwrite in place (keeps
- * the old entry's queue position and accesses, allocates nothing); else the new
- * entry inherits the old one's queue and access count. Called locked. */
+/* Puts p->e in place of `old` (NULL: none). Entries never change once published
+ * (readers copy them without a lock), so the new entry replaces the old one and
+ * inherits its queue and access count. Called locked. */
 static void store_locked(prepared *p, pgcw__l1_entry *old, pgcw__l1_entry **graveyard)
 {
     pgcw__l1_shard *s = p->s;
-    pgcw__l1_entry *e = p->e;
     s->ct.inserts++;
-    if (old && old->klen == e->klen && old->vlen == e->vlen &&
-        (old->flags & PGCW__L1_TTL) == (e->flags & PGCW__L1_TTL)) {
-        size_t hdr = pgcw__l1_hdr(e);
-        old->version = e->version;
-        memcpy((unsigned char *)old + sizeof(*old), (unsigned char *)e + sizeof(*e),
-               hdr - sizeof(*e) + e->klen + e->vlen);
-        e->qnext = *graveyard;
-        *graveyard = e;
-        return;
-    }
     bool was_main = false;
     uint8_t freq = 0;
     if (old) {
-        was_main = (old->flags & PGCW__L1_MAIN) != 0;
-        freq = old->freq;
+        was_main = (atomic_load_explicit(&old->flags, memory_order_relaxed) &
+                    PGCW__L1_MAIN) != 0;
+        freq = atomic_load_explicit(&old->freq, memory_order_relaxed);
         pgcw__l1_kill(s, p->h, old);
     }
-    pgcw__l1_link(s, p->h, e, p->cost, was_main, freq, p->now, graveyard);
+    pgcw__l1_link(s, p->h, p->e, p->cost, was_main, freq, p->now, graveyard);
+}
+
+/* Unlocks s after handing what was unlinked to the reclaimer; frees what readers
+ * can no longer see. */
+static void unlock_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *graveyard)
+{
+    pgcw__l1_entry *to_free = NULL;
+    pgcw__l1_retire(c, s, graveyard, &to_free);
+    pthread_mutex_unlock(&s->mu);
+    free_graveyard(to_free);
 }
 
 /* Removes key's entry (if any) after a store was refused as too big. */
@@ -323,8 +388,7 @@ pgcw_status pgcw_l1_set(pgcw_l1 *c, const void *key, size_t key_len, const void 
     pgcw__l1_entry *old = pgcw__l1_find(p.s, p.h, key, key_len);
     atomic_fetch_add_explicit(gen_of(p.s, p.h), 1, memory_order_release);
     store_locked(&p, old, &graveyard);
-    pthread_mutex_unlock(&p.s->mu);
-    free_graveyard(graveyard);
+    unlock_retire(c, p.s, graveyard);
     return PGCW_OK;
 }
 
@@ -359,14 +423,14 @@ pgcw_status pgcw_l1_fill(pgcw_l1 *c, const pgcw_l1_ticket *ticket, const void *k
         atomic_load_explicit(gen_of(p.s, p.h), memory_order_acquire) == ticket->priv_[2];
     if (!fresh || (old && old->version > version)) {
         p.s->ct.refused++;
-        graveyard = p.e;
-    } else {
-        store_locked(&p, old, &graveyard);
-        if (stored)
-            *stored = true;
+        pthread_mutex_unlock(&p.s->mu);
+        free(p.e); /* never published */
+        return PGCW_OK;
     }
-    pthread_mutex_unlock(&p.s->mu);
-    free_graveyard(graveyard);
+    store_locked(&p, old, &graveyard);
+    if (stored)
+        *stored = true;
+    unlock_retire(c, p.s, graveyard);
     return PGCW_OK;
 }
 
@@ -412,14 +476,17 @@ void pgcw_l1_clear(pgcw_l1 *c)
     /* Bump first: a fill that checks the epoch before this is inserted before its
      * shard is swept below (it holds the shard lock), so the sweep removes it. */
     atomic_fetch_add_explicit(&c->epoch, 1, memory_order_acq_rel);
+    pgcw__l1_entry *graveyard = NULL;
     for (unsigned i = 0; i < c->nshards; i++) {
         pgcw__l1_shard *s = &c->shards[i];
-        pgcw__l1_entry *graveyard = NULL;
         pthread_mutex_lock(&s->mu);
         pgcw__l1_shard_clear(s, &graveyard);
         pthread_mutex_unlock(&s->mu);
-        free_graveyard(graveyard);
     }
+    /* Readers may still be copying what we unlinked: wait them out (no lock held;
+     * reads take nanoseconds), then free. */
+    pgcw__l1_synchronize(c);
+    free_graveyard(graveyard);
 }
 
 uint64_t pgcw_l1_epoch(pgcw_l1 *c)
@@ -450,6 +517,10 @@ void pgcw_l1_stats_get(pgcw_l1 *c, pgcw_l1_stats *out)
         out->held_entries += s->small.n + s->main.n;
         out->held_bytes += s->small.bytes + s->main.bytes;
         pthread_mutex_unlock(&s->mu);
+    }
+    for (unsigned i = 0; i < PGCW__L1_READERS; i++) {
+        out->hits += atomic_load_explicit(&c->readers[i].hits, memory_order_relaxed);
+        out->misses += atomic_load_explicit(&c->readers[i].misses, memory_order_relaxed);
     }
     out->clears = atomic_load_explicit(&c->epoch, memory_order_acquire);
     out->max_entries = c->max_entries;

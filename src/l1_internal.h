@@ -1,10 +1,14 @@
 /*
  * l1_internal.h - the L1 cache's private layout shared by l1.c (API, tickets,
- * stats), l1_shard.c (hash table + S3-FIFO policy) and the tests.
+ * stats), l1_shard.c (hash table + S3-FIFO policy), l1_reclaim.c (lock-free reads,
+ * deferred frees) and the tests.
  *
- * Everything in a shard is guarded by the shard's mutex except `gens`, which
- * tickets read lock-free. Nothing here allocates, frees or calls out while a shard
- * is locked: entries are built before locking and freed after unlocking.
+ * Concurrency: writers hold the shard's mutex; readers (hits) take no lock. They
+ * walk the hash chains with acquire loads and copy out of entries whose key, value,
+ * version and expiry never change once published, so an update always publishes a
+ * new entry. An entry unlinked from its chain is freed only after every reader that
+ * might still hold it has left (epoch-based reclamation, l1_reclaim.c). Nothing here
+ * allocates, frees or calls out while a shard is locked.
  */
 #ifndef PGCW_L1_INTERNAL_H
 #define PGCW_L1_INTERNAL_H
@@ -32,18 +36,22 @@
  * entry, and the bounds count such entries until they are reclaimed.
  */
 typedef struct pgcw__l1_entry {
-    struct pgcw__l1_entry *hnext; /* hash chain */
-    struct pgcw__l1_entry *qnext; /* FIFO queue, or the free-after-unlock list */
+    _Atomic(struct pgcw__l1_entry *) hnext; /* hash chain; readers follow it */
+    struct pgcw__l1_entry *qnext; /* FIFO queue, or a to-free list (writers only) */
     int64_t version;
     uint32_t vlen;
     uint16_t klen;
-    uint8_t freq;  /* S3-FIFO access count, 0..3 */
-    uint8_t flags; /* PGCW__L1_* */
+    _Atomic uint8_t freq;  /* S3-FIFO access count, 0..3; readers bump it */
+    _Atomic uint8_t flags; /* PGCW__L1_*; readers only test PGCW__L1_TTL */
 } pgcw__l1_entry;
 
+static inline bool pgcw__l1_has_ttl(const pgcw__l1_entry *e)
+{
+    return (atomic_load_explicit(&e->flags, memory_order_relaxed) & PGCW__L1_TTL) != 0;
+}
 static inline size_t pgcw__l1_hdr(const pgcw__l1_entry *e)
 {
-    return sizeof(*e) + ((e->flags & PGCW__L1_TTL) ? sizeof(int64_t) : 0);
+    return sizeof(*e) + (pgcw__l1_has_ttl(e) ? sizeof(int64_t) : 0);
 }
 static inline const unsigned char *pgcw__l1_key(const pgcw__l1_entry *e)
 {
@@ -56,7 +64,7 @@ static inline const unsigned char *pgcw__l1_val(const pgcw__l1_entry *e)
 static inline int64_t pgcw__l1_expiry(const pgcw__l1_entry *e)
 {
     int64_t t = INT64_MAX;
-    if (e->flags & PGCW__L1_TTL)
+    if (pgcw__l1_has_ttl(e))
         memcpy(&t, (const unsigned char *)e + sizeof(*e), sizeof(t));
     return t;
 }
@@ -71,23 +79,48 @@ typedef struct pgcw__l1_counters {
         deletes;
 } pgcw__l1_counters;
 
+/* Entries waiting to be freed: a list and the global epoch when its last member
+ * was added (every member was unlinked before that). */
+typedef struct pgcw__l1_limbo {
+    pgcw__l1_entry *head, *tail;
+    size_t n;
+    uint64_t tag;
+} pgcw__l1_limbo;
+
 typedef struct pgcw__l1_shard {
-    alignas(64) pthread_mutex_t mu;
-    pgcw__l1_entry **buckets;
+    /* Set at creation, then only read: lock-free readers need these, so they
+     * share no cache line with anything a writer stores to. */
+    alignas(64) _Atomic(pgcw__l1_entry *) *buckets;
     uint32_t nbuckets;
-    uint32_t nghost;
+    uint32_t gmask;
+    _Atomic uint32_t *gens; /* fill generations per slot; gmask + 1 slots */
+    uint64_t seed;          /* the cache's hash seed, to rehash entries being evicted */
     uint16_t *ghost; /* fingerprints of keys recently evicted from the small queue */
-    pgcw__l1_queue small, main;
+    uint32_t nghost;
     size_t cap_n, cap_bytes;
+    /* Writers' state, under mu. */
+    alignas(64) pthread_mutex_t mu;
+    pgcw__l1_queue small, main;
     size_t live_n, live_bytes;
     pgcw__l1_counters ct;
-    _Atomic uint32_t *gens; /* fill generations per slot; gmask + 1 slots */
-    uint32_t gmask;
-    uint64_t seed; /* the cache's hash seed, to rehash entries being evicted */
+    pgcw__l1_limbo fresh, aged; /* retired entries: filling, and waiting for readers */
 } pgcw__l1_shard;
 
+/* Per reader thread and cache: the epoch it entered at (0: not reading) and its
+ * own hit/miss counters, on a line no other thread writes. */
+typedef struct pgcw__l1_reader {
+    alignas(64) _Atomic uint64_t epoch;
+    _Atomic uint64_t hits, misses;
+} pgcw__l1_reader;
+
+/* Threads that can read lock-free at once; more fall back to the shard lock. */
+#define PGCW__L1_READERS 64
+
 struct pgcw_l1 {
+    /* Read-mostly configuration first; each counter a writer bumps sits on a line
+     * of its own so bumping it does not evict this one from readers' caches. */
     pgcw__l1_shard *shards;
+    pgcw__l1_reader *readers; /* PGCW__L1_READERS of them */
     unsigned nshards;
     unsigned shard_shift; /* shard = hash >> shard_shift (0 shards bits: 64) */
     uint64_t seed;
@@ -95,9 +128,46 @@ struct pgcw_l1 {
     pgcw_l1_clock_fn clock;
     void *clock_ctx;
     size_t max_entries, max_bytes;
-    _Atomic uint64_t epoch;
     _Atomic bool ttl_seen; /* once true, every get reads the clock before locking */
+    alignas(64) _Atomic uint64_t epoch;  /* clears */
+    alignas(64) _Atomic uint64_t gepoch; /* reclamation epoch (not the clear epoch) */
 };
+
+/* --- l1_reclaim.c ------------------------------------------------------------ */
+
+/* This thread's reader slot (claimed on first use, released at thread exit), or -1
+ * if all are taken. */
+int pgcw__l1_reader_slot(void);
+
+/* Enters / leaves a lock-free read on c as reader slot r. Between the two, every
+ * entry reached through the hash chains stays allocated. */
+static inline void pgcw__l1_read_enter(pgcw_l1 *c, pgcw__l1_reader *r)
+{
+    uint64_t e = atomic_load_explicit(&c->gepoch, memory_order_acquire);
+    /* Pairs with the fence in the reclaimer: either it sees us reading, or we see
+     * every unlink it made before looking. On x86 a locked exchange is that full
+     * barrier and, unlike MFENCE, lets the loads of consecutive gets overlap. */
+#if defined(__x86_64__) || defined(__i386__)
+    (void)atomic_exchange_explicit(&r->epoch, e, memory_order_seq_cst);
+#else
+    atomic_store_explicit(&r->epoch, e, memory_order_release);
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+static inline void pgcw__l1_read_leave(pgcw__l1_reader *r)
+{
+    atomic_store_explicit(&r->epoch, 0, memory_order_release);
+}
+
+/* Called with s->mu held after removing entries: adds the unlinked entries `dead`
+ * (a qnext list) to the shard's limbo and moves whatever readers can no longer see
+ * onto *to_free, which the caller frees after unlocking. */
+void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
+                     pgcw__l1_entry **to_free);
+
+/* Waits (yielding) until no reader that entered before this call is still inside.
+ * Never called with a lock held. */
+void pgcw__l1_synchronize(pgcw_l1 *c);
 
 uint64_t pgcw__l1_hash(uint64_t seed, const void *key, size_t len);
 
@@ -128,13 +198,15 @@ void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e);
 /* Makes room for an entry of `cost` bytes, then links e (already filled in) into the
  * table and a queue: the main queue if its key is a ghost or if it replaces an
  * entry that was there (`replaced_main`), else the small one. Entries reclaimed or
- * evicted on the way are chained on *graveyard (via qnext) to be freed after
- * unlocking. `now` decides which evicted entries count as expired. */
+ * evicted on the way are chained on *graveyard (via qnext), to be retired
+ * (pgcw__l1_retire) before unlocking. `now` decides which evicted entries count as
+ * expired. */
 void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost,
                    bool replaced_main, uint8_t freq, int64_t now,
                    pgcw__l1_entry **graveyard);
 
-/* Moves every entry to *graveyard and empties the shard. */
+/* Moves every entry (and every retired one) to *graveyard and empties the shard;
+ * the caller must wait for readers (pgcw__l1_synchronize) before freeing them. */
 void pgcw__l1_shard_clear(pgcw__l1_shard *s, pgcw__l1_entry **graveyard);
 
 /* Cost of an entry (the same formula as pgcw_l1_entry_cost()). */

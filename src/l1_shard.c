@@ -30,7 +30,7 @@ size_t pgcw__l1_cost(size_t klen, size_t vlen, bool ttl)
 
 static size_t entry_cost(const pgcw__l1_entry *e)
 {
-    return pgcw__l1_cost(e->klen, e->vlen, (e->flags & PGCW__L1_TTL) != 0);
+    return pgcw__l1_cost(e->klen, e->vlen, pgcw__l1_has_ttl(e));
 }
 
 pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_bytes,
@@ -72,6 +72,8 @@ void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
 {
     free_list(s->small.head);
     free_list(s->main.head);
+    free_list(s->fresh.head);
+    free_list(s->aged.head);
     free(s->buckets);
     free(s->ghost);
     free((void *)s->gens);
@@ -80,8 +82,9 @@ void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
 
 pgcw__l1_entry *pgcw__l1_find(pgcw__l1_shard *s, uint64_t h, const void *key, size_t klen)
 {
-    pgcw__l1_entry *e = s->buckets[fastrange((uint32_t)h, s->nbuckets)];
-    for (; e; e = e->hnext)
+    pgcw__l1_entry *e = atomic_load_explicit(
+        &s->buckets[fastrange((uint32_t)h, s->nbuckets)], memory_order_acquire);
+    for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire))
         if (e->klen == klen && (klen == 0 || memcmp(pgcw__l1_key(e), key, klen) == 0))
             return e;
     return NULL;
@@ -89,12 +92,14 @@ pgcw__l1_entry *pgcw__l1_find(pgcw__l1_shard *s, uint64_t h, const void *key, si
 
 void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e)
 {
-    pgcw__l1_entry **pp = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
-    while (*pp != e)
-        pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    e->hnext = NULL;
-    e->flags |= PGCW__L1_DEAD;
+    _Atomic(pgcw__l1_entry *) *pp = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
+    pgcw__l1_entry *cur;
+    while ((cur = atomic_load_explicit(pp, memory_order_relaxed)) != e)
+        pp = &cur->hnext;
+    /* e keeps its hnext: a reader standing on e must still reach the rest. */
+    atomic_store_explicit(pp, atomic_load_explicit(&e->hnext, memory_order_relaxed),
+                          memory_order_release);
+    atomic_fetch_or_explicit(&e->flags, PGCW__L1_DEAD, memory_order_relaxed);
     s->live_n--;
     s->live_bytes -= entry_cost(e);
 }
@@ -172,7 +177,7 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
             s->small.n * 10 > s->cap_n || s->small.bytes * 10 > s->cap_bytes;
         bool from_small = s->small.n > 0 && (s->main.n == 0 || small_over);
         pgcw__l1_entry *e = qpop(from_small ? &s->small : &s->main);
-        if (e->flags & PGCW__L1_DEAD) {
+        if (atomic_load_explicit(&e->flags, memory_order_relaxed) & PGCW__L1_DEAD) {
             bury(e, graveyard);
             return;
         }
@@ -182,13 +187,14 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
             bury(e, graveyard);
             return;
         }
-        if (e->freq > 0) {
+        uint8_t f = atomic_load_explicit(&e->freq, memory_order_relaxed);
+        if (f > 0) {
             /* Small -> main on any access since insertion; main reinserts. */
             if (from_small) {
-                e->freq = 0;
-                e->flags |= PGCW__L1_MAIN;
+                atomic_store_explicit(&e->freq, 0, memory_order_relaxed);
+                atomic_fetch_or_explicit(&e->flags, PGCW__L1_MAIN, memory_order_relaxed);
             } else {
-                e->freq--;
+                atomic_store_explicit(&e->freq, (uint8_t)(f - 1), memory_order_relaxed);
             }
             qpush(&s->main, e);
             continue;
@@ -209,7 +215,7 @@ static void compact(pgcw__l1_queue *q, pgcw__l1_entry **graveyard)
     pgcw__l1_entry **pp = &q->head, *last = NULL;
     while (*pp) {
         pgcw__l1_entry *e = *pp;
-        if (e->flags & PGCW__L1_DEAD) {
+        if (atomic_load_explicit(&e->flags, memory_order_relaxed) & PGCW__L1_DEAD) {
             *pp = e->qnext;
             q->n--;
             q->bytes -= entry_cost(e);
@@ -232,11 +238,11 @@ void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost
             s->small.bytes + s->main.bytes + cost > s->cap_bytes)) {
         size_t held_n = s->small.n + s->main.n;
         size_t held_b = s->small.bytes + s->main.bytes;
-        /* Full, but half of it is removed entries waiting in the queues: reclaim
-         * them all rather than evict live ones. A pass frees at least half of
-         * what it visits, so its cost is amortized O(1) per removal. */
-        if (!compacted && ((held_n - s->live_n) * 2 >= held_n ||
-                           (held_b - s->live_bytes) * 2 >= held_b)) {
+        /* Full, but a quarter of it is removed entries waiting in the queues:
+         * reclaim them all rather than evict live ones. A pass frees at least a
+         * quarter of what it visits, so its cost is amortized O(1) per removal. */
+        if (!compacted && ((held_n - s->live_n) * 4 >= held_n ||
+                           (held_b - s->live_bytes) * 4 >= held_b)) {
             compact(&s->small, graveyard);
             compact(&s->main, graveyard);
             compacted = true;
@@ -245,11 +251,15 @@ void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost
         evict_one(s, now, graveyard);
     }
     bool to_main = ghost_take(s, h) || replaced_main;
-    e->freq = freq;
-    e->flags = (uint8_t)((e->flags & PGCW__L1_TTL) | (to_main ? PGCW__L1_MAIN : 0));
-    pgcw__l1_entry **b = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
-    e->hnext = *b;
-    *b = e;
+    atomic_store_explicit(&e->freq, freq, memory_order_relaxed);
+    uint8_t fl = atomic_load_explicit(&e->flags, memory_order_relaxed) & PGCW__L1_TTL;
+    atomic_store_explicit(&e->flags, (uint8_t)(fl | (to_main ? PGCW__L1_MAIN : 0)),
+                          memory_order_relaxed);
+    _Atomic(pgcw__l1_entry *) *b = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
+    atomic_store_explicit(&e->hnext, atomic_load_explicit(b, memory_order_relaxed),
+                          memory_order_relaxed);
+    /* Publishes the entry: its key, value and header are complete before this. */
+    atomic_store_explicit(b, e, memory_order_release);
     qpush(to_main ? &s->main : &s->small, e);
     s->live_n++;
     s->live_bytes += cost;
@@ -265,7 +275,18 @@ void pgcw__l1_shard_clear(pgcw__l1_shard *s, pgcw__l1_entry **graveyard)
 {
     move_all(&s->small, graveyard);
     move_all(&s->main, graveyard);
-    memset(s->buckets, 0, (size_t)s->nbuckets * sizeof(*s->buckets));
+    /* Entries already waiting for readers go with them: the caller waits once. */
+    pgcw__l1_limbo *lists[2] = {&s->fresh, &s->aged};
+    for (int i = 0; i < 2; i++) {
+        while (lists[i]->head) {
+            pgcw__l1_entry *e = lists[i]->head;
+            lists[i]->head = e->qnext;
+            bury(e, graveyard);
+        }
+        *lists[i] = (pgcw__l1_limbo){0};
+    }
+    for (uint32_t i = 0; i < s->nbuckets; i++)
+        atomic_store_explicit(&s->buckets[i], NULL, memory_order_release);
     memset(s->ghost, 0, (size_t)s->nghost * sizeof(*s->ghost));
     s->live_n = 0;
     s->live_bytes = 0;

@@ -5,6 +5,8 @@
  * up and both bounds must hold at the end (and TSan must stay quiet throughout).
  */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -112,8 +114,75 @@ static void test_threads(void **state)
     pgcw_l1_free(c);
 }
 
+/* Lock-free readers on a few hot keys while writers replace them all the time:
+ * every replaced entry is freed while readers may be copying it, so a reclamation
+ * bug shows up as a torn value here or a use-after-free under ASan. */
+typedef struct hot {
+    pgcw_l1 *c;
+    _Atomic bool stop;
+    unsigned id;
+    uint64_t reads, bad;
+} hot;
+
+static void *hot_reader(void *arg)
+{
+    hot *h = arg;
+    unsigned char got[256], want[256];
+    char key[8];
+    for (uint64_t i = 0; !atomic_load(&h->stop) || i < 100000; i++) {
+        unsigned k = (unsigned)(i % 8);
+        int kl = snprintf(key, sizeof(key), "h%u", k);
+        size_t len;
+        int64_t v;
+        if (pgcw_l1_get(h->c, key, (size_t)kl, got, sizeof(got), &len, &v) == PGCW_OK) {
+            size_t elen = make_value(k, v, want);
+            h->bad += len != elen || memcmp(got, want, len) != 0;
+        }
+        h->reads++;
+    }
+    return NULL;
+}
+
+static void test_readers_during_replacement(void **state)
+{
+    (void)state;
+    pgcw_l1_opts o = {.max_entries = 64, .shards = 1};
+    hot h[2];
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
+    pthread_t th[2];
+    for (unsigned i = 0; i < 2; i++) {
+        h[i] = (hot){.c = c, .id = i};
+        atomic_init(&h[i].stop, false);
+        assert_int_equal(pthread_create(&th[i], NULL, hot_reader, &h[i]), 0);
+    }
+    unsigned char val[256];
+    char key[8];
+    for (int64_t v = 1; v <= 200000; v++) {
+        unsigned k = (unsigned)(v % 8);
+        int kl = snprintf(key, sizeof(key), "h%u", k);
+        size_t len = make_value(k, v, val);
+        assert_int_equal(pgcw_l1_set(c, key, (size_t)kl, val, len, v, PGCW_L1_TTL_NONE),
+                         PGCW_OK);
+        if (v % 50000 == 0)
+            pgcw_l1_clear(c);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        atomic_store(&h[i].stop, true);
+        pthread_join(th[i], NULL);
+        assert_int_equal(h[i].bad, 0);
+        assert_true(h[i].reads >= 100000);
+    }
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_true(s.hits > 0);
+    assert_true(s.held_entries <= 64);
+    pgcw_l1_free(c);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_threads)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_threads),
+                                       cmocka_unit_test(test_readers_during_replacement)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

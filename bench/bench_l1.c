@@ -1,0 +1,505 @@
+/*
+ * bench_l1.c - the L1's figures, side by side in one run:
+ *   1. get-hit latency, one thread, 1M entries (uniform and Zipf keys; independent
+ *      gets, and a dependent chain where each key comes from the previous value so
+ *      no two misses overlap);
+ *   2. 90% get / 10% set over Zipf(0.99) on 10M distinct keys, cache = 1% of them:
+ *      throughput with 1 and 2 threads (pinned), and the hit ratio beside exact LRU
+ *      and SIEVE simulations of the same trace;
+ *   3. hit ratios on a scan-polluted trace (scan resistance);
+ *   4. memory overhead per entry beyond key and value bytes (malloc's own count).
+ *
+ * Usage: bench_l1 [quick|full [mixed]]  ("quick" shrinks every size 10x, for a smoke
+ * run; "mixed" runs section 2-3 only)
+ * Prints; never part of ctest. Keys are 16 bytes, values 32 bytes.
+ */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <pgcachewatch/l1.h>
+
+#include "lru_sim.h"
+
+#define KEY_LEN 16
+#define VAL_LEN 32
+
+static double clock_s(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double now_s(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
+}
+
+/* This thread's CPU time: on a shared, loaded machine it excludes the time other
+ * processes had our core, so medians of batches stay meaningful. */
+static double cpu_s(void)
+{
+    return clock_s(CLOCK_THREAD_CPUTIME_ID);
+}
+
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu % (int)sysconf(_SC_NPROCESSORS_ONLN), &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void make_key(uint64_t id, unsigned char *k)
+{
+    memcpy(k, "l1bench:", 8);
+    memcpy(k + 8, &id, 8);
+}
+
+static void make_val(uint64_t id, unsigned char *v)
+{
+    for (int i = 0; i < VAL_LEN / 8; i++)
+        memcpy(v + 8 * i, &id, 8);
+}
+
+static uint64_t xorshift(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* Zipf over [0, n) by Gray et al.'s method (as in YCSB). */
+typedef struct zipf {
+    uint64_t n;
+    double theta, alpha, zetan, eta, half_pow;
+} zipf;
+
+static void zipf_init(zipf *z, uint64_t n, double theta)
+{
+    z->n = n;
+    z->theta = theta;
+    double zeta2 = 1.0 + pow(0.5, theta);
+    z->zetan = 0;
+    for (uint64_t i = 1; i <= n; i++)
+        z->zetan += 1.0 / pow((double)i, theta);
+    z->alpha = 1.0 / (1.0 - theta);
+    z->eta = (1.0 - pow(2.0 / (double)n, 1.0 - theta)) / (1.0 - zeta2 / z->zetan);
+    z->half_pow = 1.0 + pow(0.5, theta);
+}
+
+static uint64_t zipf_next(const zipf *z, uint64_t *rng)
+{
+    double u = (double)(xorshift(rng) >> 11) * (1.0 / 9007199254740992.0);
+    double uz = u * z->zetan;
+    if (uz < 1.0)
+        return 0;
+    if (uz < z->half_pow)
+        return 1;
+    uint64_t r = (uint64_t)((double)z->n * pow(z->eta * u - z->eta + 1.0, z->alpha));
+    return r < z->n ? r : z->n - 1;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- 1. latency ----------------------------------------------------------- */
+
+#define BATCH 1024
+
+static void fill_cache(pgcw_l1 *c, uint64_t n, bool chain)
+{
+    /* For the dependent chain, entry i's value holds the next id of one random
+     * cycle through all n ids (Sattolo's shuffle). */
+    uint64_t *next = NULL;
+    if (chain) {
+        next = malloc(n * sizeof(*next));
+        for (uint64_t i = 0; i < n; i++)
+            next[i] = i;
+        uint64_t rng = 42;
+        for (uint64_t i = n - 1; i > 0; i--) {
+            uint64_t j = xorshift(&rng) % i;
+            uint64_t t = next[i];
+            next[i] = next[j];
+            next[j] = t;
+        }
+    }
+    unsigned char k[KEY_LEN], v[VAL_LEN];
+    for (uint64_t i = 0; i < n; i++) {
+        make_key(i, k);
+        make_val(chain ? next[i] : i, v);
+        if (pgcw_l1_set(c, k, KEY_LEN, v, VAL_LEN, 1, PGCW_L1_TTL_NONE) != PGCW_OK) {
+            fprintf(stderr, "set failed\n");
+            exit(1);
+        }
+    }
+    free(next);
+}
+
+static void report_batches(const char *what, double *ns, size_t nb, uint64_t hits,
+                           uint64_t total)
+{
+    qsort(ns, nb, sizeof(*ns), cmp_double);
+    printf("  %-44s median %6.1f ns  p90 %6.1f  p99 %6.1f  (hits %llu/%llu)\n", what,
+           ns[nb / 2], ns[nb * 9 / 10], ns[nb * 99 / 100], (unsigned long long)hits,
+           (unsigned long long)total);
+}
+
+static void bench_latency(uint64_t n)
+{
+    printf("1. get-hit latency, 1 thread, %llu entries, key %d B, value %d B\n",
+           (unsigned long long)n, KEY_LEN, VAL_LEN);
+    pin(0);
+    pgcw_l1_opts o = {.max_entries = n + n / 4, .max_bytes = (size_t)8 << 30};
+    pgcw_l1 *c;
+    if (pgcw_l1_new(&o, &c) != PGCW_OK)
+        exit(1);
+    fill_cache(c, n, true);
+
+    const size_t nb = 5000;
+    double *ns = malloc(nb * sizeof(*ns));
+    uint64_t *ids = malloc(nb * BATCH * sizeof(*ids));
+    unsigned char k[KEY_LEN], buf[64];
+    size_t len;
+    zipf z;
+    zipf_init(&z, n, 0.99);
+    for (int dist = 0; dist < 2; dist++) {
+        uint64_t rng = 7 + (uint64_t)dist;
+        for (size_t i = 0; i < nb * BATCH; i++)
+            ids[i] = dist == 0 ? xorshift(&rng) % n : zipf_next(&z, &rng);
+        uint64_t hits = 0;
+        for (size_t b = 0; b < nb; b++) {
+            double t0 = cpu_s();
+            for (size_t i = 0; i < BATCH; i++) {
+                make_key(ids[b * BATCH + i], k);
+                hits +=
+                    pgcw_l1_get(c, k, KEY_LEN, buf, sizeof(buf), &len, NULL) == PGCW_OK;
+            }
+            ns[b] = (cpu_s() - t0) * 1e9 / BATCH;
+        }
+        report_batches(dist == 0 ? "independent gets, uniform keys:"
+                                 : "independent gets, Zipf(0.99) keys:",
+                       ns, nb, hits, nb * BATCH);
+    }
+    /* Dependent chain: the next key is in the value just read. */
+    uint64_t id = 0, hits = 0;
+    for (size_t b = 0; b < nb; b++) {
+        double t0 = cpu_s();
+        for (size_t i = 0; i < BATCH; i++) {
+            make_key(id, k);
+            hits += pgcw_l1_get(c, k, KEY_LEN, buf, sizeof(buf), &len, NULL) == PGCW_OK;
+            memcpy(&id, buf, 8);
+        }
+        ns[b] = (cpu_s() - t0) * 1e9 / BATCH;
+    }
+    report_batches("dependent chain (full miss latency), uniform:", ns, nb, hits,
+                   nb * BATCH);
+    free(ids);
+    free(ns);
+    pgcw_l1_free(c);
+}
+
+/* ---- 2. mixed workload: throughput and hit ratio --------------------------- */
+
+typedef struct trace {
+    uint64_t *ids; /* top bit set: a set; else a get */
+    size_t n;
+} trace;
+
+#define SET_BIT (1ull << 63)
+
+static void make_trace(trace *t, const zipf *z, size_t n, uint64_t seed, int set_pct)
+{
+    t->n = n;
+    t->ids = malloc(n * sizeof(*t->ids));
+    uint64_t rng = seed;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = zipf_next(z, &rng);
+        /* Scatter the ranks over the key space (the hottest keys are not 0, 1, ...). */
+        id = (id * 0x9E3779B97F4A7C15ull) % z->n;
+        bool set = (int)(xorshift(&rng) % 100) < set_pct;
+        t->ids[i] = id | (set ? SET_BIT : 0);
+    }
+}
+
+typedef struct runner {
+    pgcw_l1 *c;
+    const trace *t;
+    int core;
+    pthread_barrier_t *start;
+    uint64_t gets, hits;
+    double secs, cpu;
+} runner;
+
+/* Cache-aside (a get that misses takes a ticket and fills, as the memo and the
+ * PostgreSQL-backed cache do) or literal (a miss is only counted). */
+static bool g_fill_on_miss = true;
+
+static void run_trace(pgcw_l1 *c, const trace *t, uint64_t *gets, uint64_t *hits)
+{
+    unsigned char k[KEY_LEN], v[VAL_LEN], buf[64];
+    size_t len;
+    for (size_t i = 0; i < t->n; i++) {
+        uint64_t id = t->ids[i] & ~SET_BIT;
+        make_key(id, k);
+        if (t->ids[i] & SET_BIT) {
+            make_val(id, v);
+            (void)pgcw_l1_set(c, k, KEY_LEN, v, VAL_LEN, 1, PGCW_L1_TTL_NONE);
+            continue;
+        }
+        (*gets)++;
+        if (pgcw_l1_get(c, k, KEY_LEN, buf, sizeof(buf), &len, NULL) == PGCW_OK) {
+            (*hits)++;
+            continue;
+        }
+        if (!g_fill_on_miss)
+            continue;
+        pgcw_l1_ticket tk;
+        pgcw_l1_ticket_take(c, k, KEY_LEN, &tk);
+        make_val(id, v);
+        (void)pgcw_l1_fill(c, &tk, k, KEY_LEN, v, VAL_LEN, 1, PGCW_L1_TTL_NONE, NULL);
+    }
+}
+
+static void *runner_main(void *arg)
+{
+    runner *r = arg;
+    pin(r->core);
+    pthread_barrier_wait(r->start);
+    double t0 = now_s(), c0 = cpu_s();
+    run_trace(r->c, r->t, &r->gets, &r->hits);
+    r->secs = now_s() - t0;
+    r->cpu = cpu_s() - c0;
+    return NULL;
+}
+
+static pgcw_l1 *mixed_cache(uint64_t cap, unsigned shards)
+{
+    pgcw_l1_opts o = {.max_entries = cap, .max_bytes = (size_t)1 << 30, .shards = shards};
+    pgcw_l1 *c;
+    if (pgcw_l1_new(&o, &c) != PGCW_OK)
+        exit(1);
+    return c;
+}
+
+/* Runs `threads` threads over their own traces and returns ops per wall second;
+ * *per_cpu gets ops per CPU second of one thread. shared: one cache for all
+ * (warmed by one pass of trace 0); else each thread has its own cache (warmed by
+ * its own trace), which shares nothing and so shows what the machine itself
+ * allows. */
+static double throughput(uint64_t cap, const trace *traces, int threads, bool shared,
+                         double *per_cpu)
+{
+    pgcw_l1 *c[2] = {NULL, NULL};
+    for (int i = 0; i < (shared ? 1 : threads); i++) {
+        c[i] = mixed_cache(cap, 0);
+        uint64_t g = 0, h = 0;
+        run_trace(c[i], &traces[i], &g, &h);
+    }
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, (unsigned)threads);
+    runner r[2];
+    pthread_t th[2];
+    for (int i = 0; i < threads; i++) {
+        r[i] =
+            (runner){.c = c[shared ? 0 : i], .t = &traces[i], .core = i, .start = &start};
+        pthread_create(&th[i], NULL, runner_main, &r[i]);
+    }
+    double ops = 0, secs = 0, cpu = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        ops += (double)traces[i].n;
+        cpu += r[i].cpu;
+        if (r[i].secs > secs)
+            secs = r[i].secs;
+    }
+    *per_cpu = ops / cpu;
+    pthread_barrier_destroy(&start);
+    pgcw_l1_free(c[0]);
+    pgcw_l1_free(c[1]);
+    return ops / secs;
+}
+
+static double sim_ratio(const trace *t, uint32_t cap,
+                        bool (*access)(sim *, uint64_t, bool))
+{
+    sim s;
+    sim_init(&s, cap);
+    uint64_t gets = 0, hits = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        bool set = (t->ids[i] & SET_BIT) != 0;
+        bool hit = access(&s, t->ids[i] & ~SET_BIT, set || g_fill_on_miss);
+        if (!(t->ids[i] & SET_BIT)) {
+            gets++;
+            hits += hit;
+        }
+    }
+    sim_free(&s);
+    return (double)hits / (double)gets;
+}
+
+static double l1_ratio(const trace *t, uint64_t cap, unsigned shards)
+{
+    pgcw_l1 *c = mixed_cache(cap, shards);
+    uint64_t gets = 0, hits = 0;
+    run_trace(c, t, &gets, &hits);
+    pgcw_l1_free(c);
+    return (double)hits / (double)gets;
+}
+
+static void print_ratios(const char *what, const trace *t, uint64_t cap)
+{
+    double l16 = l1_ratio(t, cap, 16), l1s = l1_ratio(t, cap, 1);
+    double lru = sim_ratio(t, (uint32_t)cap, lru_access);
+    double sv = sim_ratio(t, (uint32_t)cap, sieve_access);
+    printf("  %-34s L1 %.4f (1 shard %.4f)  LRU %.4f  SIEVE %.4f  L1-LRU %+.4f\n", what,
+           l16, l1s, lru, sv, l16 - lru);
+}
+
+static double median5(double *v)
+{
+    qsort(v, 5, sizeof(double), cmp_double);
+    return v[2];
+}
+
+static void mixed_throughput(uint64_t cap, const trace *t)
+{
+    double w1[5], w2[5], wp[5], c1[5], c2[5], cp[5];
+    for (int rep = 0; rep < 5; rep++) {
+        w1[rep] = throughput(cap, t, 1, true, &c1[rep]);
+        w2[rep] = throughput(cap, t, 2, true, &c2[rep]);
+        wp[rep] = throughput(cap, t, 2, false, &cp[rep]);
+    }
+    double load = -1;
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (fscanf(la, "%lf", &load) != 1)
+            load = -1;
+        fclose(la);
+    }
+    double m1 = median5(w1), m2 = median5(w2), mp = median5(wp);
+    double k1 = median5(c1), k2 = median5(c2), kp = median5(cp);
+    printf("  wall clock (median of 5; load average %.1f on %ld cores):\n", load,
+           sysconf(_SC_NPROCESSORS_ONLN));
+    printf("    1 thread %.2f Mops/s | 2 threads, shared cache %.2f Mops/s = %.2fx | "
+           "control: 2 threads, private caches %.2f Mops/s = %.2fx\n",
+           m1 / 1e6, m2 / 1e6, m2 / m1, mp / 1e6, mp / m1);
+    printf("  per thread CPU second (what an op costs while both run):\n");
+    printf("    1 thread %.2f Mops | 2 threads shared %.2f Mops each = %.2fx | "
+           "control private %.2f Mops each = %.2fx\n",
+           k1 / 1e6, k2 / 1e6, 2 * k2 / k1, kp / 1e6, 2 * kp / k1);
+}
+
+static void bench_mixed(uint64_t keys, size_t ops)
+{
+    uint64_t cap = keys / 100;
+    printf(
+        "\n2. 90%% get / 10%% set, Zipf(0.99) over %llu keys, cache %llu entries (1%%),"
+        " %zu ops per thread\n",
+        (unsigned long long)keys, (unsigned long long)cap, ops);
+    zipf z;
+    zipf_init(&z, keys, 0.99);
+    trace t[2];
+    make_trace(&t[0], &z, ops, 1, 10);
+    make_trace(&t[1], &z, ops, 2, 10);
+    for (int mode = 0; mode < 2; mode++) {
+        g_fill_on_miss = mode == 0;
+        printf(" %s\n", mode == 0
+                            ? "a) cache-aside: a get that misses takes a ticket and fills"
+                            : "b) literal: a get that misses only counts a miss");
+        print_ratios("hit ratio (same trace):", &t[0], cap);
+        mixed_throughput(cap, t);
+    }
+    g_fill_on_miss = true;
+
+    /* 3. Scan pollution: the same Zipf gets, with a one-pass scan of never-seen
+     * keys (3x the cache) interleaved every 10% of the trace. */
+    printf(
+        "\n3. scan resistance: trace above + interleaved one-pass scans of new keys\n");
+    trace s = {.n = ops + ops / 10 * 3, .ids = NULL};
+    s.ids = malloc(s.n * sizeof(*s.ids));
+    size_t j = 0;
+    uint64_t fresh = keys;
+    for (size_t i = 0; i < ops; i++) {
+        s.ids[j++] = t[0].ids[i];
+        if (i % 10 < 3 && j < s.n)
+            s.ids[j++] = fresh++; /* a get of a key never seen again */
+    }
+    s.n = j;
+    print_ratios("hit ratio, 23% scan gets:", &s, cap);
+    free(s.ids);
+    free(t[0].ids);
+    free(t[1].ids);
+}
+
+/* ---- 4. memory overhead ------------------------------------------------------ */
+
+static size_t heap_used(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+static void overhead(uint64_t n, size_t vmin, size_t vmax, bool ttl)
+{
+    size_t before = heap_used();
+    pgcw_l1_opts o = {.max_entries = n, .max_bytes = (size_t)8 << 30};
+    pgcw_l1 *c;
+    if (pgcw_l1_new(&o, &c) != PGCW_OK)
+        exit(1);
+    unsigned char k[KEY_LEN], v[1024];
+    memset(v, 'v', sizeof(v));
+    uint64_t rng = 3, payload = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        size_t vl = vmin + (size_t)(xorshift(&rng) % (vmax - vmin + 1));
+        make_key(i, k);
+        (void)pgcw_l1_set(c, k, KEY_LEN, v, vl, 1, ttl ? 3600000000 : PGCW_L1_TTL_NONE);
+        payload += KEY_LEN + vl;
+    }
+    pgcw_l1_stats st;
+    pgcw_l1_stats_get(c, &st);
+    size_t used = heap_used() - before;
+    printf("  value %4zu..%-4zu B, %s: %zu entries, heap %.1f MB, overhead %.1f B/entry"
+           " (charged %.1f)\n",
+           vmin, vmax, ttl ? "TTL   " : "no TTL", st.entries, (double)used / 1e6,
+           ((double)used - (double)payload) / (double)st.entries,
+           ((double)st.bytes - (double)payload) / (double)st.entries);
+    pgcw_l1_free(c);
+}
+
+int main(int argc, char **argv)
+{
+    bool quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    if (argc > 1 && !quick && strcmp(argv[1], "full") != 0) {
+        fprintf(stderr, "usage: bench_l1 [quick|full [mixed]]\n");
+        return 2;
+    }
+    uint64_t scale = quick ? 10 : 1;
+    printf("bench_l1: pgcachewatch L1 (%s)\n\n", quick ? "quick" : "full");
+    bool mixed_only = argc > 2 && strcmp(argv[2], "mixed") == 0;
+    if (!mixed_only)
+        bench_latency(1000000 / scale);
+    bench_mixed(10000000 / scale, 10000000 / scale);
+    if (mixed_only)
+        return 0;
+    printf("\n4. memory overhead per entry beyond key + value (malloc's count: "
+           "uordblks + hblkhd), key %d B\n",
+           KEY_LEN);
+    overhead(1000000 / scale, 32, 32, false);
+    overhead(1000000 / scale, 32, 32, true);
+    overhead(1000000 / scale, 1, 256, false);
+    overhead(1000000 / scale, 1, 256, true);
+    return 0;
+}

@@ -1,0 +1,117 @@
+/*
+ * l1_reclaim.c - lock-free reads: reader slots and epoch-based reclamation.
+ *
+ * A hit takes no lock and writes only to its own thread's reader slot, so two
+ * cores reading the same hot keys never bounce a cache line between them. The
+ * price is paid by writers: an entry they unlink is parked in a per-shard limbo and
+ * freed only once no reader that could have seen it is still reading. This file
+ * must never block under a shard lock; only clear (no lock held) waits for readers.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "l1_internal.h"
+
+#include <sched.h>
+#include <stdint.h>
+
+/* Retired entries are handed to the reclaimer in batches of this many per shard,
+ * so scanning the reader slots is amortized over many frees. */
+#define RETIRE_BATCH 64
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_key_t g_key;
+static bool g_key_ok;
+static _Atomic bool g_used[PGCW__L1_READERS];
+static _Atomic int g_hwm;             /* 1 + the highest slot ever claimed */
+static _Thread_local int t_slot = -2; /* -2: not claimed yet; -1: none free */
+
+static void release_slot(void *v)
+{
+    int i = (int)(intptr_t)v - 1;
+    atomic_store_explicit(&g_used[i], false, memory_order_release);
+}
+
+static void make_key(void)
+{
+    g_key_ok = pthread_key_create(&g_key, release_slot) == 0;
+}
+
+int pgcw__l1_reader_slot(void)
+{
+    int s = t_slot;
+    if (s != -2)
+        return s;
+    pthread_once(&g_once, make_key);
+    s = -1;
+    for (int i = 0; g_key_ok && i < PGCW__L1_READERS; i++) {
+        bool f = false;
+        if (!atomic_compare_exchange_strong_explicit(
+                &g_used[i], &f, true, memory_order_acq_rel, memory_order_relaxed))
+            continue;
+        if (pthread_setspecific(g_key, (void *)(intptr_t)(i + 1)) != 0) {
+            atomic_store_explicit(&g_used[i], false, memory_order_release);
+            break;
+        }
+        int hwm = atomic_load_explicit(&g_hwm, memory_order_relaxed);
+        while (hwm < i + 1 &&
+               !atomic_compare_exchange_weak_explicit(
+                   &g_hwm, &hwm, i + 1, memory_order_acq_rel, memory_order_relaxed))
+            ;
+        s = i;
+        break;
+    }
+    t_slot = s;
+    return s;
+}
+
+/* True if no reader is inside a read it entered at an epoch <= tag. */
+static bool readers_past(pgcw_l1 *c, uint64_t tag)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    int n = atomic_load_explicit(&g_hwm, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        uint64_t e = atomic_load_explicit(&c->readers[i].epoch, memory_order_acquire);
+        if (e != 0 && e <= tag)
+            return false;
+    }
+    return true;
+}
+
+void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
+                     pgcw__l1_entry **to_free)
+{
+    if (dead) {
+        while (dead) {
+            pgcw__l1_entry *next = dead->qnext;
+            dead->qnext = s->fresh.head;
+            s->fresh.head = dead;
+            if (!s->fresh.tail)
+                s->fresh.tail = dead;
+            s->fresh.n++;
+            dead = next;
+        }
+        /* Read after the unlinks: a reader that enters at a later epoch cannot
+         * reach any of them. */
+        s->fresh.tag = atomic_load_explicit(&c->gepoch, memory_order_seq_cst);
+    }
+    if (s->fresh.n < RETIRE_BATCH)
+        return;
+    if (s->aged.n && readers_past(c, s->aged.tag)) {
+        /* O(1): the entries are cold, walking them here would miss per entry. */
+        s->aged.tail->qnext = *to_free;
+        *to_free = s->aged.head;
+        s->aged = (pgcw__l1_limbo){0};
+    }
+    if (s->aged.n == 0) {
+        s->aged = s->fresh;
+        s->fresh = (pgcw__l1_limbo){0};
+        /* Readers entering from now on are past the aged batch. */
+        atomic_fetch_add_explicit(&c->gepoch, 1, memory_order_seq_cst);
+    }
+}
+
+void pgcw__l1_synchronize(pgcw_l1 *c)
+{
+    uint64_t tag = atomic_fetch_add_explicit(&c->gepoch, 1, memory_order_seq_cst);
+    while (!readers_past(c, tag))
+        sched_yield();
+}
