@@ -52,7 +52,8 @@ cmd_demo() {
   fi
   local state
   state=$(mktemp -u "${TMPDIR:-/tmp}/pgcw-demo.XXXXXX")
-  trap 'bash "$ROOT/tests/pg/pgserver.sh" stop "$state"' EXIT
+  # Expanded now: `state` is local and gone by the time the EXIT trap runs.
+  trap "bash '$ROOT/tests/pg/pgserver.sh' stop '$state'" EXIT
   bash "$ROOT/tests/pg/pgserver.sh" start "$state" $$ >/dev/null
   dsn=$(sed -n 's/^dsn=//p' "$state")
   echo "run.sh: throwaway PostgreSQL at: $dsn" >&2

@@ -104,5 +104,6 @@ bool cli_parse_count(const char *text, long long *out);
 int cli_cmd_install(int argc, char **argv);
 int cli_cmd_uninstall(int argc, char **argv);
 int cli_cmd_listen(int argc, char **argv);
+int cli_cmd_demo(int argc, char **argv);
 
 #endif

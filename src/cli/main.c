@@ -27,6 +27,7 @@ static const cli_command commands[] = {
      "put NOTIFY triggers on tables (dry run without --commit)"},
     {"uninstall", cli_cmd_uninstall, "remove a channel's triggers and functions"},
     {"listen", cli_cmd_listen, "print change events as they arrive"},
+    {"demo", cli_cmd_demo, "a short narrated demo in a scratch schema"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

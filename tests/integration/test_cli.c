@@ -1,7 +1,8 @@
 /*
  * test_cli.c - the `pgcachewatch` command against a real server: help and usage
  * errors, option order, install/uninstall dry runs (proved by catalog snapshots)
- * and commits, PostgreSQL's errors, listen with --count/--timeout/SIGTERM.
+ * and commits, PostgreSQL's errors, listen with --count/--timeout/SIGTERM, and
+ * the demo.
  *
  * Runs the binary named by $PGCW_CLI; every run is bounded by timeout(1) or a
  * deadline, and every process a test starts is waited for or killed.
@@ -93,7 +94,7 @@ static int fresh(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-/* --- processes that run alongside the test --------------------------------------- */
+/* --- processes that run alongside the test ----------------------------------------- */
 
 typedef struct proc {
     pid_t pid;
@@ -187,7 +188,7 @@ static void wait_listening(proc *p)
     }
 }
 
-/* --- help and usage ----------------------------------------------------------------- */
+/* --- help and usage ---------------------------------------------------------------- */
 
 static void expect_help(const char *args, const char *const *names)
 {
@@ -209,7 +210,7 @@ static void test_help(void **state)
     static const char *const conn_opts[] = {"--pg-dsn",      "--pg-host",
                                             "--pg-port",     "--pg-user",
                                             "--pg-database", "--pg-password"};
-    const char *top[] = {"install", "uninstall", "listen", "--version", NULL};
+    const char *top[] = {"install", "uninstall", "listen", "demo", "--version", NULL};
     expect_help("--help", top);
     const char *install[] = {"--tables",
                              "--channel-name",
@@ -241,6 +242,8 @@ static void test_help(void **state)
     const char *listen[] = {"--channel-name", "--json",     "--count", "--timeout",
                             conn_opts[0],     conn_opts[4], NULL};
     expect_help("listen --help", listen);
+    const char *demo[] = {"--help", conn_opts[0], conn_opts[1], NULL};
+    expect_help("demo --help", demo);
 
     char *out = NULL;
     assert_int_equal(cli(&out, NULL, "--version"), 0);
@@ -280,6 +283,7 @@ static void test_usage_errors(void **state)
     expect_usage_error("listen --count 0", "count");
     expect_usage_error("listen --timeout -1", "timeout");
     expect_usage_error("listen stray", "stray");
+    expect_usage_error("demo --bogus", "bogus");
 }
 
 /* Options before or after the tables, and both table spellings, give one script. */
@@ -319,8 +323,7 @@ static void test_option_order(void **state)
     free(first);
 }
 
-/* --- install / uninstall --------------------------------------------------------------
- */
+/* --- install / uninstall ----------------------------------------------------------- */
 
 static void test_install_dry_run(void **state)
 {
@@ -513,8 +516,7 @@ static void test_uninstall(void **state)
     free(baseline);
 }
 
-/* --- listen ----------------------------------------------------------------------------
- */
+/* --- listen ------------------------------------------------------------------------ */
 
 static void test_listen_json_count(void **state)
 {
@@ -621,6 +623,46 @@ static void test_listen_sigterm(void **state)
     free(err);
 }
 
+/* --- demo -------------------------------------------------------------------------- */
+
+static void test_demo(void **state)
+{
+    (void)state;
+    char *before = catalog_snapshot();
+    for (int run = 0; run < 2; run++) { /* it leaves nothing behind: it can rerun */
+        char *out = NULL, *err = NULL;
+        int rc = cli(&out, &err, "demo %s", dsn_arg);
+        if (rc != 0)
+            fail_msg("demo exited %d:\n%s\n%s", rc, out, err);
+        const char *expect[] = {"miss", "hit", "event:", "[1]", "ms", "3.60", "Done"};
+        for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+            if (!strstr(out, expect[i]))
+                fail_msg("demo output lacks '%s':\n%s", expect[i], out);
+        free(out);
+        free(err);
+        assert_int_equal(pgtest_query_int(conn, "SELECT count(*) FROM pg_namespace"
+                                                " WHERE nspname = 'pgcachewatch_demo'"),
+                         0);
+        char *after = catalog_snapshot();
+        assert_string_equal(before, after);
+        free(after);
+    }
+    /* It refuses to touch a schema it did not create. */
+    pgtest_exec(
+        conn, "CREATE SCHEMA pgcachewatch_demo; CREATE TABLE pgcachewatch_demo.mine ()");
+    char *out = NULL, *err = NULL;
+    int rc = cli(&out, &err, "demo %s", dsn_arg);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "already exists"));
+    assert_int_equal(pgtest_query_int(conn, "SELECT count(*) FROM pg_class"
+                                            " WHERE relname = 'mine'"),
+                     1);
+    pgtest_exec(conn, "DROP SCHEMA pgcachewatch_demo CASCADE");
+    free(out);
+    free(err);
+    free(before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +678,7 @@ int main(void)
         cmocka_unit_test_setup(test_listen_json_count, fresh),
         cmocka_unit_test_setup(test_listen_timeout, fresh),
         cmocka_unit_test_setup(test_listen_sigterm, fresh),
+        cmocka_unit_test_setup(test_demo, fresh),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

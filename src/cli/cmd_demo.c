@@ -1,0 +1,397 @@
+/*
+ * cmd_demo.c - `pgcachewatch demo`: a narrated tour, a few seconds long, of the
+ * whole pipeline against a real database: triggers -> watcher -> Greedy strategy
+ * -> memo. Everything it creates lives in its own schema and channel, and is
+ * removed at the end, also after an error.
+ *
+ * Must never touch objects it did not create: it refuses to run when its schema
+ * already exists, and it uninstalls only its own channel.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <pgcachewatch/pgcachewatch.h>
+
+#include "cli.h"
+
+#define DEMO_SCHEMA "pgcachewatch_demo"
+#define DEMO_TABLE DEMO_SCHEMA ".products"
+#define DEMO_CHANNEL "pgcachewatch_demo"
+#define EVENT_WAIT_MS 10000
+#define HEALTHY_WAIT_MS 15000
+
+static const char demo_help[] =
+    "Usage: " CLI_PROG " demo [OPTIONS]\n"
+    "\n"
+    "A short narrated demo against the given database. It creates the schema\n"
+    "" DEMO_SCHEMA " with one table, installs triggers with keys on channel\n"
+    "" DEMO_CHANNEL ", starts a watcher and a memoized query over a Greedy\n"
+    "strategy, shows a miss then a hit, updates a row from a second connection,\n"
+    "shows the event (keys, latency) and the invalidation (a miss with the new\n"
+    "value), then uninstalls and drops the schema, also when a step fails.\n"
+    "Refuses to run when the schema already exists. Needs CREATE on the database.\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help                  show this help and exit\n"
+    "\n";
+
+static const char demo_exit_help[] = "\n"
+                                     "Exit status: 0 success, 1 a step failed, "
+                                     "2 usage error.\n";
+
+typedef struct demo {
+    PGconn *setup;  /* DDL, install/uninstall, and the memo's loader */
+    PGconn *writer; /* stands for another application writing the table */
+    pgcw_watcher *watcher;
+    pgcw_sub *narrator; /* the events this demo prints */
+    pgcw_strategy *strategy;
+    pgcw_memo *memo;
+    bool schema_created;
+    bool installed;
+    pgcw_memo_stat last; /* hit or miss of the latest get (stats callback) */
+} demo;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static void chomp(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && s[n - 1] == '\n')
+        s[--n] = '\0';
+}
+
+/* Runs SQL; false after printing PostgreSQL's message. */
+static bool run_sql(PGconn *conn, const char *what, const char *sql)
+{
+    PGresult *r = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+        chomp(msg);
+        fprintf(stderr, "%s demo: %s failed: %s\n", CLI_PROG, what, msg);
+    }
+    PQclear(r);
+    return ok;
+}
+
+/* The memoized "real query": one product's name and price. */
+static pgcw_status load_product(void *ctx, const void *key, size_t key_len,
+                                pgcw_memo_result *result)
+{
+    demo *d = ctx;
+    char id[32];
+    snprintf(id, sizeof id, "%.*s", (int)(key_len < 31 ? key_len : 31),
+             (const char *)key);
+    const char *params[1] = {id};
+    PGresult *r = PQexecParams(d->setup,
+                               "SELECT name || ' costs ' || price FROM " DEMO_TABLE
+                               " WHERE id = $1::int",
+                               1, NULL, params, NULL, NULL, 0);
+    pgcw_status st = PGCW_ELOADER;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+        chomp(msg);
+        pgcw_memo_result_error(result, msg);
+    } else if (PQntuples(r) != 1) {
+        pgcw_memo_result_error(result, "no such product");
+    } else {
+        const char *v = PQgetvalue(r, 0, 0);
+        st = pgcw_memo_result_set(result, v, strlen(v));
+    }
+    PQclear(r);
+    return st;
+}
+
+static void on_stat(void *ctx, pgcw_memo_stat stat)
+{
+    ((demo *)ctx)->last = stat;
+}
+
+static void on_log(void *ctx, pgcw_log_level level, const char *message)
+{
+    (void)ctx;
+    if (level >= PGCW_LOG_WARNING)
+        fprintf(stderr, "%s demo: watcher %s: %s\n", CLI_PROG, pgcw_log_level_name(level),
+                message);
+}
+
+/* One narrated memo get. */
+static bool show_get(demo *d, const char *id, const char *expect)
+{
+    double t0 = now_ms();
+    void *value = NULL;
+    size_t len = 0;
+    char *err = NULL;
+    pgcw_status st = pgcw_memo_get(d->memo, id, strlen(id), &value, &len, &err);
+    double took = now_ms() - t0;
+    if (st != PGCW_OK) {
+        fprintf(stderr, "%s demo: get product %s failed: %s\n", CLI_PROG, id,
+                err ? err : pgcw_strerror(st));
+        pgcw_free(err);
+        return false;
+    }
+    const char *kind = d->last == PGCW_MEMO_HIT ? "hit" : "miss";
+    say("   get product %s -> \"%.*s\"   [%s, %.3f ms%s]", id, (int)len, (char *)value,
+        kind, took,
+        d->last == PGCW_MEMO_HIT ? ", served from memory" : ", loaded from PostgreSQL");
+    bool ok = !expect || strcmp(kind, expect) == 0;
+    if (!ok)
+        fprintf(stderr, "%s demo: expected a %s\n", CLI_PROG, expect);
+    pgcw_free(value);
+    return ok;
+}
+
+/* Prints the next change event on the narrator's queue (gaps are printed too). */
+static bool show_event(demo *d)
+{
+    double deadline = now_ms() + EVENT_WAIT_MS;
+    for (;;) {
+        long long left = (long long)(deadline - now_ms());
+        pgcw_event *ev = NULL;
+        if (left <= 0 || pgcw_sub_get(d->narrator, left, &ev) != PGCW_OK) {
+            fprintf(stderr, "%s demo: no event within %d ms\n", CLI_PROG, EVENT_WAIT_MS);
+            return false;
+        }
+        char *text = pgcw_event_to_text(ev);
+        say("   event: %s", text ? text : "(out of memory)");
+        pgcw_free(text);
+        bool change = ev->kind == PGCW_EVENT_CHANGE;
+        if (change) {
+            for (size_t i = 0; i < ev->n_keys; i++)
+                say("          key %zu of %zu: %s", i + 1, ev->n_keys, ev->keys[i]);
+            say("          sent by backend %d, received %.3f ms after the server sent it",
+                ev->backend_pid, (double)ev->latency_us / 1000.0);
+        }
+        pgcw_event_free(ev);
+        if (change)
+            return true;
+    }
+}
+
+/* The strategy has its own queue; the fan-out to it may land a moment after the
+ * narrator's. Wait for it (bounded) so the next get sees the invalidation. */
+static bool wait_strategy_queue(demo *d)
+{
+    pgcw_sub *s = pgcw_strategy_sub(d->strategy);
+    double deadline = now_ms() + EVENT_WAIT_MS;
+    while (pgcw_sub_pending(s) == 0) {
+        if (now_ms() > deadline) {
+            fprintf(stderr, "%s demo: the strategy saw no event\n", CLI_PROG);
+            return false;
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+static bool run_demo(demo *d, const cli_conn_opts *conn)
+{
+    say("pgcachewatch %s demo: keeping a cached query result coherent with PostgreSQL",
+        pgcw_version());
+    say("%s", "");
+    say("1. Create the table " DEMO_TABLE " in a fresh schema");
+    d->setup = cli_connect(conn);
+    if (!d->setup)
+        return false;
+    d->writer = cli_connect(conn);
+    if (!d->writer)
+        return false;
+    if (!run_sql(d->setup, "creating the schema", "CREATE SCHEMA " DEMO_SCHEMA)) {
+        fprintf(stderr,
+                "%s demo: if an earlier demo left it, drop it with: DROP SCHEMA %s "
+                "CASCADE\n",
+                CLI_PROG, DEMO_SCHEMA);
+        return false;
+    }
+    d->schema_created = true;
+    /* The notify functions go to the first schema of search_path: keep them in
+     * ours, so dropping the schema removes every trace even if uninstall fails. */
+    if (!run_sql(d->setup, "creating the table",
+                 "SET search_path = " DEMO_SCHEMA ";"
+                 "SET client_min_messages = warning;"
+                 "CREATE TABLE " DEMO_TABLE " (id int PRIMARY KEY, name text NOT NULL,"
+                 " price numeric(10,2) NOT NULL);"
+                 "INSERT INTO " DEMO_TABLE " VALUES (1, 'coffee', 3.20),"
+                 " (2, 'tea', 2.80), (3, 'cake', 4.50)"))
+        return false;
+    say("   3 rows: coffee 3.20, tea 2.80, cake 4.50");
+
+    say("2. Install notify triggers with keys (channel " DEMO_CHANNEL ")");
+    pgcw_install_opts iopts = {0};
+    iopts.channel = DEMO_CHANNEL;
+    iopts.with_keys = true;
+    const char *tables[] = {DEMO_TABLE};
+    char errbuf[2048] = "";
+    pgcw_status st =
+        pgcw_install(d->setup, &iopts, tables, 1, NULL, errbuf, sizeof errbuf);
+    if (st != PGCW_OK) {
+        chomp(errbuf);
+        fprintf(stderr, "%s demo: install failed: %s\n", CLI_PROG,
+                errbuf[0] ? errbuf : pgcw_strerror(st));
+        return false;
+    }
+    d->installed = true;
+    say("   done: AFTER INSERT/UPDATE/DELETE/TRUNCATE triggers now pg_notify() events");
+
+    say("3. Start a watcher (its own thread) LISTENing on " DEMO_CHANNEL);
+    char *conninfo = cli_conninfo(conn);
+    if (!conninfo)
+        return false;
+    const char *channels[] = {DEMO_CHANNEL};
+    pgcw_watcher_opts wopts = {0};
+    wopts.conninfo = conninfo;
+    wopts.channels = channels;
+    wopts.n_channels = 1;
+    wopts.log = on_log;
+    st = pgcw_watcher_new(&wopts, &d->watcher);
+    free(conninfo);
+    if (st == PGCW_OK)
+        st = pgcw_sub_new(d->watcher, NULL, &d->narrator);
+    pgcw_strategy_opts sopts = {0}; /* Greedy, any event clears */
+    if (st == PGCW_OK)
+        st = pgcw_strategy_new(d->watcher, &sopts, &d->strategy);
+    pgcw_memo_opts mopts = {0};
+    mopts.strategy = d->strategy;
+    mopts.load = load_product;
+    mopts.load_ctx = d;
+    mopts.stats = on_stat;
+    mopts.stats_ctx = d;
+    if (st == PGCW_OK)
+        st = pgcw_memo_new(&mopts, &d->memo);
+    if (st == PGCW_OK)
+        st = pgcw_watcher_start(d->watcher);
+    if (st != PGCW_OK) {
+        fprintf(stderr, "%s demo: watcher set-up failed: %s\n", CLI_PROG,
+                pgcw_strerror(st));
+        return false;
+    }
+    if (pgcw_watcher_wait_healthy(d->watcher, HEALTHY_WAIT_MS) != PGCW_OK) {
+        fprintf(stderr, "%s demo: the watcher did not connect: %s\n", CLI_PROG,
+                pgcw_watcher_errmsg(d->watcher));
+        return false;
+    }
+    say("   healthy (connected, LISTEN acknowledged, epoch %llu)",
+        (unsigned long long)pgcw_watcher_epoch(d->watcher));
+
+    say("4. Memoize a real query (Greedy strategy: any event clears the memo)");
+    if (!show_get(d, "1", "miss") || !show_get(d, "1", "hit"))
+        return false;
+
+    say("5. Another connection updates product 1: UPDATE ... SET price = 3.60");
+    if (!run_sql(d->writer, "updating",
+                 "UPDATE " DEMO_TABLE " SET price = 3.60 WHERE id = 1"))
+        return false;
+    if (!show_event(d) || !wait_strategy_queue(d))
+        return false;
+
+    say("6. The next get sees the invalidation and reloads");
+    if (!show_get(d, "1", "miss") || !show_get(d, "1", "hit"))
+        return false;
+
+    pgcw_memo_stats ms;
+    pgcw_memo_stats_get(d->memo, &ms);
+    say("   memo: %llu hits, %llu misses, %llu loads from PostgreSQL",
+        (unsigned long long)ms.hits, (unsigned long long)ms.misses,
+        (unsigned long long)ms.loads);
+    return true;
+}
+
+/* Undoes whatever run_demo() got to; safe after any failure. */
+static bool cleanup(demo *d)
+{
+    bool ok = true;
+    pgcw_memo_free(d->memo);
+    pgcw_strategy_free(d->strategy);
+    pgcw_sub_free(d->narrator);
+    pgcw_watcher_free(d->watcher);
+    if (d->setup && PQstatus(d->setup) == CONNECTION_OK) {
+        if (d->installed || d->schema_created)
+            say("7. Clean up: uninstall the triggers, drop the schema");
+        if (d->installed) {
+            pgcw_install_opts iopts = {0};
+            iopts.channel = DEMO_CHANNEL;
+            char errbuf[2048] = "";
+            pgcw_status st =
+                pgcw_uninstall(d->setup, &iopts, NULL, errbuf, sizeof errbuf);
+            if (st != PGCW_OK) {
+                chomp(errbuf);
+                fprintf(stderr, "%s demo: uninstall failed: %s\n", CLI_PROG,
+                        errbuf[0] ? errbuf : pgcw_strerror(st));
+                ok = false;
+            }
+        }
+        if (d->schema_created && !run_sql(d->setup, "dropping the schema",
+                                          "DROP SCHEMA " DEMO_SCHEMA " CASCADE"))
+            ok = false;
+    } else if (d->schema_created) {
+        fprintf(stderr,
+                "%s demo: connection lost; drop the schema by hand: DROP SCHEMA %s "
+                "CASCADE\n",
+                CLI_PROG, DEMO_SCHEMA);
+        ok = false;
+    }
+    PQfinish(d->writer);
+    PQfinish(d->setup);
+    return ok;
+}
+
+int cli_cmd_demo(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        CLI_CONN_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd = argv[0];
+    cli_conn_opts conn = {0};
+    bool help = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (cli_conn_opt(&conn, c, optarg))
+            continue;
+        if (c == 'h')
+            help = true;
+        else
+            return cli_bad_option(cmd);
+    }
+    if (help) {
+        fputs(demo_help, stdout);
+        fputs(cli_conn_help, stdout);
+        fputs(demo_exit_help, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (optind < argc)
+        return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+
+    demo d;
+    memset(&d, 0, sizeof d);
+    bool ok = run_demo(&d, &conn);
+    bool cleaned = cleanup(&d);
+    if (ok && cleaned)
+        say("Done: every object the demo created is gone.");
+    return ok && cleaned ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
+}
