@@ -400,10 +400,12 @@ static void test_malformed_and_late(void **state)
 {
     (void)state;
     logcap *cap = cap_new();
-    pgcw_watcher_opts o = {.max_latency_ms = 10000};
+    pgcw_watcher_opts o = {.max_latency_ms = 10000, .ping_interval_ms = -1};
     pgcw_watcher *w = new_watcher(&o, cap);
     pgcw_sub *s = new_sub(w);
     loop_until_healthy(w);
+    assert_int_equal(pgcw_watcher_timeout_ms(w), -1); /* no pings: no deadline */
+    assert_int_equal(pgcw_watcher_events(w), PGCW_IO_READ);
     PGconn *c = pgtest_connect();
     notify(c, PGCW_DEFAULT_CHANNEL, "not json at all");
     notify(c, PGCW_DEFAULT_CHANNEL, "{}");
@@ -537,6 +539,20 @@ static void test_bad_dsn(void **state)
     pgcw_watcher_free(w);
 }
 
+/* A channel name that cannot be quoted in the connection's encoding: never healthy,
+ * and the reason is in errmsg. */
+static void test_unquotable_channel(void **state)
+{
+    (void)state;
+    const char *bad[] = {"ok", "\xff\xfe"};
+    pgcw_watcher_opts o = {.channels = bad, .n_channels = 2, .reconnect_min_ms = 20};
+    pgcw_watcher *w = new_watcher(&o, NULL);
+    assert_int_equal(pgcw_watcher_wait_healthy(w, 1000), PGCW_ETIMEDOUT);
+    assert_non_null(strstr(pgcw_watcher_errmsg(w), "bad channel name"));
+    assert_int_equal(pgcw_watcher_backend_pid(w), 0);
+    pgcw_watcher_free(w);
+}
+
 static void test_free_while_reconnecting(void **state)
 {
     (void)state;
@@ -610,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_malformed_and_late),
         cmocka_unit_test(test_ping),
         cmocka_unit_test(test_bad_dsn),
+        cmocka_unit_test(test_unquotable_channel),
         cmocka_unit_test(test_free_while_reconnecting),
         cmocka_unit_test(test_run_and_interrupt),
     };
