@@ -3,19 +3,26 @@
  * beside a bare libpq LISTEN loop in the same run (the physical limit it is judged
  * against: p50 latency within 1.2x of the bare loop, throughput at least 0.8x).
  *
- * Receivers ("modes"), interleaved round by round with a rotating order so that a
- * shared, noisy machine hurts every mode alike:
+ * Receivers ("modes"):
  *   bare            poll(2) on PQsocket, PQconsumeInput, PQnotifies, copy the payload
  *   watcher-loop    the watcher driven from our poll loop (pgcw_watcher_fd/events/
  *                   timeout_ms/process) and pgcw_sub_try_get()
- *   watcher-thread  pgcw_watcher_start() and a blocking pgcw_sub_get() on this thread
+ *   watcher-thread  pgcw_watcher_start() and a blocking pgcw_sub_get()
  *   sender-alone    nobody listens: how fast the sender itself can go
- * One sender thread with its own connection serves every mode. Latency phase: one
- * `SELECT pg_notify($1,$2)` per transaction, paced, whose payload carries the
- * sender's CLOCK_MONOTONIC time taken right before the statement; the receiver reads
- * the clock when the application has the event in hand. Flood phase: batches of
- * distinct payloads per transaction as fast as the sender can go; the receiver's
- * events/s is counted from first to last delivery.
+ * Each listening mode gets a database of its own (created for the run, dropped at
+ * the end), because PostgreSQL wakes every listener of a database on every NOTIFY
+ * in it: with one database, the other modes' listeners would wake and compete for
+ * the CPU on each event. One sender thread holds a connection to each database.
+ *
+ * Latency phase: one `SELECT pg_notify($1,$2)` per transaction, paced, whose payload
+ * carries the sender's CLOCK_MONOTONIC time taken right before the statement; the
+ * receiver reads the clock when the application has the event in hand. The modes
+ * are interleaved event by event (each on its own thread; the sender rotates over
+ * their databases), so that a shared, noisy machine hurts every mode alike.
+ * Flood phase: batches of distinct payloads per transaction as fast as the sender
+ * can go, in bursts that visit one mode after the other (order rotating), so again
+ * load changes hit every mode alike; a mode's events/s is counted from first to last
+ * delivery within each of its bursts.
  *
  * It is a measurement: it exits 0 whether the targets are met or not, and non-zero
  * only when it could not measure (usage, connection, query or delivery failures).
@@ -39,11 +46,14 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
 #include <pgcachewatch/pgcachewatch.h>
+
+#include "util.h" /* pgcw__buf */
 
 #define CHANNEL "pgcw_bench"
 #define POLL_SLICE_MS 100 /* how often waiting loops look at deadlines */
@@ -64,7 +74,8 @@ typedef struct cfg {
     size_t events;       /* measured latency samples per phase */
     size_t warmup;       /* leading latency events per phase, not measured */
     int64_t interval_us; /* latency phase pacing */
-    size_t flood;        /* events per flood phase */
+    size_t flood;        /* flood events per mode and round */
+    size_t burst;        /* ... sent in bursts of this many, modes interleaved */
     int batch;           /* notifications per flood transaction */
     bool pins[N_PINS];
     bool modes[N_MODES];
@@ -197,14 +208,20 @@ enum { CMD_IDLE, CMD_LATENCY, CMD_FLOOD, CMD_QUIT };
 typedef struct job {
     int cmd;
     long run;
-    size_t n;
+    size_t n; /* events per mode */
     int64_t interval_us;
     int batch;
-    int cpu; /* -1: unpinned */
+    int cpu;            /* -1: unpinned */
+    int modes[N_MODES]; /* latency: the databases to rotate over */
+    int n_modes;
+    int mode; /* flood: the database to notify in */
 } job;
 
 typedef struct sender {
-    PGconn *conn;
+    PGconn *admin;          /* creates and drops the databases */
+    PGconn *conns[N_MODES]; /* one per mode's database; sender-alone: the DSN's */
+    char dbnames[N_MODES][64];
+    char *conninfo[N_MODES]; /* what receivers of that mode connect with */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -216,6 +233,7 @@ typedef struct sender {
     int64_t cpu_us;
     char err[512];
     atomic_int failed; /* lets a receiver stop waiting for events that never come */
+    bool started;
 } sender;
 
 static int send_latency(sender *s, const job *j)
@@ -223,7 +241,12 @@ static int send_latency(sender *s, const job *j)
     char payload[256], sent_at[40], chan[] = CHANNEL;
     const char *params[2] = {chan, payload};
     int64_t next = mono_us();
-    for (size_t seq = 0; seq < j->n; seq++) {
+    size_t k = (size_t)j->n_modes;
+    for (size_t i = 0; i < j->n * k; i++) {
+        /* Event seq of every mode, in an order that rotates each cycle so that no
+         * mode always comes right after another. */
+        size_t seq = i / k;
+        int m = j->modes[(i + seq) % k];
         sleep_until_us(next);
         format_now_utc(sent_at, sizeof sent_at);
         int64_t t = mono_us();
@@ -231,9 +254,9 @@ static int send_latency(sender *s, const job *j)
                  "{\"operation\":\"update\",\"table\":\"bench\",\"schema\":\"public\","
                  "\"sent_at\":\"%s\",\"run\":%ld,\"seq\":%zu,\"mono_us\":%" PRId64 "}",
                  sent_at, j->run, seq, t);
-        PGresult *res = PQexecPrepared(s->conn, "lat", 2, params, NULL, NULL, 0);
+        PGresult *res = PQexecPrepared(s->conns[m], "lat", 2, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            errf(s->err, sizeof s->err, "sender: %s", PQerrorMessage(s->conn));
+            errf(s->err, sizeof s->err, "sender: %s", PQerrorMessage(s->conns[m]));
             PQclear(res);
             return -1;
         }
@@ -260,9 +283,10 @@ static int send_flood(sender *s, const job *j)
                  sent_at, j->run);
         snprintf(base, sizeof base, "%zu", first);
         snprintf(count, sizeof count, "%zu", cnt);
-        PGresult *res = PQexecPrepared(s->conn, "flood", 4, params, NULL, NULL, 0);
+        PGresult *res =
+            PQexecPrepared(s->conns[j->mode], "flood", 4, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            errf(s->err, sizeof s->err, "sender: %s", PQerrorMessage(s->conn));
+            errf(s->err, sizeof s->err, "sender: %s", PQerrorMessage(s->conns[j->mode]));
             PQclear(res);
             return -1;
         }
@@ -304,15 +328,40 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-static int sender_open(sender *s, const cfg *c, char *err, size_t errlen)
+/* The DSN (key=value or URI) as key=value with another dbname, or NULL on error.
+ * Owned: free(). */
+static char *conninfo_with_db(const char *dsn, const char *dbname, char *err,
+                              size_t errlen)
 {
-    memset(s, 0, sizeof *s);
-    s->conn = PQconnectdb(c->dsn);
-    if (PQstatus(s->conn) != CONNECTION_OK) {
-        errf(err, errlen, "sender: cannot connect: %s", PQerrorMessage(s->conn));
-        PQfinish(s->conn);
-        return -1;
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &perr);
+    if (opts == NULL) {
+        errf(err, errlen, "bad DSN: %s", perr ? perr : "out of memory");
+        PQfreemem(perr);
+        return NULL;
     }
+    pgcw__buf b = {0};
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (o->val == NULL || strcmp(o->keyword, "dbname") == 0)
+            continue;
+        pgcw__buf_appendf(&b, "%s='", o->keyword);
+        for (const char *v = o->val; *v; v++) {
+            if (*v == '\'' || *v == '\\')
+                pgcw__buf_append(&b, "\\");
+            pgcw__buf_appendn(&b, v, 1);
+        }
+        pgcw__buf_append(&b, "' ");
+    }
+    pgcw__buf_appendf(&b, "dbname='%s'", dbname);
+    PQconninfoFree(opts);
+    char *out = pgcw__buf_take(&b);
+    if (out == NULL)
+        errf(err, errlen, "out of memory");
+    return out;
+}
+
+static PGconn *connect_prepared(const char *conninfo, char *err, size_t errlen)
+{
     static const struct {
         const char *name, *sql;
         int nparams;
@@ -324,27 +373,93 @@ static int sender_open(sender *s, const cfg *c, char *err, size_t errlen)
          "FROM generate_series(1, $4::int) g",
          4},
     };
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        errf(err, errlen, "sender: cannot connect: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *res =
-            PQprepare(s->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+            PQprepare(conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
         bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         if (!ok) {
             errf(err, errlen, "sender: prepare %s: %s", stmts[i].name,
-                 PQerrorMessage(s->conn));
-            PQfinish(s->conn);
-            return -1;
+                 PQerrorMessage(conn));
+            PQfinish(conn);
+            return NULL;
         }
     }
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    s->cmd = CMD_IDLE;
-    if (pthread_create(&s->thread, NULL, sender_main, s) != 0) {
-        errf(err, errlen, "sender: pthread_create failed");
-        PQfinish(s->conn);
+    return conn;
+}
+
+static int admin_exec(sender *s, const char *sql, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(s->admin, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (!ok)
+        errf(err, errlen, "sender: %s: %s", sql, PQerrorMessage(s->admin));
+    return ok ? 0 : -1;
+}
+
+static void sender_close(sender *s);
+
+/* Connects, creates a database per listening mode and starts the thread. On error
+ * everything is undone. */
+static int sender_open(sender *s, const cfg *c, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    s->admin = PQconnectdb(c->dsn);
+    if (PQstatus(s->admin) != CONNECTION_OK) {
+        errf(err, errlen, "sender: cannot connect: %s", PQerrorMessage(s->admin));
+        PQfinish(s->admin);
+        s->admin = NULL;
         return -1;
     }
-    return 0;
+    int rc = 0;
+    for (int m = 0; m < N_MODES && rc == 0; m++) {
+        if (!c->modes[m])
+            continue;
+        if (m == MODE_SENDER) {
+            s->conninfo[m] = strdup(c->dsn);
+            rc = s->conninfo[m] ? 0 : -1;
+        } else {
+            char sql[128];
+            snprintf(s->dbnames[m], sizeof s->dbnames[m], "pgcw_bench_%ld_%d",
+                     (long)getpid(), m);
+            snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0",
+                     s->dbnames[m]);
+            rc = admin_exec(s, sql, err, errlen);
+            if (rc != 0) {
+                s->dbnames[m][0] = '\0';
+                break;
+            }
+            s->conninfo[m] = conninfo_with_db(c->dsn, s->dbnames[m], err, errlen);
+            rc = s->conninfo[m] ? 0 : -1;
+        }
+        if (rc == 0)
+            s->conns[m] = connect_prepared(s->conninfo[m], err, errlen);
+        if (rc == 0 && s->conns[m] == NULL)
+            rc = -1;
+    }
+    if (rc == 0) {
+        pthread_mutex_init(&s->mu, NULL);
+        pthread_cond_init(&s->cv, NULL);
+        s->cmd = CMD_IDLE;
+        if (pthread_create(&s->thread, NULL, sender_main, s) != 0) {
+            errf(err, errlen, "sender: pthread_create failed");
+            pthread_cond_destroy(&s->cv);
+            pthread_mutex_destroy(&s->mu);
+            rc = -1;
+        } else {
+            s->started = true;
+        }
+    }
+    if (rc != 0)
+        sender_close(s);
+    return rc;
 }
 
 static void sender_start(sender *s, const job *j)
@@ -367,16 +482,35 @@ static int sender_wait(sender *s)
     return rc;
 }
 
+/* Stops the thread, closes the connections and drops the databases. Receivers must
+ * be closed first (PostgreSQL waits a few seconds for their backends to go). */
 static void sender_close(sender *s)
 {
-    pthread_mutex_lock(&s->mu);
-    s->cmd = CMD_QUIT;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
-    PQfinish(s->conn);
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->cmd = CMD_QUIT;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        s->started = false;
+    }
+    for (int m = 0; m < N_MODES; m++) {
+        PQfinish(s->conns[m]);
+        s->conns[m] = NULL;
+        free(s->conninfo[m]);
+        s->conninfo[m] = NULL;
+        if (s->dbnames[m][0] && s->admin) {
+            char sql[128], err[512];
+            snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", s->dbnames[m]);
+            if (admin_exec(s, sql, err, sizeof err) != 0)
+                fprintf(stderr, "bench_watcher: %s\n", err);
+        }
+        s->dbnames[m][0] = '\0';
+    }
+    PQfinish(s->admin);
+    s->admin = NULL;
 }
 
 /* --- what the receiver saw -------------------------------------------------------- */
@@ -457,7 +591,7 @@ static void watcher_log(void *ctx, pgcw_log_level level, const char *message)
         fprintf(stderr, "watcher %s: %s\n", pgcw_log_level_name(level), message);
 }
 
-static int receiver_open(receiver *r, const cfg *c, int mode)
+static int receiver_open(receiver *r, const cfg *c, int mode, const char *conninfo)
 {
     memset(r, 0, sizeof *r);
     r->mode = mode;
@@ -465,7 +599,7 @@ static int receiver_open(receiver *r, const cfg *c, int mode)
     if (mode == MODE_SENDER)
         return 0;
     if (mode == MODE_BARE) {
-        r->conn = PQconnectdb(c->dsn);
+        r->conn = PQconnectdb(conninfo);
         if (PQstatus(r->conn) != CONNECTION_OK) {
             errf(r->err, sizeof r->err, "bare: cannot connect: %s",
                  PQerrorMessage(r->conn));
@@ -483,7 +617,7 @@ static int receiver_open(receiver *r, const cfg *c, int mode)
     const char *channels[] = {CHANNEL};
     pgcw_watcher_opts o;
     memset(&o, 0, sizeof o);
-    o.conninfo = c->dsn;
+    o.conninfo = conninfo;
     o.channels = channels;
     o.n_channels = 1;
     o.max_latency_ms = -1; /* a benchmark is not interested in late-event warnings */
@@ -674,7 +808,6 @@ static int receiver_collect(receiver *r, collector *c, const sender *s)
 /* --- one mode in one round -------------------------------------------------------- */
 
 typedef struct sample {
-    bool done;
     /* latency phase, microseconds */
     size_t n_lat;
     int64_t p50, p99, max;
@@ -690,101 +823,239 @@ typedef struct sample {
 
 static long g_run; /* tags every phase's payloads so no event is counted twice */
 
-/* Runs the sender for one phase while r collects; fills c. */
-static int run_phase(const cfg *cf, sender *s, receiver *r, collector *c, const job *j,
-                     double *cpu_per_event, char *err, size_t errlen)
+static int check_clean(const collector *c, int mode, char *err, size_t errlen)
 {
+    if (c->dups || c->stray) {
+        errf(err, errlen, "%s: %zu duplicate and %zu stray events", mode_names[mode],
+             c->dups, c->stray);
+        return -1;
+    }
+    return 0;
+}
+
+/* One receiver collecting on a thread of its own during the interleaved latency
+ * phase. */
+typedef struct lat_worker {
+    receiver *r;
+    collector c;
+    const sender *s;
+    pthread_t thread;
+    bool running;
+    int rc;
+    int64_t cpu_us; /* this thread's CPU time */
+} lat_worker;
+
+static void *lat_worker_main(void *arg)
+{
+    lat_worker *lw = arg;
+    int64_t cpu0 = thread_cpu_us(RUSAGE_THREAD);
+    lw->rc = receiver_collect(lw->r, &lw->c, lw->s);
+    lw->cpu_us = thread_cpu_us(RUSAGE_THREAD) - cpu0;
+    return NULL;
+}
+
+/* All listening modes at once, event by event. */
+static int latency_phase(const cfg *cf, sender *s, receiver *rx, int cpu_tx, sample *out,
+                         char *err, size_t errlen)
+{
+    lat_worker lw[N_MODES];
+    job j = {.cmd = CMD_LATENCY,
+             .run = ++g_run,
+             .n = cf->warmup + cf->events,
+             .interval_us = cf->interval_us,
+             .cpu = cpu_tx};
+    memset(lw, 0, sizeof lw);
+    int rc = 0;
+    for (int m = 0; m < MODE_SENDER && rc == 0; m++) {
+        if (!cf->modes[m])
+            continue;
+        lw[m].r = &rx[m];
+        lw[m].s = s;
+        j.modes[j.n_modes++] = m;
+        if (collector_init(&lw[m].c, j.run, j.n, cf->warmup, true) != 0) {
+            errf(err, errlen, "out of memory");
+            rc = -1;
+        }
+    }
     int64_t cpu0 = thread_cpu_us(RUSAGE_SELF);
-    sender_start(s, j);
-    int rrc = receiver_collect(r, c, s);
+    /* The workers inherit this thread's CPU affinity. */
+    for (int m = 0; m < MODE_SENDER && rc == 0; m++) {
+        if (lw[m].r == NULL)
+            continue;
+        if (pthread_create(&lw[m].thread, NULL, lat_worker_main, &lw[m]) != 0) {
+            errf(err, errlen, "pthread_create failed");
+            rc = -1;
+        } else {
+            lw[m].running = true;
+        }
+    }
+    if (rc == 0)
+        sender_start(s, &j);
+    else
+        atomic_store(&s->failed, 1); /* makes started workers give up */
+    for (int m = 0; m < MODE_SENDER; m++)
+        if (lw[m].running)
+            pthread_join(lw[m].thread, NULL);
+    if (rc == 0 && sender_wait(s) != 0) {
+        errf(err, errlen, "%s", s->err);
+        rc = -1;
+    }
+    /* CPU the process spent beside the sender and the workers: the only other thread
+     * that runs meanwhile is watcher-thread's own (this one waits in join). */
+    int64_t rest = thread_cpu_us(RUSAGE_SELF) - cpu0 - (rc == 0 ? s->cpu_us : 0);
+    for (int m = 0; m < MODE_SENDER; m++)
+        rest -= lw[m].cpu_us;
+    for (int m = 0; m < MODE_SENDER; m++) {
+        lat_worker *w = &lw[m];
+        if (w->r == NULL)
+            continue;
+        if (rc == 0 && w->rc != 0) {
+            errf(err, errlen, "%s", w->r->err);
+            rc = -1;
+        }
+        if (rc == 0)
+            rc = check_clean(&w->c, m, err, errlen);
+        if (rc == 0) {
+            sample *o = &out[m];
+            collector *c = &w->c;
+            qsort(c->lat, c->n_lat, sizeof *c->lat, cmp_i64);
+            o->n_lat = c->n_lat;
+            if (c->n_lat > 0) {
+                o->p50 = percentile(c->lat, c->n_lat, 0.50);
+                o->p99 = percentile(c->lat, c->n_lat, 0.99);
+                o->max = c->lat[c->n_lat - 1];
+            }
+            int64_t cpu = w->cpu_us + (m == MODE_WTHREAD && rest > 0 ? rest : 0);
+            o->lat_cpu_per_event = c->got ? (double)cpu / (double)c->got : 0.0;
+            o->lost += c->lost;
+            o->gaps += c->gaps;
+        }
+        collector_free(&w->c);
+    }
+    return rc;
+}
+
+/* Flood sums over a round's bursts, per mode. */
+typedef struct flood_acc {
+    uint64_t intervals; /* delivered events minus one, per burst */
+    int64_t rx_us;      /* first to last delivery, per burst */
+    uint64_t sent;
+    int64_t tx_us;
+    uint64_t got;
+    int64_t cpu_us;
+} flood_acc;
+
+/* One burst of one mode's flood, collected on this thread. */
+static int flood_burst(sender *s, receiver *r, int mode, size_t n, int batch, int cpu_tx,
+                       flood_acc *acc, sample *out, char *err, size_t errlen)
+{
+    collector c;
+    job j = {.cmd = CMD_FLOOD,
+             .run = ++g_run,
+             .n = n,
+             .batch = batch,
+             .cpu = cpu_tx,
+             .mode = mode};
+    /* Nobody listens in sender-alone: expect nothing. */
+    if (collector_init(&c, j.run, mode == MODE_SENDER ? 0 : j.n, 0, false) != 0) {
+        errf(err, errlen, "out of memory");
+        return -1;
+    }
+    int64_t cpu0 = thread_cpu_us(RUSAGE_SELF);
+    sender_start(s, &j);
+    int rrc = receiver_collect(r, &c, s);
     int src = sender_wait(s);
     /* Whole-process CPU minus the sender thread's: the receiving side, including the
      * watcher's own thread when it has one. */
     int64_t rx_cpu = thread_cpu_us(RUSAGE_SELF) - cpu0 - s->cpu_us;
+    int rc = 0;
     if (src != 0) {
         errf(err, errlen, "%s", s->err);
-        return -1;
-    }
-    if (rrc != 0) {
+        rc = -1;
+    } else if (rrc != 0) {
         errf(err, errlen, "%s", r->err);
-        return -1;
+        rc = -1;
+    } else {
+        rc = check_clean(&c, mode, err, errlen);
     }
-    if (c->dups || c->stray) {
-        errf(err, errlen, "%s: %zu duplicate and %zu stray events", mode_names[r->mode],
-             c->dups, c->stray);
-        return -1;
+    if (rc == 0) {
+        acc->sent += j.n;
+        acc->tx_us += s->elapsed_us;
+        acc->got += c.got;
+        acc->cpu_us += rx_cpu;
+        if (c.got > 1) {
+            acc->intervals += c.got - 1;
+            acc->rx_us += c.last_us - c.first_us;
+        }
+        out->lost += c.lost;
+        out->gaps += c.gaps;
     }
-    *cpu_per_event = c->got ? (double)rx_cpu / (double)c->got : 0.0;
-    (void)cf;
-    return 0;
+    collector_free(&c);
+    return rc;
 }
 
-static int run_mode(const cfg *cf, sender *s, int mode, int pin, sample *out, char *err,
-                    size_t errlen)
+/* Every mode's flood, in bursts interleaved over the modes (order rotating with the
+ * burst and the round), so that load changes on the machine hit every mode alike. */
+static int flood_phase(const cfg *cf, sender *s, receiver *rx, int round, int cpu_tx,
+                       sample *out, char *err, size_t errlen)
 {
-    receiver r;
-    collector c;
+    flood_acc acc[N_MODES];
+    int order[N_MODES], n = 0;
+    memset(acc, 0, sizeof acc);
+    for (int m = 0; m < N_MODES; m++)
+        if (cf->modes[m])
+            order[n++] = m;
+    int rc = 0;
+    size_t bursts = (cf->flood + cf->burst - 1) / cf->burst;
+    for (size_t b = 0; b < bursts && rc == 0; b++) {
+        size_t cnt = b + 1 < bursts ? cf->burst : cf->flood - b * cf->burst;
+        for (int k = 0; k < n && rc == 0; k++) {
+            int m = order[((size_t)round + b + (size_t)k) % (size_t)n];
+            rc = flood_burst(s, &rx[m], m, cnt, cf->batch, cpu_tx, &acc[m], &out[m], err,
+                             errlen);
+        }
+    }
+    for (int m = 0; m < N_MODES && rc == 0; m++) {
+        flood_acc *a = &acc[m];
+        sample *o = &out[m];
+        o->tx_rate = a->tx_us > 0 ? (double)a->sent * 1e6 / (double)a->tx_us : 0.0;
+        o->rx_rate = a->rx_us > 0 ? (double)a->intervals * 1e6 / (double)a->rx_us : 0.0;
+        o->flood_cpu_per_event = a->got ? (double)a->cpu_us / (double)a->got : 0.0;
+    }
+    return rc;
+}
+
+/* One round at one pinning: the interleaved latency phase, then the interleaved
+ * flood bursts. */
+static int run_round(const cfg *cf, sender *s, int round, int pin, sample *out, char *err,
+                     size_t errlen)
+{
+    receiver rx[N_MODES];
     int cpu_rx = pin == PIN_ON ? g_cpu_rx : -1, cpu_tx = pin == PIN_ON ? g_cpu_tx : -1;
-    memset(out, 0, sizeof *out);
+    memset(rx, 0, sizeof rx);
+    for (int m = 0; m < N_MODES; m++)
+        memset(&out[m], 0, sizeof out[m]);
     if (pin_self(cpu_rx) != 0) {
         errf(err, errlen, "cannot pin the receiver to CPU %d", cpu_rx);
         return -1;
     }
-    if (receiver_open(&r, cf, mode) != 0) {
-        errf(err, errlen, "%s", r.err);
-        receiver_close(&r);
-        return -1;
-    }
     int rc = 0;
-    if (mode != MODE_SENDER) {
-        job j = {.cmd = CMD_LATENCY,
-                 .run = ++g_run,
-                 .n = cf->warmup + cf->events,
-                 .interval_us = cf->interval_us,
-                 .cpu = cpu_tx};
-        rc = collector_init(&c, j.run, j.n, cf->warmup, true);
+    bool listening = false;
+    /* Opened on this (pinned) thread, so watcher-thread's own thread inherits it. */
+    for (int m = 0; m < N_MODES && rc == 0; m++) {
+        if (!cf->modes[m])
+            continue;
+        rc = receiver_open(&rx[m], cf, m, s->conninfo[m]);
         if (rc != 0)
-            errf(err, errlen, "out of memory");
-        else
-            rc = run_phase(cf, s, &r, &c, &j, &out->lat_cpu_per_event, err, errlen);
-        if (rc == 0) {
-            qsort(c.lat, c.n_lat, sizeof *c.lat, cmp_i64);
-            out->n_lat = c.n_lat;
-            if (c.n_lat > 0) {
-                out->p50 = percentile(c.lat, c.n_lat, 0.50);
-                out->p99 = percentile(c.lat, c.n_lat, 0.99);
-                out->max = c.lat[c.n_lat - 1];
-            }
-            out->lost += c.lost;
-            out->gaps += c.gaps;
-        }
-        collector_free(&c);
+            errf(err, errlen, "%s", rx[m].err);
+        listening |= m != MODE_SENDER;
     }
-    if (rc == 0) {
-        job j = {.cmd = CMD_FLOOD,
-                 .run = ++g_run,
-                 .n = cf->flood,
-                 .batch = cf->batch,
-                 .cpu = cpu_tx};
-        /* Nobody listens in sender-alone: expect nothing. */
-        rc = collector_init(&c, j.run, mode == MODE_SENDER ? 0 : j.n, 0, false);
-        if (rc != 0)
-            errf(err, errlen, "out of memory");
-        else
-            rc = run_phase(cf, s, &r, &c, &j, &out->flood_cpu_per_event, err, errlen);
-        if (rc == 0) {
-            out->tx_rate =
-                s->elapsed_us > 0 ? (double)j.n * 1e6 / (double)s->elapsed_us : 0.0;
-            if (c.got > 1 && c.last_us > c.first_us)
-                out->rx_rate =
-                    (double)(c.got - 1) * 1e6 / (double)(c.last_us - c.first_us);
-            out->lost += c.lost;
-            out->gaps += c.gaps;
-        }
-        collector_free(&c);
-    }
-    receiver_close(&r);
-    out->done = rc == 0;
+    if (rc == 0 && listening)
+        rc = latency_phase(cf, s, rx, cpu_tx, out, err, errlen);
+    if (rc == 0)
+        rc = flood_phase(cf, s, rx, round, cpu_tx, out, err, errlen);
+    for (int m = 0; m < N_MODES; m++)
+        receiver_close(&rx[m]);
     return rc;
 }
 
@@ -1013,7 +1284,9 @@ static void usage(FILE *f)
            "  --warmup N         leading latency events not measured (default 200)\n"
            "  --interval-us N    latency pacing: one notification per N us (default "
            "500)\n"
-           "  --flood N          events per throughput phase (default 50000)\n"
+           "  --flood N          flood events per mode and round (default 50000)\n"
+           "  --burst N          ... sent in bursts of N, modes interleaved (default "
+           "5000)\n"
            "  --batch N          notifications per flood transaction (default 20)\n"
            "  --pin off|on|both  pin receiver and sender to separate CPUs (default "
            "both)\n"
@@ -1068,6 +1341,7 @@ static int parse_args(int argc, char **argv, cfg *c)
         {"interval-us", required_argument, NULL, 'i'},
         {"flood", required_argument, NULL, 'f'},
         {"batch", required_argument, NULL, 'b'},
+        {"burst", required_argument, NULL, 'B'},
         {"pin", required_argument, NULL, 'p'},
         {"modes", required_argument, NULL, 'm'},
         {"queue", required_argument, NULL, 'q'},
@@ -1085,6 +1359,7 @@ static int parse_args(int argc, char **argv, cfg *c)
     c->interval_us = 500;
     c->flood = 50000;
     c->batch = 20;
+    c->burst = 5000;
     c->pins[PIN_OFF] = c->pins[PIN_ON] = true;
     for (int m = 0; m < N_MODES; m++)
         c->modes[m] = true;
@@ -1114,6 +1389,9 @@ static int parse_args(int argc, char **argv, cfg *c)
             break;
         case 'b':
             ok = parse_size(optarg, 1, 10000, &v) && ((c->batch = (int)v), true);
+            break;
+        case 'B':
+            ok = parse_size(optarg, 2, 100000000, &v) && ((c->burst = (size_t)v), true);
             break;
         case 'p':
             c->pins[PIN_OFF] = !strcmp(optarg, "off") || !strcmp(optarg, "both");
@@ -1175,11 +1453,6 @@ int main(int argc, char **argv)
     /* Indexed [pin][mode][round]; static keeps it off the stack. */
     static sample samples[N_PINS][N_MODES][MAX_ROUNDS];
     static summary sum[N_PINS][N_MODES];
-    int active[N_MODES], n_active = 0;
-    for (int m = 0; m < N_MODES; m++)
-        if (cf.modes[m])
-            active[n_active++] = m;
-
     char err[768];
     sender s;
     if (sender_open(&s, &cf, err, sizeof err) != 0) {
@@ -1191,17 +1464,18 @@ int main(int argc, char **argv)
         for (int p = 0; p < N_PINS && rc == 0; p++) {
             if (!cf.pins[p])
                 continue;
-            /* Rotate the order each round: no mode always runs first or last. */
-            for (int k = 0; k < n_active && rc == 0; k++) {
-                int m = active[(round + k) % n_active];
-                sample *sm = &samples[p][m][round];
-                rc = run_mode(&cf, &s, m, p, sm, err, sizeof err);
-                if (rc == 0 && cf.verbose)
+            sample row[N_MODES];
+            rc = run_round(&cf, &s, round, p, row, err, sizeof err);
+            for (int m = 0; m < N_MODES && rc == 0; m++) {
+                if (!cf.modes[m])
+                    continue;
+                samples[p][m][round] = row[m];
+                if (cf.verbose)
                     fprintf(stderr,
                             "round %d pin %-3s %-15s p50 %6" PRId64 " p99 %6" PRId64
                             " max %7" PRId64 " us  %8.0f ev/s  sender %8.0f ev/s\n",
-                            round + 1, pin_names[p], mode_names[m], sm->p50, sm->p99,
-                            sm->max, sm->rx_rate, sm->tx_rate);
+                            round + 1, pin_names[p], mode_names[m], row[m].p50,
+                            row[m].p99, row[m].max, row[m].rx_rate, row[m].tx_rate);
             }
         }
     }

@@ -51,10 +51,11 @@ static void test_every_mode_gets_every_event(void **state)
     if (access(bench_path, X_OK) != 0)
         skip(); /* built with -DPGCW_BUILD_BENCH=OFF */
     char cmd[2048], *out = NULL, *err = NULL;
-    /* 1001 flood events in batches of 20: the last, short batch must be counted. */
+    /* 1001 flood events in bursts of 300 and batches of 20: the short last burst and
+     * batch must be counted. */
     snprintf(cmd, sizeof cmd,
              "'%s' --dsn '%s' --rounds %d --events %d --warmup 7 --interval-us 200 "
-             "--flood 1001 --batch 20 --pin both --json",
+             "--flood 1001 --burst 300 --batch 20 --pin both --json",
              bench_path, pgtest_dsn(), ROUNDS, EVENTS);
     int rc = pgtest_run(cmd, &out, &err);
     if (rc != 0)
