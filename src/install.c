@@ -25,23 +25,41 @@ typedef struct names {
     bool with_keys;
     char function[PGCW_MAX_IDENTIFIER + 1];
     char keys_function[PGCW_MAX_IDENTIFIER + 1];
-    bool keys_function_fits; /* false: could never have been created by us */
 } names;
 
 static const char *const key_suffixes[] = {"_ins", "_upd", "_del"};
 
-/* Joins a, b, c into out; false if the result exceeds PGCW_MAX_IDENTIFIER bytes. */
-static bool join3(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
-                  const char *c)
+/*
+ * Derives the name a + b + c. Names that fit in PGCW_MAX_IDENTIFIER bytes are the
+ * plain concatenation (the Python tool's names). Longer ones would be truncated by
+ * PostgreSQL, silently and so that two tables could share a trigger name; instead
+ * they keep as much of a + b as fits (cut on a UTF-8 boundary), then "_" and 8 hex
+ * digits of a hash of the whole a + b, then c, so the result is deterministic (a
+ * reinstall replaces it) and distinct per table.
+ */
+static void derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
+                        const char *c)
 {
     size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-    if (la + lb + lc > PGCW_MAX_IDENTIFIER)
-        return false;
-    memcpy(out, a, la);
-    memcpy(out + la, b, lb);
-    memcpy(out + la + lb, c, lc);
-    out[la + lb + lc] = '\0';
-    return true;
+    if (la + lb + lc <= PGCW_MAX_IDENTIFIER) {
+        memcpy(out, a, la);
+        memcpy(out + la, b, lb);
+        memcpy(out + la + lb, c, lc);
+        out[la + lb + lc] = '\0';
+        return;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    char head[2 * (PGCW_MAX_IDENTIFIER + 1)];
+    snprintf(head, sizeof head, "%s%s", a, b);
+    size_t keep = PGCW_MAX_IDENTIFIER - lc - 9; /* "_" + 8 hex digits */
+    while (keep > 0 && ((unsigned char)head[keep] & 0xC0) == 0x80)
+        keep--; /* never split a multi-byte character */
+    snprintf(out, PGCW_MAX_IDENTIFIER + 1, "%.*s_%08x%s", (int)keep, head, (unsigned)h,
+             c);
 }
 
 static pgcw_status resolve_names(const pgcw_install_opts *opts, names *n, char *errbuf,
@@ -65,21 +83,17 @@ static pgcw_status resolve_names(const pgcw_install_opts *opts, names *n, char *
         pgcw__errf(errbuf, errlen, "the function name is empty");
         return PGCW_EINVAL;
     }
-    if (!join3(n->function, n->function_name, "_", n->channel)) {
+    if (strlen(n->function_name) > PGCW_MAX_IDENTIFIER ||
+        strlen(n->trigger_prefix) > PGCW_MAX_IDENTIFIER) {
         pgcw__errf(errbuf, errlen,
-                   "function name \"%s_%s\" is longer than %d bytes (PostgreSQL would "
-                   "truncate it)",
-                   n->function_name, n->channel, PGCW_MAX_IDENTIFIER);
+                   "function name or trigger prefix is longer than %d bytes",
+                   PGCW_MAX_IDENTIFIER);
         return PGCW_EINVAL;
     }
-    n->keys_function_fits = join3(n->keys_function, n->function, "_keys", "");
-    if (n->with_keys && !n->keys_function_fits) {
-        pgcw__errf(errbuf, errlen,
-                   "function name \"%s_keys\" is longer than %d bytes (PostgreSQL would "
-                   "truncate it)",
-                   n->function, PGCW_MAX_IDENTIFIER);
-        return PGCW_EINVAL;
-    }
+    char base[2 * PGCW_MAX_IDENTIFIER + 2];
+    snprintf(base, sizeof base, "%s_", n->function_name);
+    derive_name(n->function, base, n->channel, "");
+    derive_name(n->keys_function, base, n->channel, "_keys");
     return PGCW_OK;
 }
 
@@ -138,34 +152,18 @@ static pgcw_status append_table(pgcw__buf *out, const names *n, const quoted *fq
     if (st != PGCW_OK)
         return st;
     char trig[PGCW_MAX_IDENTIFIER + 1], sub[3][PGCW_MAX_IDENTIFIER + 1];
-    if (!join3(trig, n->trigger_prefix, t.name, "")) {
-        pgcw__errf(errbuf, errlen,
-                   "trigger name \"%s%s\" is longer than %d bytes (PostgreSQL would "
-                   "truncate it)",
-                   n->trigger_prefix, t.name, PGCW_MAX_IDENTIFIER);
-        return PGCW_EINVAL;
-    }
-    bool sub_fits[3];
-    for (int i = 0; i < 3; i++) {
-        sub_fits[i] = join3(sub[i], n->trigger_prefix, t.name, key_suffixes[i]);
-        if (n->with_keys && !sub_fits[i]) {
-            pgcw__errf(errbuf, errlen,
-                       "trigger name \"%s%s%s\" is longer than %d bytes (PostgreSQL "
-                       "would truncate it)",
-                       n->trigger_prefix, t.name, key_suffixes[i], PGCW_MAX_IDENTIFIER);
-            return PGCW_EINVAL;
-        }
-    }
+    derive_name(trig, n->trigger_prefix, t.name, "");
+    for (int i = 0; i < 3; i++)
+        derive_name(sub[i], n->trigger_prefix, t.name, key_suffixes[i]);
 
     quoted q = {0};
     q.table = quote_table(&t);
     q.trigger = pgcw_quote_ident(trig);
-    q.trigger_ins = sub_fits[0] ? pgcw_quote_ident(sub[0]) : NULL;
-    q.trigger_upd = sub_fits[1] ? pgcw_quote_ident(sub[1]) : NULL;
-    q.trigger_del = sub_fits[2] ? pgcw_quote_ident(sub[2]) : NULL;
+    q.trigger_ins = pgcw_quote_ident(sub[0]);
+    q.trigger_upd = pgcw_quote_ident(sub[1]);
+    q.trigger_del = pgcw_quote_ident(sub[2]);
     st = PGCW_OK;
-    if (!q.table || !q.trigger || (sub_fits[0] && !q.trigger_ins) ||
-        (sub_fits[1] && !q.trigger_upd) || (sub_fits[2] && !q.trigger_del))
+    if (!q.table || !q.trigger || !q.trigger_ins || !q.trigger_upd || !q.trigger_del)
         st = PGCW_ENOMEM;
 
     if (st == PGCW_OK && n->with_keys) {
@@ -181,12 +179,9 @@ static pgcw_status append_table(pgcw__buf *out, const names *n, const quoted *fq
         st = pgcw__sql_expand(out, pgcw__sql_keys_triggers, vars,
                               sizeof vars / sizeof vars[0]);
     } else if (st == PGCW_OK) {
-        /* Switching from with_keys: drop that variant's triggers, if they could
-         * exist (names too long for PostgreSQL were never created by us). */
+        /* Switching from with_keys: drop that variant's triggers. */
         const char *others[] = {q.trigger_ins, q.trigger_upd, q.trigger_del};
         for (int i = 0; i < 3 && st == PGCW_OK; i++) {
-            if (!others[i])
-                continue;
             const pgcw__sql_var vars[] = {{"table", q.table}, {"trigger", others[i]}};
             st = pgcw__sql_expand(out, pgcw__sql_drop_trigger_if_exists, vars, 2);
         }
@@ -218,8 +213,8 @@ pgcw_status pgcw_install_sql(const pgcw_install_opts *opts, const char *const *t
     quoted fq = {0};
     fq.channel = pgcw_quote_literal(n.channel);
     fq.function = pgcw_quote_ident(n.function);
-    fq.keys_function = n.keys_function_fits ? pgcw_quote_ident(n.keys_function) : NULL;
-    if (!fq.channel || !fq.function || (n.keys_function_fits && !fq.keys_function)) {
+    fq.keys_function = pgcw_quote_ident(n.keys_function);
+    if (!fq.channel || !fq.function || !fq.keys_function) {
         quoted_free(&fq);
         pgcw__errf(errbuf, errlen, "out of memory");
         return PGCW_ENOMEM;
@@ -340,15 +335,13 @@ static pgcw_status uninstall_body(PGconn *conn, const names *n, pgcw__buf *out,
                                   char *errbuf, size_t errlen)
 {
     char *fn = pgcw_quote_ident(n->function);
-    char *kfn = n->keys_function_fits ? pgcw_quote_ident(n->keys_function) : NULL;
+    char *kfn = pgcw_quote_ident(n->keys_function);
     pgcw__buf arr = {0};
     /* A text[] literal of the signatures: {"\"fn\"()", ...}. Quoting for the array
      * literal is separate from SQL quoting: it is sent as a parameter. */
     const char *sigs[2] = {fn, kfn};
     pgcw__buf_append(&arr, "{");
     for (int i = 0; i < 2; i++) {
-        if (!sigs[i])
-            continue;
         if (i)
             pgcw__buf_append(&arr, ",");
         pgcw__buf_append(&arr, "\"");
@@ -360,7 +353,7 @@ static pgcw_status uninstall_body(PGconn *conn, const names *n, pgcw__buf *out,
         pgcw__buf_append(&arr, "()\"");
     }
     pgcw__buf_append(&arr, "}");
-    bool oom = !fn || (n->keys_function_fits && !kfn) || arr.failed;
+    bool oom = !fn || !kfn || arr.failed;
     free(fn);
     free(kfn);
     if (oom) {

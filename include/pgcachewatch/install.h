@@ -11,6 +11,12 @@
  *                                                  only TRUNCATE with keys
  *   triggers  <trigger_prefix><table>_ins/_upd/_del with keys (transition tables)
  *
+ * A derived name longer than PostgreSQL's 63 bytes is not truncated the way
+ * PostgreSQL would (silently, so that two long table names could collide): it keeps
+ * its first bytes, then "_" and 8 hex digits of a hash of the full name, then its
+ * suffix, exactly 63 bytes, the same on every install. Uninstall finds triggers by
+ * the function they call, so their names never matter to it.
+ *
  * Trigger names do not include the channel: installing another channel on the same
  * table with the same trigger_prefix replaces the first channel's triggers (as the
  * Python tool does); give the second channel its own trigger_prefix instead.

@@ -773,6 +773,58 @@ static void test_install_twice_and_switch(void **state)
     free(names);
 }
 
+/* Names PostgreSQL would truncate: two long table names that share their first 63
+ * bytes get distinct, complete triggers (with and without keys), each fires, and
+ * uninstall finds them all. */
+static void test_long_table_names(void **state)
+{
+    fixture *f = *state;
+    char *before = catalog_snapshot(f->writer);
+    const char *a = "orders_with_a_very_long_descriptive_name_that_goes_on_and_on_a";
+    const char *b = "orders_with_a_very_long_descriptive_name_that_goes_on_and_on_b";
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE %s (id int PRIMARY KEY); CREATE TABLE %s (id int PRIMARY KEY)",
+             a, b);
+    pgtest_exec(f->writer, sql);
+    pgcw_install_opts o = {.channel = "ch_long"};
+    const char *const plain[] = {a};
+    install_ok(f->writer, &o, plain, 1);
+    o.with_keys = true;
+    const char *const keyed[] = {b};
+    install_ok(f->writer, &o, keyed, 1);
+
+    char *ta = trigger_names(f->writer, a), *tb = trigger_names(f->writer, b);
+    assert_int_equal(strchr(ta, ',') ? 0 : 1, 1); /* one trigger on a */
+    assert_int_equal(strlen(ta), 63);
+    assert_non_null(strstr(tb, "_ins"));
+    assert_string_not_equal(ta, tb);
+    free(ta);
+    free(tb);
+
+    do_listen(f->listener, "ch_long");
+    snprintf(sql, sizeof sql, "INSERT INTO %s VALUES (1); INSERT INTO %s VALUES (2)", a,
+             b);
+    pgtest_exec(f->writer, sql);
+    notes ns = collect(f->listener, f->writer, "ch_long");
+    assert_int_equal(ns.n, 2);
+    json_object *oa = parse(ns.items[0].payload), *ob = parse(ns.items[1].payload);
+    assert_string_equal(member_str(oa, "table"), a);
+    assert_string_equal(member_str(ob, "table"), b);
+    assert_true(has_member(ob, "keys"));
+    json_object_put(oa);
+    json_object_put(ob);
+    notes_free(&ns);
+
+    uninstall_ok(f->writer, &o);
+    snprintf(sql, sizeof sql, "DROP TABLE %s, %s", a, b);
+    pgtest_exec(f->writer, sql);
+    char *after = catalog_snapshot(f->writer);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
 static void test_uninstall_leaves_no_trace(void **state)
 {
     fixture *f = *state;
@@ -951,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_keys_payload_bound_exact),
         cmocka_unit_test(test_keys_without_primary_key),
         cmocka_unit_test(test_install_twice_and_switch),
+        cmocka_unit_test(test_long_table_names),
         cmocka_unit_test(test_uninstall_leaves_no_trace),
         cmocka_unit_test(test_search_path_and_python_names),
         cmocka_unit_test(test_odd_channel_and_no_notices),
