@@ -108,8 +108,12 @@ static void conn_failed(pgcw_watcher *w, const char *what, const char *detail)
 
 static void start_connect(pgcw_watcher *w)
 {
-    const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *const vals[] = {w->conninfo, "pgcachewatch", NULL};
+    /* Payloads are parsed as UTF-8 (invalid sequences are refused), so have the
+     * server convert them whatever the database's encoding; set after dbname so it
+     * wins over a client_encoding in the connection string. */
+    const char *const keys[] = {"dbname", "fallback_application_name", "client_encoding",
+                                NULL};
+    const char *const vals[] = {w->conninfo, "pgcachewatch", "UTF8", NULL};
     w->notice[0] = '\0';
     w->conn = PQconnectStartParams(keys, vals, 1);
     if (!w->conn) {

@@ -581,6 +581,43 @@ static void test_free_while_reconnecting(void **state)
     PQfinish(c);
 }
 
+/* A LATIN1 database: the watcher asks for UTF-8 whatever the database's encoding,
+ * so a non-ASCII table name arrives intact instead of as a malformed payload. */
+static void test_non_utf8_database(void **state)
+{
+    (void)state;
+    PGconn *admin = pgtest_connect();
+    pgtest_exec(admin, "DROP DATABASE IF EXISTS pgcw_latin1");
+    pgtest_exec(admin, "CREATE DATABASE pgcw_latin1 TEMPLATE template0 ENCODING 'LATIN1' "
+                       "LC_COLLATE 'C' LC_CTYPE 'C'");
+    char dsn[1400];
+    snprintf(dsn, sizeof dsn, "%s dbname=pgcw_latin1 client_encoding=LATIN1",
+             pgtest_server_dsn());
+    pgcw_watcher_opts o = {.conninfo = dsn};
+    pgcw_watcher *w = new_watcher(&o, NULL);
+    pgcw_sub *s = new_sub(w);
+    loop_until_healthy(w);
+
+    char sender_dsn[1400];
+    snprintf(sender_dsn, sizeof sender_dsn, "%s dbname=pgcw_latin1 client_encoding=UTF8",
+             pgtest_server_dsn());
+    PGconn *sender = PQconnectdb(sender_dsn);
+    assert_int_equal(PQstatus(sender), CONNECTION_OK);
+    notify(sender, PGCW_DEFAULT_CHANNEL,
+           "{\"operation\":\"update\",\"table\":\"caf\xc3\xa9\",\"sent_at\":"
+           "\"2026-01-01T00:00:00Z\"}");
+    pgcw_event *ev = next_event(w, s);
+    assert_int_equal(ev->kind, PGCW_EVENT_CHANGE);
+    assert_string_equal(ev->table, "caf\xc3\xa9");
+    pgcw_event_free(ev);
+    PQfinish(sender);
+
+    pgcw_sub_free(s);
+    pgcw_watcher_free(w);
+    pgtest_exec(admin, "DROP DATABASE pgcw_latin1");
+    PQfinish(admin);
+}
+
 static void *interrupt_when_healthy(void *arg)
 {
     pgcw_watcher *w = arg;
@@ -629,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_unquotable_channel),
         cmocka_unit_test(test_free_while_reconnecting),
         cmocka_unit_test(test_run_and_interrupt),
+        cmocka_unit_test(test_non_utf8_database),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
