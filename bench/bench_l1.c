@@ -9,8 +9,8 @@
  *   3. hit ratios on a scan-polluted trace (scan resistance);
  *   4. memory overhead per entry beyond key and value bytes (malloc's own count).
  *
- * Usage: bench_l1 [quick|full [mixed]]  ("quick" shrinks every size 10x, for a smoke
- * run; "mixed" runs section 2-3 only)
+ * Usage: bench_l1 [quick|full [mixed|ratios]]  ("quick" shrinks every size 10x, for
+ * a smoke run; "mixed" runs sections 2-3 only; "ratios" only their hit ratios)
  * Prints; never part of ctest. Keys are 16 bytes, values 32 bytes.
  */
 #define _GNU_SOURCE
@@ -117,8 +117,6 @@ static int cmp_double(const void *a, const void *b)
 
 /* ---- 1. latency ----------------------------------------------------------- */
 
-#define BATCH 1024
-
 static void fill_cache(pgcw_l1 *c, uint64_t n, bool chain)
 {
     /* For the dependent chain, entry i's value holds the next id of one random
@@ -148,13 +146,53 @@ static void fill_cache(pgcw_l1 *c, uint64_t n, bool chain)
     free(next);
 }
 
-static void report_batches(const char *what, double *ns, size_t nb, uint64_t hits,
-                           uint64_t total)
+static int cmp_float(const void *a, const void *b)
 {
-    qsort(ns, nb, sizeof(*ns), cmp_double);
-    printf("  %-44s median %6.1f ns  p90 %6.1f  p99 %6.1f  (hits %llu/%llu)\n", what,
-           ns[nb / 2], ns[nb * 9 / 10], ns[nb * 99 / 100], (unsigned long long)hits,
-           (unsigned long long)total);
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+static inline uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The cost of reading the clock twice, subtracted from every timed get. */
+static double clock_overhead_ns(void)
+{
+    enum { N = 200001 };
+    static float d[N];
+    for (int i = 0; i < N; i++) {
+        uint64_t t0 = mono_ns();
+        d[i] = (float)(mono_ns() - t0);
+    }
+    qsort(d, N, sizeof(*d), cmp_float);
+    return d[N / 2];
+}
+
+/* The machine's floor: one dependent random load in a 128 MiB array. */
+static double dram_ns(void)
+{
+    size_t n = (128u << 20) / 8;
+    uint64_t *a = malloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        a[i] = i;
+    uint64_t x = 1;
+    for (size_t i = n - 1; i > 0; i--) { /* Sattolo: one cycle through all */
+        size_t j = xorshift(&x) % i;
+        uint64_t t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+    uint64_t p = 0;
+    double t0 = cpu_s();
+    for (size_t i = 0; i < 2000000; i++)
+        p = a[p];
+    double ns = (cpu_s() - t0) * 1e9 / 2000000;
+    free(a);
+    return p == n ? -1 : ns; /* p == n never: keeps the chain live */
 }
 
 static void bench_latency(uint64_t n)
@@ -167,47 +205,59 @@ static void bench_latency(uint64_t n)
     if (pgcw_l1_new(&o, &c) != PGCW_OK)
         exit(1);
     fill_cache(c, n, true);
+    double ovh = clock_overhead_ns();
+    printf("  (each get timed alone with CLOCK_MONOTONIC, %.0f ns clock overhead "
+           "subtracted; this machine's dependent random DRAM load: %.0f ns)\n",
+           ovh, dram_ns());
 
-    const size_t nb = 5000;
-    double *ns = malloc(nb * sizeof(*ns));
-    uint64_t *ids = malloc(nb * BATCH * sizeof(*ids));
+    const size_t nops = 4000000;
+    uint64_t *ids = malloc(nops * sizeof(*ids));
+    float *lat = malloc(nops * sizeof(*lat));
     unsigned char k[KEY_LEN], buf[64];
     size_t len;
     zipf z;
     zipf_init(&z, n, 0.99);
     for (int dist = 0; dist < 2; dist++) {
         uint64_t rng = 7 + (uint64_t)dist;
-        for (size_t i = 0; i < nb * BATCH; i++)
-            ids[i] = dist == 0 ? xorshift(&rng) % n : zipf_next(&z, &rng);
+        for (size_t i = 0; i < nops; i++) {
+            uint64_t id = dist == 0 ? xorshift(&rng) % n : zipf_next(&z, &rng);
+            ids[i] = (id * 0x9E3779B97F4A7C15ull) % n;
+        }
         uint64_t hits = 0;
-        for (size_t b = 0; b < nb; b++) {
-            double t0 = cpu_s();
-            for (size_t i = 0; i < BATCH; i++) {
-                make_key(ids[b * BATCH + i], k);
-                hits +=
-                    pgcw_l1_get(c, k, KEY_LEN, buf, sizeof(buf), &len, NULL) == PGCW_OK;
-            }
-            ns[b] = (cpu_s() - t0) * 1e9 / BATCH;
-        }
-        report_batches(dist == 0 ? "independent gets, uniform keys:"
-                                 : "independent gets, Zipf(0.99) keys:",
-                       ns, nb, hits, nb * BATCH);
-    }
-    /* Dependent chain: the next key is in the value just read. */
-    uint64_t id = 0, hits = 0;
-    for (size_t b = 0; b < nb; b++) {
-        double t0 = cpu_s();
-        for (size_t i = 0; i < BATCH; i++) {
-            make_key(id, k);
+        for (size_t i = 0; i < nops; i++) {
+            make_key(ids[i], k);
+            uint64_t t0 = mono_ns();
             hits += pgcw_l1_get(c, k, KEY_LEN, buf, sizeof(buf), &len, NULL) == PGCW_OK;
-            memcpy(&id, buf, 8);
+            lat[i] = (float)((double)(mono_ns() - t0) - ovh);
         }
-        ns[b] = (cpu_s() - t0) * 1e9 / BATCH;
+        qsort(lat, nops, sizeof(*lat), cmp_float);
+        /* Untimed pass: mean CPU time per get, loads of consecutive gets overlap. */
+        double t0 = cpu_s();
+        for (size_t i = 0; i < nops; i++) {
+            make_key(ids[i], k);
+            hits += pgcw_l1_get(c, k, KEY_LEN, buf, sizeof(buf), &len, NULL) == PGCW_OK;
+        }
+        double mean = (cpu_s() - t0) * 1e9 / (double)nops;
+        printf("  %-15s median %6.1f ns  p90 %6.1f  p99 %7.1f | back-to-back mean %6.1f "
+               "ns/get | hits %llu/%zu\n",
+               dist == 0 ? "uniform keys:" : "Zipf(0.99) keys:", lat[nops / 2],
+               lat[nops * 9 / 10], lat[nops * 99 / 100], mean, (unsigned long long)hits,
+               2 * nops);
     }
-    report_batches("dependent chain (full miss latency), uniform:", ns, nb, hits,
-                   nb * BATCH);
+    /* Dependent chain: the next key is in the value just read, so no two gets
+     * overlap: the full cost of a get that misses every cache level. */
+    uint64_t id = 0, hits = 0;
+    double t0 = cpu_s();
+    for (size_t i = 0; i < nops; i++) {
+        make_key(id, k);
+        hits += pgcw_l1_get(c, k, KEY_LEN, buf, sizeof(buf), &len, NULL) == PGCW_OK;
+        memcpy(&id, buf, 8);
+    }
+    printf(
+        "  dependent chain (uniform, nothing cached): mean %.1f ns/get | hits %llu/%zu\n",
+        (cpu_s() - t0) * 1e9 / (double)nops, (unsigned long long)hits, nops);
     free(ids);
-    free(ns);
+    free(lat);
     pgcw_l1_free(c);
 }
 
@@ -374,8 +424,12 @@ static double median5(double *v)
     return v[2];
 }
 
+static bool g_ratios_only = false;
+
 static void mixed_throughput(uint64_t cap, const trace *t)
 {
+    if (g_ratios_only)
+        return;
     double w1[5], w2[5], wp[5], c1[5], c2[5], cp[5];
     for (int rep = 0; rep < 5; rep++) {
         w1[rep] = throughput(cap, t, 1, true, &c1[rep]);
@@ -455,7 +509,9 @@ static size_t heap_used(void)
 static void overhead(uint64_t n, size_t vmin, size_t vmax, bool ttl)
 {
     size_t before = heap_used();
-    pgcw_l1_opts o = {.max_entries = n, .max_bytes = (size_t)8 << 30};
+    /* Room for all n even if the hash spreads them unevenly over the shards: the
+     * figure is per live entry, no eviction may free payload we counted. */
+    pgcw_l1_opts o = {.max_entries = n + n / 8, .max_bytes = (size_t)8 << 30};
     pgcw_l1 *c;
     if (pgcw_l1_new(&o, &c) != PGCW_OK)
         exit(1);
@@ -470,6 +526,11 @@ static void overhead(uint64_t n, size_t vmin, size_t vmax, bool ttl)
     }
     pgcw_l1_stats st;
     pgcw_l1_stats_get(c, &st);
+    if (st.entries != n || st.evictions != 0) {
+        fprintf(stderr, "overhead: %zu of %llu entries kept\n", st.entries,
+                (unsigned long long)n);
+        exit(1);
+    }
     size_t used = heap_used() - before;
     printf("  value %4zu..%-4zu B, %s: %zu entries, heap %.1f MB, overhead %.1f B/entry"
            " (charged %.1f)\n",
@@ -483,12 +544,13 @@ int main(int argc, char **argv)
 {
     bool quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     if (argc > 1 && !quick && strcmp(argv[1], "full") != 0) {
-        fprintf(stderr, "usage: bench_l1 [quick|full [mixed]]\n");
+        fprintf(stderr, "usage: bench_l1 [quick|full [mixed|ratios]]\n");
         return 2;
     }
     uint64_t scale = quick ? 10 : 1;
     printf("bench_l1: pgcachewatch L1 (%s)\n\n", quick ? "quick" : "full");
-    bool mixed_only = argc > 2 && strcmp(argv[2], "mixed") == 0;
+    g_ratios_only = argc > 2 && strcmp(argv[2], "ratios") == 0;
+    bool mixed_only = g_ratios_only || (argc > 2 && strcmp(argv[2], "mixed") == 0);
     if (!mixed_only)
         bench_latency(1000000 / scale);
     bench_mixed(10000000 / scale, 10000000 / scale);
