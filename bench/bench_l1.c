@@ -542,6 +542,7 @@ static void overhead(uint64_t n, size_t vmin, size_t vmax, bool ttl)
 
 int main(int argc, char **argv)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows when redirected too */
     bool quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     if (argc > 1 && !quick && strcmp(argv[1], "full") != 0) {
         fprintf(stderr, "usage: bench_l1 [quick|full [mixed|ratios]]\n");

@@ -118,6 +118,12 @@ static void free_graveyard(pgcw__l1_entry *e)
     }
 }
 
+void pgcw__l1_count_payload_only(pgcw_l1 *c)
+{
+    for (unsigned i = 0; i < c->nshards; i++)
+        c->shards[i].payload_only = true;
+}
+
 static _Atomic uint32_t *gen_of(pgcw__l1_shard *s, uint64_t h)
 {
     return &s->gens[(h >> 32) & s->gmask];
@@ -307,7 +313,7 @@ static pgcw_status prepare(pgcw_l1 *c, const void *key, size_t klen, const void 
         return PGCW_ETOOBIG;
     int64_t ttl = ttl_us == PGCW_L1_TTL_DEFAULT ? c->default_ttl_us : ttl_us;
     bool has_ttl = ttl > 0;
-    p->cost = pgcw__l1_cost(klen, vlen, has_ttl);
+    p->cost = p->s->payload_only ? klen + vlen : pgcw__l1_cost(klen, vlen, has_ttl);
     if (p->cost > p->s->cap_bytes)
         return PGCW_ETOOBIG;
     if (has_ttl && !atomic_load_explicit(&c->ttl_seen, memory_order_relaxed))

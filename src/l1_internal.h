@@ -97,6 +97,7 @@ typedef struct pgcw__l1_shard {
     uint64_t seed;          /* the cache's hash seed, to rehash entries being evicted */
     uint16_t *ghost; /* fingerprints of keys recently evicted from the small queue */
     uint32_t nghost;
+    bool payload_only; /* charge keys + values only (pgcw__l1_count_payload_only) */
     size_t cap_n, cap_bytes;
     /* Writers' state, under mu. */
     alignas(64) pthread_mutex_t mu;
@@ -175,6 +176,11 @@ static inline pgcw__l1_shard *pgcw__l1_shard_of(pgcw_l1 *c, uint64_t h)
 {
     return c->nshards == 1 ? c->shards : &c->shards[h >> c->shard_shift];
 }
+
+/* Makes c charge each entry its key + value bytes only (no overhead) against
+ * max_bytes and in the byte statistics: for the memo, whose public bound is "keys
+ * + values". Call right after pgcw_l1_new(), before any other use. */
+void pgcw__l1_count_payload_only(pgcw_l1 *c);
 
 /* A global slot id for key's fill generation (tests use it as their model). */
 uint64_t pgcw__l1_gen_slot(pgcw_l1 *c, const void *key, size_t key_len);

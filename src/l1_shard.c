@@ -28,9 +28,10 @@ size_t pgcw__l1_cost(size_t klen, size_t vlen, bool ttl)
     return chunk + 16;
 }
 
-static size_t entry_cost(const pgcw__l1_entry *e)
+static size_t entry_cost(const pgcw__l1_shard *s, const pgcw__l1_entry *e)
 {
-    return pgcw__l1_cost(e->klen, e->vlen, pgcw__l1_has_ttl(e));
+    return s->payload_only ? (size_t)e->klen + e->vlen
+                           : pgcw__l1_cost(e->klen, e->vlen, pgcw__l1_has_ttl(e));
 }
 
 pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_bytes,
@@ -101,10 +102,10 @@ void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e)
                           memory_order_release);
     atomic_fetch_or_explicit(&e->flags, PGCW__L1_DEAD, memory_order_relaxed);
     s->live_n--;
-    s->live_bytes -= entry_cost(e);
+    s->live_bytes -= entry_cost(s, e);
 }
 
-static void qpush(pgcw__l1_queue *q, pgcw__l1_entry *e)
+static void qpush(const pgcw__l1_shard *s, pgcw__l1_queue *q, pgcw__l1_entry *e)
 {
     e->qnext = NULL;
     if (q->tail)
@@ -113,10 +114,10 @@ static void qpush(pgcw__l1_queue *q, pgcw__l1_entry *e)
         q->head = e;
     q->tail = e;
     q->n++;
-    q->bytes += entry_cost(e);
+    q->bytes += entry_cost(s, e);
 }
 
-static pgcw__l1_entry *qpop(pgcw__l1_queue *q)
+static pgcw__l1_entry *qpop(const pgcw__l1_shard *s, pgcw__l1_queue *q)
 {
     pgcw__l1_entry *e = q->head;
     q->head = e->qnext;
@@ -124,7 +125,7 @@ static pgcw__l1_entry *qpop(pgcw__l1_queue *q)
         q->tail = NULL;
     e->qnext = NULL;
     q->n--;
-    q->bytes -= entry_cost(e);
+    q->bytes -= entry_cost(s, e);
     return e;
 }
 
@@ -176,7 +177,7 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
         bool small_over =
             s->small.n * 10 > s->cap_n || s->small.bytes * 10 > s->cap_bytes;
         bool from_small = s->small.n > 0 && (s->main.n == 0 || small_over);
-        pgcw__l1_entry *e = qpop(from_small ? &s->small : &s->main);
+        pgcw__l1_entry *e = qpop(s, from_small ? &s->small : &s->main);
         if (atomic_load_explicit(&e->flags, memory_order_relaxed) & PGCW__L1_DEAD) {
             bury(e, graveyard);
             return;
@@ -196,7 +197,7 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
             } else {
                 atomic_store_explicit(&e->freq, (uint8_t)(f - 1), memory_order_relaxed);
             }
-            qpush(&s->main, e);
+            qpush(s, &s->main, e);
             continue;
         }
         uint64_t h = entry_hash(s, e);
@@ -210,7 +211,8 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
 }
 
 /* Removes every dead entry from q in one pass. */
-static void compact(pgcw__l1_queue *q, pgcw__l1_entry **graveyard)
+static void compact(const pgcw__l1_shard *s, pgcw__l1_queue *q,
+                    pgcw__l1_entry **graveyard)
 {
     pgcw__l1_entry **pp = &q->head, *last = NULL;
     while (*pp) {
@@ -218,7 +220,7 @@ static void compact(pgcw__l1_queue *q, pgcw__l1_entry **graveyard)
         if (atomic_load_explicit(&e->flags, memory_order_relaxed) & PGCW__L1_DEAD) {
             *pp = e->qnext;
             q->n--;
-            q->bytes -= entry_cost(e);
+            q->bytes -= entry_cost(s, e);
             bury(e, graveyard);
         } else {
             last = e;
@@ -245,8 +247,8 @@ void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost
          * removing them at once 0; see docs/l1.md.) */
         if (!compacted && ((held_n - s->live_n) * 8 >= held_n ||
                            (held_b - s->live_bytes) * 8 >= held_b)) {
-            compact(&s->small, graveyard);
-            compact(&s->main, graveyard);
+            compact(s, &s->small, graveyard);
+            compact(s, &s->main, graveyard);
             compacted = true;
             continue;
         }
@@ -262,21 +264,22 @@ void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost
                           memory_order_relaxed);
     /* Publishes the entry: its key, value and header are complete before this. */
     atomic_store_explicit(b, e, memory_order_release);
-    qpush(to_main ? &s->main : &s->small, e);
+    qpush(s, to_main ? &s->main : &s->small, e);
     s->live_n++;
     s->live_bytes += cost;
 }
 
-static void move_all(pgcw__l1_queue *q, pgcw__l1_entry **graveyard)
+static void move_all(const pgcw__l1_shard *s, pgcw__l1_queue *q,
+                     pgcw__l1_entry **graveyard)
 {
     while (q->head)
-        bury(qpop(q), graveyard);
+        bury(qpop(s, q), graveyard);
 }
 
 void pgcw__l1_shard_clear(pgcw__l1_shard *s, pgcw__l1_entry **graveyard)
 {
-    move_all(&s->small, graveyard);
-    move_all(&s->main, graveyard);
+    move_all(s, &s->small, graveyard);
+    move_all(s, &s->main, graveyard);
     /* Entries already waiting for readers go with them: the caller waits once. */
     pgcw__l1_limbo *lists[2] = {&s->fresh, &s->aged};
     for (int i = 0; i < 2; i++) {

@@ -15,6 +15,8 @@
 
 #include <pgcachewatch/l1.h>
 
+#include "l1_internal.h"
+
 static void assert_bounds(pgcw_l1 *c)
 {
     pgcw_l1_stats s;
@@ -236,12 +238,38 @@ static void test_args(void **state)
     pgcw_l1_free(c);
 }
 
+/* The memo's mode: only keys + values count against max_bytes. */
+static void test_payload_only(void **state)
+{
+    (void)state;
+    pgcw_l1_opts o = {.max_bytes = 40};
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
+    pgcw__l1_count_payload_only(c);
+    assert_int_equal(pgcw_l1_set(c, "k1", 2, "0123456789", 10, 0, 0), PGCW_OK);
+    assert_int_equal(pgcw_l1_set(c, "k2", 2, "0123456789", 10, 0, 0), PGCW_OK);
+    assert_int_equal(pgcw_l1_set(c, "k3", 2, "0123456789", 10, 0, 0), PGCW_OK);
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.entries, 3);
+    assert_int_equal(s.bytes, 36);
+    assert_int_equal(pgcw_l1_set(c, "k4", 2, "0123456789", 10, 0, 0), PGCW_OK);
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.entries, 3);
+    assert_int_equal(s.evictions, 1);
+    assert_true(s.held_bytes <= 40);
+    char big[40] = {0};
+    assert_int_equal(pgcw_l1_set(c, "k5", 2, big, sizeof(big), 0, 0), PGCW_ETOOBIG);
+    pgcw_l1_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_entry_bound),       cmocka_unit_test(test_byte_bound),
         cmocka_unit_test(test_scan_resistance),   cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_get_dup_and_sizes), cmocka_unit_test(test_args),
+        cmocka_unit_test(test_payload_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
