@@ -337,6 +337,8 @@ static void *runner_main(void *arg)
 
 static pgcw_l1 *mixed_cache(uint64_t cap, unsigned shards)
 {
+    if (shards == 0 && getenv("L1_BENCH_SHARDS")) /* a knob for experiments */
+        shards = (unsigned)atoi(getenv("L1_BENCH_SHARDS"));
     pgcw_l1_opts o = {.max_entries = cap, .max_bytes = (size_t)1 << 30, .shards = shards};
     pgcw_l1 *c;
     if (pgcw_l1_new(&o, &c) != PGCW_OK)

@@ -4,6 +4,7 @@
  * and version, so a torn or misplaced copy is caught on read; the counters must add
  * up and both bounds must hold at the end (and TSan must stay quiet throughout).
  */
+#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -180,9 +181,70 @@ static void test_readers_during_replacement(void **state)
     pgcw_l1_free(c);
 }
 
+/* More threads than reader slots, all alive at once: the ones without a slot read
+ * under the shard lock, and every answer is still right. */
+#define MANY 80
+
+typedef struct many {
+    pgcw_l1 *c;
+    pthread_barrier_t *all_in;
+    unsigned id;
+    uint64_t bad;
+} many;
+
+static void *many_main(void *arg)
+{
+    many *m = arg;
+    unsigned char val[256], got[256];
+    char key[16];
+    pthread_barrier_wait(m->all_in); /* nobody exits (and frees a slot) early */
+    for (unsigned i = 0; i < 2000; i++) {
+        unsigned k = (i * 7u + m->id) % 50;
+        int kl = snprintf(key, sizeof(key), "m%u", k);
+        size_t len;
+        int64_t v;
+        if (i % 10 == 0) {
+            size_t n = make_value(k, (int64_t)i, val);
+            if (pgcw_l1_set(m->c, key, (size_t)kl, val, n, (int64_t)i, 0) != PGCW_OK)
+                m->bad++;
+        } else if (pgcw_l1_get(m->c, key, (size_t)kl, got, sizeof(got), &len, &v) ==
+                   PGCW_OK) {
+            size_t n = make_value(k, v, val);
+            m->bad += len != n || memcmp(got, val, n) != 0;
+        }
+    }
+    pthread_barrier_wait(m->all_in);
+    return NULL;
+}
+
+static void test_more_threads_than_slots(void **state)
+{
+    (void)state;
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(NULL, &c), PGCW_OK);
+    pthread_barrier_t all_in;
+    pthread_barrier_init(&all_in, NULL, MANY);
+    static many m[MANY];
+    pthread_t th[MANY];
+    for (unsigned i = 0; i < MANY; i++) {
+        m[i] = (many){.c = c, .all_in = &all_in, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, many_main, &m[i]), 0);
+    }
+    for (unsigned i = 0; i < MANY; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(m[i].bad, 0);
+    }
+    pthread_barrier_destroy(&all_in);
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.hits + s.misses, (uint64_t)MANY * 1800);
+    pgcw_l1_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_threads),
-                                       cmocka_unit_test(test_readers_during_replacement)};
+                                       cmocka_unit_test(test_readers_during_replacement),
+                                       cmocka_unit_test(test_more_threads_than_slots)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
