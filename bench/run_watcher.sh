@@ -29,7 +29,11 @@ for arg in "$@"; do
 done
 
 state=$(mktemp "${TMPDIR:-/tmp}/pgcw-bench.XXXXXX")
-cleanup() { bash "$root/tests/pg/pgserver.sh" stop "$state" || true; }
+bench_pid=
+cleanup() {
+  if [ -n "$bench_pid" ]; then kill "$bench_pid" 2>/dev/null || true; wait "$bench_pid" 2>/dev/null || true; fi
+  bash "$root/tests/pg/pgserver.sh" stop "$state" || true
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -37,4 +41,10 @@ trap 'exit 143' TERM
 bash "$root/tests/pg/pgserver.sh" start "$state" $$ >/dev/null
 dsn=$(sed -n 's/^dsn=//p' "$state")
 echo "bench_watcher: throwaway server: $dsn" >&2
-"$bin" --dsn "$dsn" "$@"
+# In the background so that a signal runs the traps at once, not after the run.
+"$bin" --dsn "$dsn" "$@" &
+bench_pid=$!
+rc=0
+wait "$bench_pid" || rc=$?
+bench_pid=
+exit "$rc"
