@@ -1,12 +1,14 @@
 /*
  * memo_store.h - where the memo keeps its values: a byte-keyed table bounded by
- * entries and bytes, dropping the oldest insertions first.
+ * entries and by key + value bytes, evicting with S3-FIFO (memo_store.c puts it on
+ * the L1 cache, pgcachewatch/l1.h).
  *
- * This is a deliberately small interface (get/put/clear/stats) so the store can be
- * swapped for the concurrent L1 cache without touching memo.c. It knows nothing
- * about loading, strategies or single flight, and never calls back into anything.
+ * A deliberately small interface (get/put/clear/stats) so memo.c does not depend
+ * on the L1's API. It knows nothing about loading, strategies or single flight,
+ * and never calls back into anything.
  *
- * Threads: every function is thread-safe (one internal mutex).
+ * Threads: every function is thread-safe; get takes no lock (L1 hits are
+ * lock-free), put/clear lock one L1 shard at a time.
  */
 #ifndef PGCW_MEMO_STORE_H
 #define PGCW_MEMO_STORE_H
@@ -31,9 +33,9 @@ void pgcw__memo_store_free(pgcw__memo_store *s);
 pgcw_status pgcw__memo_store_get(pgcw__memo_store *s, const void *key, size_t key_len,
                                  void **value, size_t *value_len);
 
-/* Stores a copy of value under key, replacing any previous value (the replaced
- * entry counts as new for eviction). Evicts the oldest entries until both bounds
- * hold. Returns PGCW_OK, PGCW_ETOOBIG (key + value alone exceed max_bytes; nothing
+/* Stores a copy of value under key, replacing any previous value. Evicts until
+ * both bounds hold. Returns PGCW_OK, PGCW_ETOOBIG (key + value alone exceed one L1
+ * shard's share of max_bytes, or the key is longer than PGCW_L1_MAX_KEY; nothing
  * stored, any previous value for key removed) or PGCW_ENOMEM. */
 pgcw_status pgcw__memo_store_put(pgcw__memo_store *s, const void *key, size_t key_len,
                                  const void *value, size_t value_len);

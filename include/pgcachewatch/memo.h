@@ -64,8 +64,8 @@ typedef struct pgcw_memo_opts {
     void *load_ctx;
     pgcw_memo_stats_fn stats; /* optional */
     void *stats_ctx;
-    size_t max_entries; /* 0: 10000; the oldest entries are dropped beyond it */
-    size_t max_bytes;   /* keys + values; 0: 64 MiB */
+    size_t max_entries; /* 0: 10000; entries are evicted (S3-FIFO, l1.h) beyond it */
+    size_t max_bytes;   /* keys + values; 0: 64 MiB (a value over 1/16 may go unstored) */
 } pgcw_memo_opts;
 
 /* *out is owned: free with pgcw_memo_free(). Returns PGCW_EINVAL without a strategy
