@@ -151,7 +151,7 @@ static pgcw__l1_entry *lock_find(pgcw_l1 *c, pgcw__l1_shard *s, uint64_t h,
     for (;;) {
         pthread_mutex_lock(&s->mu);
         pgcw__l1_entry *e = pgcw__l1_find(s, h, key, klen);
-        if (!e || !(e->flags & PGCW__L1_TTL))
+        if (!e || !pgcw__l1_has_ttl(e))
             return e;
         if (!have_now) {
             pthread_mutex_unlock(&s->mu);

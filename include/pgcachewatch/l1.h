@@ -74,7 +74,8 @@ typedef struct pgcw_l1_opts {
 
 /* Creates a cache; all memory for its tables is allocated here (entries are
  * allocated by set/fill). opts may be NULL (all defaults). *out is owned: free with
- * pgcw_l1_free(). Returns PGCW_OK, PGCW_EINVAL (out NULL) or PGCW_ENOMEM. */
+ * pgcw_l1_free(). Returns PGCW_OK, PGCW_EINVAL (out NULL, or more than 2^32 entries
+ * per shard) or PGCW_ENOMEM. */
 pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out);
 
 /* Frees the cache and every entry. No other call may be in progress or follow.
@@ -94,7 +95,9 @@ size_t pgcw_l1_entry_cost(size_t key_len, size_t value_len, bool ttl);
  *                  length needed; counted neither as hit nor miss (retry with a
  *                  bigger buffer; the value may change in between).
  *   PGCW_EINVAL    c or value_len NULL, or buf NULL with buf_len > 0.
- * No allocation and no system call (a TTL'd entry reads the clock: vDSO).
+ * No lock, no allocation and no system call (a TTL'd entry reads the clock: vDSO),
+ * except a thread's first get, which claims one of 64 reader slots, and threads
+ * beyond 64 reading at once, which read under the shard lock.
  */
 pgcw_status pgcw_l1_get(pgcw_l1 *c, const void *key, size_t key_len, void *buf,
                         size_t buf_len, size_t *value_len, int64_t *version);
@@ -135,7 +138,8 @@ void pgcw_l1_ticket_take(pgcw_l1 *c, const void *key, size_t key_len,
  * (see the top of this file) or a live entry with a newer version is present: then
  * nothing is stored and the fill is counted as refused. *stored (may be NULL) says
  * which. Returns PGCW_OK either way, PGCW_EINVAL (ticket taken for another key or
- * bad ttl), PGCW_ETOOBIG or PGCW_ENOMEM as pgcw_l1_set() (nothing stored).
+ * bad ttl), PGCW_ETOOBIG or PGCW_ENOMEM for the same reasons as pgcw_l1_set() (then
+ * nothing is stored and nothing removed).
  */
 pgcw_status pgcw_l1_fill(pgcw_l1 *c, const pgcw_l1_ticket *ticket, const void *key,
                          size_t key_len, const void *value, size_t value_len,
