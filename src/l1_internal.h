@@ -70,13 +70,14 @@ static inline int64_t pgcw__l1_expiry(const pgcw__l1_entry *e)
 }
 
 typedef struct pgcw__l1_queue {
-    pgcw__l1_entry *head, *tail;
-    size_t n, bytes; /* including DEAD entries */
+    pgcw__l1_entry *tail; /* first: what an insert writes shares the mutex's line */
+    size_t n, bytes;      /* including DEAD entries */
+    pgcw__l1_entry *head;
 } pgcw__l1_queue;
 
 typedef struct pgcw__l1_counters {
-    uint64_t hits, misses, inserts, refused, evictions, expirations, invalidations,
-        deletes;
+    uint64_t inserts, evictions, expirations; /* every fill: first */
+    uint64_t hits, misses, refused, invalidations, deletes;
 } pgcw__l1_counters;
 
 /* Entries waiting to be freed: a list and the global epoch when its last member
@@ -99,12 +100,15 @@ typedef struct pgcw__l1_shard {
     uint32_t nghost;
     bool payload_only; /* charge keys + values only (pgcw__l1_count_payload_only) */
     size_t cap_n, cap_bytes;
-    /* Writers' state, under mu. */
+    /* Writers' state, under mu, ordered so that a fill (lock, push on the small
+     * queue, evict, retire, count) touches three cache lines, not four: each is
+     * one the other core may have written last. */
     alignas(64) pthread_mutex_t mu;
     pgcw__l1_queue small, main;
     size_t live_n, live_bytes;
+    pgcw__l1_limbo fresh; /* retired entries, filling */
     pgcw__l1_counters ct;
-    pgcw__l1_limbo fresh, aged; /* retired entries: filling, and waiting for readers */
+    pgcw__l1_limbo aged; /* retired entries waiting for readers */
 } pgcw__l1_shard;
 
 /* Per reader thread and cache: the epoch it entered at (0: not reading) and its
