@@ -148,6 +148,11 @@ static int latency_phase(const cfg *cf, sender *s, receiver *rx, int cpu_tx, sam
                 o->p99 = percentile(c->lat, c->n_lat, 0.99);
                 o->max = c->lat[c->n_lat - 1];
             }
+            if (c->n_lib > 0) {
+                qsort(c->lib, c->n_lib, sizeof *c->lib, cmp_i64);
+                o->lib_p50 = percentile(c->lib, c->n_lib, 0.50);
+                o->lib_p99 = percentile(c->lib, c->n_lib, 0.99);
+            }
             int64_t cpu = w->cpu_us + (m == MODE_WTHREAD && rest > 0 ? rest : 0);
             o->lat_cpu_per_event = c->got ? (double)cpu / (double)c->got : 0.0;
             o->lost += c->lost;

@@ -56,6 +56,7 @@ typedef struct sample {
     /* latency phase, microseconds */
     size_t n_lat;
     int64_t p50, p99, max;
+    int64_t lib_p50, lib_p99; /* of that, inside the watcher (watcher modes) */
     double lat_cpu_per_event; /* receiver-side CPU us per delivered event */
     /* flood phase */
     double rx_rate; /* events/s, first to last delivery */
@@ -72,6 +73,14 @@ static int64_t mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The watcher stamps events with CLOCK_REALTIME (received_at_us). */
+static int64_t real_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 

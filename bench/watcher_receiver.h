@@ -26,6 +26,10 @@ typedef struct collector {
     unsigned char *seen;
     int64_t *lat;
     size_t n_lat;
+    /* Watcher modes: from the watcher's reading of the notification (the event's
+     * received_at_us) to the application having it: parsing, queueing, handoff. */
+    int64_t *lib;
+    size_t n_lib;
     size_t got, dups, stray;
     uint64_t lost, gaps; /* watcher queue overflows */
     int64_t first_us, last_us;
@@ -41,16 +45,20 @@ static int collector_init(collector *c, long run, size_t expect, size_t skip,
     c->latency = latency;
     c->seen = calloc(expect ? expect : 1, 1);
     c->lat = latency ? malloc((expect ? expect : 1) * sizeof *c->lat) : NULL;
-    return c->seen == NULL || (latency && c->lat == NULL) ? -1 : 0;
+    c->lib = latency ? malloc((expect ? expect : 1) * sizeof *c->lib) : NULL;
+    return c->seen == NULL || (latency && (c->lat == NULL || c->lib == NULL)) ? -1 : 0;
 }
 
 static void collector_free(collector *c)
 {
     free(c->seen);
     free(c->lat);
+    free(c->lib);
 }
 
-static void collector_take(collector *c, const char *payload, int64_t now)
+/* now: CLOCK_MONOTONIC when the application has the event; lib_us: time spent in
+ * the watcher (< 0: not known, the bare loop). */
+static void collector_take(collector *c, const char *payload, int64_t now, int64_t lib_us)
 {
     long long run, seq, sent;
     if (!payload_int(payload, "\"run\":", &run) || run != c->run ||
@@ -67,8 +75,11 @@ static void collector_take(collector *c, const char *payload, int64_t now)
         c->first_us = now;
     c->last_us = now;
     if (c->latency && (size_t)seq >= c->skip &&
-        payload_int(payload, "\"mono_us\":", &sent))
+        payload_int(payload, "\"mono_us\":", &sent)) {
         c->lat[c->n_lat++] = now - (int64_t)sent;
+        if (lib_us >= 0)
+            c->lib[c->n_lib++] = lib_us;
+    }
 }
 
 static bool collector_done(const collector *c)
@@ -197,7 +208,7 @@ static int collect_bare(receiver *r, collector *c, const sender *s)
                 errf(r->err, sizeof r->err, "bare: out of memory");
                 return -1;
             }
-            collector_take(c, payload, mono_us());
+            collector_take(c, payload, mono_us(), -1);
             free(payload);
         }
         if (collector_done(c))
@@ -213,6 +224,7 @@ static int collect_bare(receiver *r, collector *c, const sender *s)
 
 static int take_event(receiver *r, collector *c, const pgcw_event *ev, int64_t now)
 {
+    int64_t lib_us = real_us() - ev->received_at_us;
     if (ev->kind == PGCW_EVENT_GAP) {
         if (ev->gap_reason != PGCW_GAP_OVERFLOW) {
             errf(r->err, sizeof r->err, "%s: gap (%s) during the measurement",
@@ -223,7 +235,7 @@ static int take_event(receiver *r, collector *c, const pgcw_event *ev, int64_t n
         c->lost += ev->gap_lost;
         return 0;
     }
-    collector_take(c, ev->payload ? ev->payload : "", now);
+    collector_take(c, ev->payload ? ev->payload : "", now, lib_us < 0 ? 0 : lib_us);
     return 0;
 }
 
