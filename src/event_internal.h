@@ -8,7 +8,9 @@
 #ifndef PGCW_EVENT_INTERNAL_H
 #define PGCW_EVENT_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pgcachewatch/event.h"
 
@@ -35,5 +37,39 @@ size_t pgcw__event_refcount(const pgcw_event *e);
  * is NUL-terminated. NULL channel becomes "". Returns PGCW_OK or PGCW_ENOMEM. */
 pgcw_status pgcw__event_build(const pgcw_event *tmpl, size_t payload_len,
                               pgcw_event **out);
+
+/* received_at_us - sent_at_us, saturating instead of overflowing (a caller may
+ * pass any received_at_us). */
+static inline int64_t pgcw__latency_us(int64_t received_at_us, int64_t sent_at_us)
+{
+    int64_t r;
+    if (__builtin_sub_overflow(received_at_us, sent_at_us, &r))
+        return sent_at_us < 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+/*
+ * pgcw_event_parse() in two steps, for it and for the tests and the differential
+ * fuzzer, which call each step on its own. Both take received_at_us as the final
+ * value (no "0 = now") and leave *out NULL unless they succeed.
+ *
+ * The fast path (event_fastpath.c) handles the flat payloads our triggers and
+ * Python's send: a JSON object whose members are strings without escapes or
+ * non-ASCII bytes, integers of at most 18 digits, true/false/null, no duplicate
+ * names, with operation/table/sent_at valid and pk/keys absent or null. It returns
+ * true with *out built, or false ("declined", *out NULL, nothing written anywhere)
+ * on anything else, out of memory included. Whatever it accepts, the json-c path
+ * accepts and turns into an identical event. Any payload_len; payload may be NULL.
+ */
+bool pgcw__event_parse_fast(const char *channel, const char *payload, size_t payload_len,
+                            int64_t received_at_us, pgcw_event **out);
+
+/* The json-c path (event_parse.c), the authority on every payload and the one that
+ * explains errors. payload must be non-empty, at most PGCW__EVENT_MAX_PAYLOAD bytes
+ * and free of NUL bytes (pgcw_event_parse checks that first). Returns as
+ * pgcw_event_parse does. */
+pgcw_status pgcw__event_parse_json(const char *channel, const char *payload,
+                                   size_t payload_len, int64_t received_at_us,
+                                   pgcw_event **out, char *errbuf, size_t errlen);
 
 #endif
