@@ -172,6 +172,26 @@ static bool key_ok(const void *key, size_t klen)
     return key || klen == 0;
 }
 
+/* A hit's copy-out, shared by the locked and the lock-free get: reports the length,
+ * copies the value if buf can hold it, and counts the access for S3-FIFO. The
+ * caller holds the shard lock or is inside a read section. */
+static pgcw_status copy_out(pgcw__l1_entry *e, void *buf, size_t buf_len,
+                            size_t *value_len, int64_t *version)
+{
+    *value_len = e->vlen;
+    if (e->vlen > buf_len)
+        return PGCW_ETOOBIG;
+    if (e->vlen)
+        memcpy(buf, pgcw__l1_val(e), e->vlen);
+    if (version)
+        *version = e->version;
+    /* A lost increment between two lock-free readers only costs an access count. */
+    uint8_t f = atomic_load_explicit(&e->freq, memory_order_relaxed);
+    if (f < 3)
+        atomic_store_explicit(&e->freq, (uint8_t)(f + 1), memory_order_relaxed);
+    return PGCW_OK;
+}
+
 /* The get of threads without a reader slot, and of hits that need a closer look
  * (a TTL'd entry: expired, or no clock reading yet). */
 static pgcw_status get_locked(pgcw_l1 *c, uint64_t h, const void *key, size_t key_len,
@@ -185,21 +205,11 @@ static pgcw_status get_locked(pgcw_l1 *c, uint64_t h, const void *key, size_t ke
         pthread_mutex_unlock(&s->mu);
         return PGCW_ENOTFOUND;
     }
-    *value_len = e->vlen;
-    if (e->vlen > buf_len) {
-        pthread_mutex_unlock(&s->mu);
-        return PGCW_ETOOBIG;
-    }
-    if (e->vlen)
-        memcpy(buf, pgcw__l1_val(e), e->vlen);
-    if (version)
-        *version = e->version;
-    uint8_t f = atomic_load_explicit(&e->freq, memory_order_relaxed);
-    if (f < 3)
-        atomic_store_explicit(&e->freq, (uint8_t)(f + 1), memory_order_relaxed);
-    s->ct.hits++;
+    pgcw_status st = copy_out(e, buf, buf_len, value_len, version);
+    if (st == PGCW_OK)
+        s->ct.hits++;
     pthread_mutex_unlock(&s->mu);
-    return PGCW_OK;
+    return st;
 }
 
 /* Only this thread writes its reader's counters: no read-modify-write needed. */
@@ -232,22 +242,11 @@ pgcw_status pgcw_l1_get(pgcw_l1 *c, const void *key, size_t key_len, void *buf,
         pgcw__l1_read_leave(r);
         return get_locked(c, h, key, key_len, buf, buf_len, value_len, version);
     }
-    *value_len = e->vlen;
-    if (e->vlen > buf_len) {
-        pgcw__l1_read_leave(r);
-        return PGCW_ETOOBIG;
-    }
-    if (e->vlen)
-        memcpy(buf, pgcw__l1_val(e), e->vlen);
-    if (version)
-        *version = e->version;
-    /* A lost increment between two readers only costs an access count. */
-    uint8_t f = atomic_load_explicit(&e->freq, memory_order_relaxed);
-    if (f < 3)
-        atomic_store_explicit(&e->freq, (uint8_t)(f + 1), memory_order_relaxed);
+    pgcw_status st = copy_out(e, buf, buf_len, value_len, version);
     pgcw__l1_read_leave(r);
-    bump(&r->hits);
-    return PGCW_OK;
+    if (st == PGCW_OK)
+        bump(&r->hits);
+    return st;
 }
 
 pgcw_status pgcw_l1_get_dup(pgcw_l1 *c, const void *key, size_t key_len, void **value,

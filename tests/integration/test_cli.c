@@ -121,21 +121,10 @@ static void proc_start(proc *p, const char *cmd)
  * killed), or -1 if it is still running. */
 static int proc_wait(proc *p, int64_t ms)
 {
-    int64_t deadline = pgtest_now_ms() + ms;
-    for (;;) {
-        int st = 0;
-        pid_t r = waitpid(p->pid, &st, WNOHANG);
-        if (r == p->pid) {
-            p->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (pgtest_now_ms() >= deadline)
-            return -1;
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    int rc = pgtest_wait_pid(p->pid, ms);
+    if (rc >= 0)
+        p->pid = 0;
+    return rc;
 }
 
 static void proc_kill(proc *p)

@@ -55,29 +55,13 @@ static char *slurp_path(const char *path)
     return buf;
 }
 
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Waits up to ms for the server to exit; its exit status, or -1 if still running. */
 static int server_wait(server *s, int64_t ms)
 {
-    int64_t deadline = pgtest_now_ms() + ms;
-    for (;;) {
-        int st = 0;
-        pid_t r = waitpid(s->pid, &st, WNOHANG);
-        if (r == s->pid) {
-            s->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (pgtest_now_ms() >= deadline)
-            return -1;
-        nap_ms(5);
-    }
+    int rc = pgtest_wait_pid(s->pid, ms);
+    if (rc >= 0)
+        s->pid = 0;
+    return rc;
 }
 
 /* SIGTERM, then SIGKILL if it has not gone within the deadline. */
@@ -153,7 +137,7 @@ static void server_start(server *s, const char *table)
             char *err = slurp_path(s->err_path);
             fail_msg("http_server did not start (exit %d): %s", rc, err);
         }
-        nap_ms(10);
+        pgtest_sleep_ms(10);
     }
 }
 
@@ -246,7 +230,7 @@ static void wait_events(const server *s, long long n)
     while ((got = watcher_events(s)) < n) {
         if (pgtest_now_ms() > deadline)
             fail_msg("the watcher has %lld events, not %lld, after 10 s", got, n);
-        nap_ms(2);
+        pgtest_sleep_ms(2);
     }
 }
 

@@ -33,8 +33,9 @@ const char *pgtest_server_dsn(void)
     const char *state = getenv("PGCW_TEST_STATE");
     FILE *f = state ? fopen(state, "r") : NULL;
     if (!f) {
-        fprintf(stderr, "pgtest: no server: set PGCW_TEST_DSN, or run under ctest "
-                        "(the pg_server fixture writes PGCW_TEST_STATE=%s)\n",
+        fprintf(stderr,
+                "pgtest: no server: set PGCW_TEST_DSN, or run under ctest "
+                "(the pg_server fixture writes PGCW_TEST_STATE=%s)\n",
                 state ? state : "(unset)");
         exit(1);
     }
@@ -199,4 +200,27 @@ int64_t pgtest_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pgtest_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int pgtest_wait_pid(pid_t pid, int64_t ms)
+{
+    int64_t deadline = pgtest_now_ms() + ms;
+    for (;;) {
+        int st = 0;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (pgtest_now_ms() >= deadline)
+            return -1;
+        pgtest_sleep_ms(5);
+    }
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 #include <libpq-fe.h>
 
 /* The server's DSN (dbname=postgres). Static storage. Aborts the test run with a
@@ -50,5 +52,12 @@ const char *pgtest_cli(void);
 
 /* Monotonic milliseconds. */
 int64_t pgtest_now_ms(void);
+
+/* Sleeps ms milliseconds (for polling loops that have a deadline). */
+void pgtest_sleep_ms(long ms);
+
+/* Waits up to ms for child pid to end (0: just look). Returns its exit status
+ * (128+signal if killed) once reaped, or -1 if it is still running. */
+int pgtest_wait_pid(pid_t pid, int64_t ms);
 
 #endif
