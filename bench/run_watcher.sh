@@ -17,7 +17,11 @@ root=$(dirname "$here")
 build=${PGCW_BUILD_DIR:-$root/build}
 bin=$build/bench/bench_watcher
 
-if [ ! -f "$build/CMakeCache.txt" ]; then
+# Configure every time (cheap once configured): a build tree made before
+# bench_watcher existed would not know the target.
+if [ -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$root" -B "$build" >/dev/null
+else
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
 fi
 cmake --build "$build" -j2 --target bench_watcher >&2
