@@ -138,22 +138,6 @@ static void proc_kill(proc *p)
     unlink(p->err_path);
 }
 
-static char *slurp_path(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n = getdelim(&buf, &cap, '\0', f);
-    fclose(f);
-    if (n < 0) {
-        free(buf);
-        return strdup("");
-    }
-    return buf;
-}
-
 /* Waits until some session of our database has an acknowledged LISTEN (idle after
  * a LISTEN statement): from then on notifications reach it. */
 static void wait_listening(proc *p)
@@ -168,7 +152,7 @@ static void wait_listening(proc *p)
         if (n > 0)
             return;
         if (proc_wait(p, 0) >= 0 || pgtest_now_ms() > deadline) {
-            char *err = slurp_path(p->err_path);
+            char *err = pgtest_slurp_path(p->err_path);
             proc_kill(p);
             fail_msg("the listener never listened; its stderr: %s", err);
         }
@@ -522,8 +506,8 @@ static void test_listen_json_count(void **state)
     pgtest_exec(conn, "UPDATE items SET name = 'TEN' WHERE id = 10");
     pgtest_exec(conn, "DELETE FROM items WHERE id = 10");
     int rc = proc_wait(&p, 20000);
-    char *out = slurp_path(p.out_path);
-    char *err = slurp_path(p.err_path);
+    char *out = pgtest_slurp_path(p.out_path);
+    char *err = pgtest_slurp_path(p.err_path);
     proc_kill(&p);
     if (rc != 0)
         fail_msg("listen exited %d: %s", rc, err);
@@ -593,18 +577,18 @@ static void test_listen_sigterm(void **state)
     pgtest_exec(conn, "DELETE FROM items WHERE id = 2");
     /* The event is printed as it arrives, long before the process ends. */
     int64_t deadline = pgtest_now_ms() + 10000;
-    char *out = slurp_path(p.out_path);
+    char *out = pgtest_slurp_path(p.out_path);
     while (!strstr(out, "items") && pgtest_now_ms() < deadline) {
         free(out);
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
-        out = slurp_path(p.out_path);
+        out = pgtest_slurp_path(p.out_path);
     }
     bool printed = strstr(out, "delete") != NULL;
     free(out);
     kill(p.pid, SIGTERM);
     int rc = proc_wait(&p, 10000);
-    char *err = slurp_path(p.err_path);
+    char *err = pgtest_slurp_path(p.err_path);
     proc_kill(&p);
     assert_true(printed);
     if (rc != 0)

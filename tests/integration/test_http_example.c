@@ -39,22 +39,6 @@ typedef struct server {
     char err_path[64];
 } server;
 
-static char *slurp_path(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n = getdelim(&buf, &cap, '\0', f);
-    fclose(f);
-    if (n < 0) {
-        free(buf);
-        return strdup("");
-    }
-    return buf;
-}
-
 /* Waits up to ms for the server to exit; its exit status, or -1 if still running. */
 static int server_wait(server *s, int64_t ms)
 {
@@ -123,7 +107,7 @@ static void server_start(server *s, const char *table)
     }
     int64_t deadline = pgtest_now_ms() + 30000;
     for (;;) {
-        char *out = slurp_path(s->out_path);
+        char *out = pgtest_slurp_path(s->out_path);
         const char *p = strstr(out, "listening on http://127.0.0.1:");
         if (p && strchr(p, '\n')) {
             s->port = atoi(p + strlen("listening on http://127.0.0.1:"));
@@ -134,7 +118,7 @@ static void server_start(server *s, const char *table)
         free(out);
         int rc = server_wait(s, 0);
         if (rc >= 0 || pgtest_now_ms() > deadline) {
-            char *err = slurp_path(s->err_path);
+            char *err = pgtest_slurp_path(s->err_path);
             fail_msg("http_server did not start (exit %d): %s", rc, err);
         }
         pgtest_sleep_ms(10);
@@ -304,7 +288,7 @@ static void test_get_hit_miss_invalidate(void **state)
     print_message("UPDATE to event at the server: %lld ms\n", (long long)took);
 
     int rc = server_stop(s);
-    char *err = slurp_path(s->err_path);
+    char *err = pgtest_slurp_path(s->err_path);
     if (rc != 0)
         fail_msg("http_server exited %d after SIGTERM: %s", rc, err);
     free(err);

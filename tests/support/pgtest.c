@@ -224,3 +224,19 @@ int pgtest_wait_pid(pid_t pid, int64_t ms)
         pgtest_sleep_ms(5);
     }
 }
+
+char *pgtest_slurp_path(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&buf, &cap, '\0', f);
+    fclose(f);
+    if (n < 0) {
+        free(buf);
+        return strdup("");
+    }
+    return buf;
+}

@@ -47,6 +47,9 @@ long long pgtest_query_int(PGconn *conn, const char *sql);
  * returns the exit status (128+signal if killed). */
 int pgtest_run(const char *cmd, char **out, char **err);
 
+/* The whole file at path as a malloc'd string ("" if missing or unreadable). */
+char *pgtest_slurp_path(const char *path);
+
 /* Path of the CLI under test ($PGCW_CLI). */
 const char *pgtest_cli(void);
 

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "event_assert.h"
 #include <json-c/json.h>
 #include <pthread.h>
 
@@ -333,53 +335,19 @@ static void test_received_now_and_latency(void **state)
     pgcw_event_free(e);
 }
 
-static void assert_same_string(const char *a, const char *b)
-{
-    if (a == NULL || b == NULL) {
-        assert_ptr_equal(a, b);
-        return;
-    }
-    assert_ptr_not_equal(a, b);
-    assert_string_equal(a, b);
-}
-
-static void assert_same_event(const pgcw_event *a, const pgcw_event *b)
-{
-    assert_int_equal(a->kind, b->kind);
-    assert_int_equal(a->operation, b->operation);
-    assert_same_string(a->channel, b->channel);
-    assert_same_string(a->schema, b->schema);
-    assert_same_string(a->table, b->table);
-    assert_int_equal(a->sent_at_us, b->sent_at_us);
-    assert_int_equal(a->received_at_us, b->received_at_us);
-    assert_int_equal(a->latency_us, b->latency_us);
-    assert_int_equal(a->epoch, b->epoch);
-    assert_int_equal(a->backend_pid, b->backend_pid);
-    assert_same_string(a->payload, b->payload);
-    assert_int_equal(a->n_pk_columns, b->n_pk_columns);
-    for (size_t i = 0; i < a->n_pk_columns; i++)
-        assert_same_string(a->pk_columns[i], b->pk_columns[i]);
-    assert_int_equal(a->n_keys, b->n_keys);
-    for (size_t i = 0; i < a->n_keys; i++)
-        assert_same_string(a->keys[i], b->keys[i]);
-    assert_int_equal(a->part, b->part);
-    assert_int_equal(a->gap_reason, b->gap_reason);
-    assert_int_equal(a->gap_lost, b->gap_lost);
-}
-
 static void test_clone(void **state)
 {
     (void)state;
     pgcw_event *e = parse_ok("chan", valid);
     pgcw_event *c = NULL;
     assert_int_equal(pgcw_event_clone(e, &c), PGCW_OK);
-    assert_same_event(e, c);
+    pgtest_assert_same_event(e, c, true);
     pgcw_event_free(e); /* the clone owns its own memory */
     assert_string_equal(c->keys[1], "[2]");
     pgcw_event *g = NULL, *gc = NULL;
     assert_int_equal(pgcw_event_new_gap(NULL, PGCW_GAP_OVERFLOW, 5, 9, &g), PGCW_OK);
     assert_int_equal(pgcw_event_clone(g, &gc), PGCW_OK);
-    assert_same_event(g, gc);
+    pgtest_assert_same_event(g, gc, true);
     pgcw_event_free(gc);
     assert_int_equal(pgcw_event_clone(NULL, &gc), PGCW_EINVAL);
     assert_null(gc);

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "event_assert.h"
+
 #include <pgcachewatch/pgcachewatch.h>
 
 #include "event_internal.h"
@@ -36,38 +38,6 @@ static pgcw_event *fast(const char *payload, size_t len)
     return e;
 }
 
-static void assert_same_string(const char *a, const char *b)
-{
-    if (a == NULL || b == NULL)
-        assert_ptr_equal(a, b);
-    else
-        assert_string_equal(a, b);
-}
-
-static void assert_same_event(const pgcw_event *a, const pgcw_event *b)
-{
-    assert_int_equal(a->kind, b->kind);
-    assert_int_equal(a->operation, b->operation);
-    assert_same_string(a->channel, b->channel);
-    assert_same_string(a->schema, b->schema);
-    assert_same_string(a->table, b->table);
-    assert_int_equal(a->sent_at_us, b->sent_at_us);
-    assert_int_equal(a->received_at_us, b->received_at_us);
-    assert_int_equal(a->latency_us, b->latency_us);
-    assert_int_equal(a->epoch, b->epoch);
-    assert_int_equal(a->backend_pid, b->backend_pid);
-    assert_same_string(a->payload, b->payload);
-    assert_int_equal(a->n_pk_columns, b->n_pk_columns);
-    for (size_t i = 0; i < a->n_pk_columns; i++)
-        assert_same_string(a->pk_columns[i], b->pk_columns[i]);
-    assert_int_equal(a->n_keys, b->n_keys);
-    for (size_t i = 0; i < a->n_keys; i++)
-        assert_same_string(a->keys[i], b->keys[i]);
-    assert_int_equal(a->part, b->part);
-    assert_int_equal(a->gap_reason, b->gap_reason);
-    assert_int_equal(a->gap_lost, b->gap_lost);
-}
-
 /* The fast path accepts payload, and json-c's path builds the same event. */
 static pgcw_event *accepted(const char *payload)
 {
@@ -80,7 +50,7 @@ static pgcw_event *accepted(const char *payload)
                                             err, sizeof err);
     if (st != PGCW_OK)
         fail_msg("json-c rejected what the fast path took: %s (%s)", payload, err);
-    assert_same_event(e, j);
+    pgtest_assert_same_event(e, j, false);
     pgcw_event_free(j);
     return e;
 }
@@ -401,14 +371,14 @@ static void test_paths_agree(void **state)
         if (f) {
             if (jst != PGCW_OK)
                 fail_msg("only the fast path accepted %s (%s)", p, jerr);
-            assert_same_event(f, j);
+            pgtest_assert_same_event(f, j, false);
         }
         if (pst != jst)
             fail_msg("%s: pgcw_event_parse gave %s, json-c's path %s", p,
                      pgcw_status_name(pst), pgcw_status_name(jst));
         assert_string_equal(perr, jst == PGCW_OK ? "" : jerr);
         if (j)
-            assert_same_event(pub, j);
+            pgtest_assert_same_event(pub, j, false);
         pgcw_event_free(f);
         pgcw_event_free(j);
         pgcw_event_free(pub);
