@@ -68,16 +68,16 @@ const char *pgcw_gap_reason_name(pgcw_gap_reason reason);
  */
 typedef struct pgcw_event {
     pgcw_event_kind kind;
-    pgcw_op operation;       /* PGCW_OP_NONE for gap events */
-    const char *channel;     /* never NULL ("" if unknown) */
-    const char *schema;      /* NULL when the payload had none (Python payload) */
-    const char *table;       /* never NULL for change events; NULL for gaps */
-    int64_t sent_at_us;      /* server's clock, microseconds since the Unix epoch */
-    int64_t received_at_us;  /* this host's realtime clock, same unit */
-    int64_t latency_us;      /* received_at_us - sent_at_us (may be < 0 with skew) */
-    uint64_t epoch;          /* watcher epoch when received (see watcher.h) */
-    int backend_pid;         /* pid of the notifying backend, 0 if unknown */
-    const char *payload;     /* the raw payload; NULL for gap events */
+    pgcw_op operation;      /* PGCW_OP_NONE for gap events */
+    const char *channel;    /* never NULL ("" if unknown) */
+    const char *schema;     /* NULL when the payload had none (Python payload) */
+    const char *table;      /* never NULL for change events; NULL for gaps */
+    int64_t sent_at_us;     /* server's clock, microseconds since the Unix epoch */
+    int64_t received_at_us; /* this host's realtime clock, same unit */
+    int64_t latency_us;     /* received_at_us - sent_at_us (may be < 0 with skew) */
+    uint64_t epoch;         /* watcher epoch when received (see watcher.h) */
+    int backend_pid;        /* pid of the notifying backend, 0 if unknown */
+    const char *payload;    /* the raw payload; NULL for gap events */
 
     /* Keys (only with --with-keys triggers). pk_columns names the primary-key
      * columns, in key order; each keys[i] is the JSON text of one row's key as an

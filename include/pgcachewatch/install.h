@@ -88,7 +88,8 @@ char *pgcw_quote_literal(const char *text);
  * pgcw_free(). On PGCW_EINVAL, errbuf (if not NULL) names the bad input.
  */
 pgcw_status pgcw_install_sql(const pgcw_install_opts *opts, const char *const *tables,
-                             size_t n_tables, char **sql_out, char *errbuf, size_t errlen);
+                             size_t n_tables, char **sql_out, char *errbuf,
+                             size_t errlen);
 
 /*
  * Installs on a live connection (borrowed; must be idle, not in a transaction) in

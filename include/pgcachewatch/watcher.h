@@ -19,8 +19,9 @@
  * unhealthy and puts a gap event (PGCW_GAP_DISCONNECTED) in every subscriber's
  * queue; then it reconnects with exponential backoff, re-LISTENs and, healthy
  * again, increments its epoch. A full subscriber queue also yields a gap
- * (PGCW_GAP_OVERFLOW), in that subscriber only. A consumer that sees a gap must drop everything it cached.
- * The watcher also pings an idle connection so a silently dead peer is noticed.
+ * (PGCW_GAP_OVERFLOW), in that subscriber only. A consumer that sees a gap must drop
+ * everything it cached. The watcher also pings an idle connection so a silently dead peer
+ * is noticed.
  *
  * Threads. A watcher's driving calls (process, run, start/stop, free) must come
  * from one thread at a time. pgcw_watcher_healthy(), _epoch(), _stats(),
