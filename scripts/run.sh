@@ -15,8 +15,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
-PACKAGES=(build-essential cmake pkg-config libpq-dev libjson-c-dev libcmocka-dev
-  libmicrohttpd-dev postgresql redis-server curl)
+PACKAGES=(build-essential cmake pkg-config clang-format libpq-dev libjson-c-dev libcmocka-dev
+  libmicrohttpd-dev postgresql curl)
 
 install_deps() {
   local missing=() p
