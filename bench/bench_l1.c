@@ -7,11 +7,12 @@
  *      throughput with 1 and 2 threads (pinned), and the hit ratio beside exact LRU
  *      and SIEVE simulations of the same trace;
  *   3. hit ratios on a scan-polluted trace (scan resistance);
- *   4. memory overhead per entry beyond key and value bytes (malloc's own count).
+ *   4. memory overhead per entry beyond key and value bytes (malloc's own count
+ *      plus what the L1 maps itself: slab chunks, a big bucket region).
  *
- * Usage: bench_l1 [quick|full [latency|mixed|ratios]]  ("quick" shrinks every size
- * 10x; "latency" runs section 1 only, "mixed" sections 2-3, "ratios" only their hit
- * ratios)
+ * Usage: bench_l1 [quick|full [latency|mixed|ratios|memory]]  ("quick" shrinks every
+ * size 10x; "latency" runs section 1 only, "mixed" sections 2-3, "ratios" only their
+ * hit ratios, "memory" section 4 only)
  * Prints; never part of ctest. Keys are 16 bytes, values 32 bytes.
  */
 #define _GNU_SOURCE
@@ -27,6 +28,7 @@
 
 #include <pgcachewatch/l1.h>
 
+#include "l1_internal.h" /* pgcw__l1_mapped_bytes: the L1's memory outside malloc */
 #include "lru_sim.h"
 
 #define KEY_LEN 16
@@ -551,7 +553,7 @@ static void overhead(uint64_t n, size_t vmin, size_t vmax, bool ttl)
                 (unsigned long long)n);
         exit(1);
     }
-    size_t used = heap_used() - before;
+    size_t used = heap_used() - before + pgcw__l1_mapped_bytes(c);
     printf("  value %4zu..%-4zu B, %s: %zu entries, heap %.1f MB, overhead %.1f B/entry"
            " (charged %.1f)\n",
            vmin, vmax, ttl ? "TTL   " : "no TTL", st.entries, (double)used / 1e6,
@@ -565,22 +567,24 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows when redirected too */
     bool quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     if (argc > 1 && !quick && strcmp(argv[1], "full") != 0) {
-        fprintf(stderr, "usage: bench_l1 [quick|full [latency|mixed|ratios]]\n");
+        fprintf(stderr, "usage: bench_l1 [quick|full [latency|mixed|ratios|memory]]\n");
         return 2;
     }
     uint64_t scale = quick ? 10 : 1;
     printf("bench_l1: pgcachewatch L1 (%s)\n\n", quick ? "quick" : "full");
     g_ratios_only = argc > 2 && strcmp(argv[2], "ratios") == 0;
     bool mixed_only = g_ratios_only || (argc > 2 && strcmp(argv[2], "mixed") == 0);
-    if (!mixed_only)
+    bool memory_only = argc > 2 && strcmp(argv[2], "memory") == 0;
+    if (!mixed_only && !memory_only)
         bench_latency(1000000 / scale);
     if (argc > 2 && strcmp(argv[2], "latency") == 0)
         return 0;
-    bench_mixed(10000000 / scale, 10000000 / scale);
+    if (!memory_only)
+        bench_mixed(10000000 / scale, 10000000 / scale);
     if (mixed_only)
         return 0;
     printf("\n4. memory overhead per entry beyond key + value (malloc's count: "
-           "uordblks + hblkhd), key %d B\n",
+           "uordblks + hblkhd, plus the L1's own mappings), key %d B\n",
            KEY_LEN);
     overhead(1000000 / scale, 32, 32, false);
     overhead(1000000 / scale, 32, 32, true);

@@ -55,11 +55,22 @@ pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out)
     if (!c)
         return PGCW_ENOMEM;
     memset(c, 0, sizeof(*c));
+    /* Every shard's buckets in one region, each array on its own cache lines: a
+     * big region is huge-page advised, so a cold get's bucket load rarely pays a
+     * TLB miss (l1_slab.c). */
+    size_t tb = 0;
+    for (unsigned i = 0; i < n; i++)
+        tb += ((max_n / n + 1) * sizeof(void *) + 63) & ~(size_t)63;
+    size_t expected = max_n * 96 < max_b ? max_n * 96 : max_b;
     c->shards = aligned_alloc(64, n * sizeof(*c->shards));
     c->readers = aligned_alloc(64, PGCW__L1_READERS * sizeof(*c->readers));
-    if (!c->shards || !c->readers) {
+    c->tables = pgcw__l1_table_alloc(tb);
+    c->tables_bytes = tb;
+    if (!c->shards || !c->readers || !c->tables ||
+        pgcw__l1_pool_init(&c->pool, expected) != 0) {
         free(c->shards);
         free(c->readers);
+        pgcw__l1_table_free(c->tables, tb);
         free(c);
         return PGCW_ENOMEM;
     }
@@ -82,17 +93,22 @@ pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out)
     atomic_init(&c->epoch, 0);
     atomic_init(&c->ttl_seen, false);
     c->seed = pgcw__l1_hash((uint64_t)pgcw__mono_us(), &c, sizeof(c));
+    unsigned char *bk = c->tables;
     for (unsigned i = 0; i < n; i++) {
         size_t cn = max_n / n + (i < max_n % n);
         size_t cb = max_b / n + (i < max_b % n);
-        if (pgcw__l1_shard_init(&c->shards[i], cn, cb, c->seed) != PGCW_OK) {
+        if (pgcw__l1_shard_init(&c->shards[i], cn, cb, c->seed, (void *)bk,
+                                pgcw__l1_pool_run(&c->pool)) != PGCW_OK) {
             for (unsigned j = 0; j < i; j++)
                 pgcw__l1_shard_destroy(&c->shards[j]);
+            pgcw__l1_pool_destroy(&c->pool);
+            pgcw__l1_table_free(c->tables, tb);
             free(c->shards);
             free(c->readers);
             free(c);
             return PGCW_ENOMEM;
         }
+        bk += ((max_n / n + 1) * sizeof(void *) + 63) & ~(size_t)63;
     }
     *out = c;
     return PGCW_OK;
@@ -104,18 +120,35 @@ void pgcw_l1_free(pgcw_l1 *c)
         return;
     for (unsigned i = 0; i < c->nshards; i++)
         pgcw__l1_shard_destroy(&c->shards[i]);
+    pgcw__l1_pool_destroy(&c->pool);
+    pgcw__l1_table_free(c->tables, c->tables_bytes);
     free(c->shards);
     free(c->readers);
     free(c);
 }
 
-static void free_graveyard(pgcw__l1_entry *e)
+size_t pgcw__l1_mapped_bytes(pgcw_l1 *c)
 {
-    while (e) {
-        pgcw__l1_entry *next = e->qnext;
-        free(e);
-        e = next;
-    }
+    pthread_mutex_lock(&c->pool.mu);
+    size_t m = c->pool.mapped;
+    pthread_mutex_unlock(&c->pool.mu);
+    return m + pgcw__l1_table_mapped(c->tables_bytes);
+}
+
+/* Returns entries no reader can reach any more to s's slab (malloc'ed ones to
+ * malloc). Called unlocked: the walk over cold entries runs without the lock, which
+ * is then held only to splice one list per size class. */
+static void release(pgcw__l1_shard *s, pgcw__l1_entry *e)
+{
+    if (!e)
+        return;
+    pgcw__l1_sorted sorted;
+    pgcw__l1_slab_sort(e, &sorted);
+    if (!sorted.any)
+        return;
+    pthread_mutex_lock(&s->mu);
+    pgcw__l1_slab_splice(&s->slab, &sorted);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void pgcw__l1_count_payload_only(pgcw_l1 *c)
@@ -295,10 +328,37 @@ pgcw_status pgcw_l1_get_dup(pgcw_l1 *c, const void *key, size_t key_len, void **
 typedef struct prepared {
     uint64_t h;
     pgcw__l1_shard *s;
-    pgcw__l1_entry *e;
+    pgcw__l1_entry *e; /* built; NULL until a slab slot is taken under the lock */
     size_t cost;
+    size_t slot; /* the entry's slab slot size, 0 if it is malloc'ed */
     int64_t now; /* INT64_MIN when unknown: nothing is then treated as expired */
+    int64_t exp; /* expiry if has_ttl */
+    bool has_ttl;
+    const void *key, *value;
+    size_t klen, vlen;
+    int64_t version;
 } prepared;
+
+/* Writes the entry p describes into mem. */
+static pgcw__l1_entry *build(const prepared *p, void *mem)
+{
+    pgcw__l1_entry *e = mem;
+    size_t hdr = sizeof(pgcw__l1_entry) + (p->has_ttl ? sizeof(int64_t) : 0);
+    atomic_init(&e->hnext, NULL);
+    e->qnext = NULL;
+    e->version = p->version;
+    e->vlen = (uint32_t)p->vlen;
+    e->klen = (uint16_t)p->klen;
+    atomic_init(&e->freq, 0);
+    atomic_init(&e->flags, p->has_ttl ? PGCW__L1_TTL : 0);
+    if (p->has_ttl)
+        memcpy((unsigned char *)e + sizeof(*e), &p->exp, sizeof(p->exp));
+    if (p->klen)
+        memcpy((unsigned char *)e + hdr, p->key, p->klen);
+    if (p->vlen)
+        memcpy((unsigned char *)e + hdr + p->klen, p->value, p->vlen);
+    return e;
+}
 
 static pgcw_status prepare(pgcw_l1 *c, const void *key, size_t klen, const void *value,
                            size_t vlen, int64_t version, int64_t ttl_us, prepared *p)
@@ -311,35 +371,57 @@ static pgcw_status prepare(pgcw_l1 *c, const void *key, size_t klen, const void 
     if (klen > PGCW_L1_MAX_KEY || vlen > UINT32_MAX)
         return PGCW_ETOOBIG;
     int64_t ttl = ttl_us == PGCW_L1_TTL_DEFAULT ? c->default_ttl_us : ttl_us;
-    bool has_ttl = ttl > 0;
-    p->cost = p->s->payload_only ? klen + vlen : pgcw__l1_cost(klen, vlen, has_ttl);
+    p->has_ttl = ttl > 0;
+    p->cost = p->s->payload_only ? klen + vlen : pgcw__l1_cost(klen, vlen, p->has_ttl);
     if (p->cost > p->s->cap_bytes)
         return PGCW_ETOOBIG;
-    if (has_ttl && !atomic_load_explicit(&c->ttl_seen, memory_order_relaxed))
+    if (p->has_ttl && !atomic_load_explicit(&c->ttl_seen, memory_order_relaxed))
         atomic_store_explicit(&c->ttl_seen, true, memory_order_release);
-    p->now = has_ttl || atomic_load_explicit(&c->ttl_seen, memory_order_acquire)
+    p->now = p->has_ttl || atomic_load_explicit(&c->ttl_seen, memory_order_acquire)
                  ? c->clock(c->clock_ctx)
                  : INT64_MIN;
-    size_t hdr = sizeof(pgcw__l1_entry) + (has_ttl ? sizeof(int64_t) : 0);
-    pgcw__l1_entry *e = malloc(hdr + klen + vlen);
-    if (!e)
+    p->exp = p->has_ttl ? (p->now > INT64_MAX - ttl ? INT64_MAX : p->now + ttl) : 0;
+    p->key = key;
+    p->klen = klen;
+    p->value = value;
+    p->vlen = vlen;
+    p->version = version;
+    size_t size =
+        sizeof(pgcw__l1_entry) + (p->has_ttl ? sizeof(int64_t) : 0) + klen + vlen;
+    p->slot = pgcw__l1_slot_size(size);
+    if (p->slot)
+        return PGCW_OK; /* carved under the lock: pointer work, no call out */
+    void *mem = malloc(size);
+    if (!mem)
         return PGCW_ENOMEM;
-    atomic_init(&e->hnext, NULL);
-    e->qnext = NULL;
-    e->version = version;
-    e->vlen = (uint32_t)vlen;
-    e->klen = (uint16_t)klen;
-    atomic_init(&e->freq, 0);
-    atomic_init(&e->flags, has_ttl ? PGCW__L1_TTL : 0);
-    if (has_ttl) {
-        int64_t exp = p->now > INT64_MAX - ttl ? INT64_MAX : p->now + ttl;
-        memcpy((unsigned char *)e + sizeof(*e), &exp, sizeof(exp));
-    }
-    if (klen)
-        memcpy((unsigned char *)e + hdr, key, klen);
-    if (vlen)
-        memcpy((unsigned char *)e + hdr + klen, value, vlen);
-    p->e = e;
+    p->e = build(p, mem);
+    return PGCW_OK;
+}
+
+/* With p->s locked: makes p->e ready. False if the shard's slab needs a run: then
+ * the caller unlocks, calls refill() and starts over. */
+static bool take_slot(prepared *p)
+{
+    if (p->e)
+        return true;
+    void *mem = pgcw__l1_slab_alloc(&p->s->slab, p->slot);
+    if (!mem)
+        return false;
+    p->e = build(p, mem);
+    return true;
+}
+
+/* Unlocked: gives p's shard a run from the pool (mapping memory if needed). */
+static pgcw_status refill(pgcw_l1 *c, pgcw__l1_shard *s)
+{
+    unsigned char *run = pgcw__l1_pool_take(&c->pool);
+    if (!run)
+        return PGCW_ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    bool added = pgcw__l1_slab_add(&s->slab, run);
+    pthread_mutex_unlock(&s->mu);
+    if (!added) /* another writer refilled meanwhile */
+        pgcw__l1_pool_give(&c->pool, run);
     return PGCW_OK;
 }
 
@@ -368,7 +450,7 @@ static void unlock_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *graveya
     pgcw__l1_entry *to_free = NULL;
     pgcw__l1_retire(c, s, graveyard, &to_free);
     pthread_mutex_unlock(&s->mu);
-    free_graveyard(to_free);
+    release(s, to_free);
 }
 
 /* Removes key's entry (if any) after a store was refused as too big. */
@@ -389,7 +471,14 @@ pgcw_status pgcw_l1_set(pgcw_l1 *c, const void *key, size_t key_len, const void 
     if (st != PGCW_OK)
         return st;
     pgcw__l1_entry *graveyard = NULL;
-    pthread_mutex_lock(&p.s->mu);
+    for (;;) {
+        pthread_mutex_lock(&p.s->mu);
+        if (take_slot(&p))
+            break;
+        pthread_mutex_unlock(&p.s->mu);
+        if ((st = refill(c, p.s)) != PGCW_OK)
+            return st;
+    }
     pgcw__l1_entry *old = pgcw__l1_find(p.s, p.h, key, key_len);
     atomic_fetch_add_explicit(gen_of(p.s, p.h), 1, memory_order_release);
     store_locked(&p, old, &graveyard);
@@ -422,15 +511,25 @@ pgcw_status pgcw_l1_fill(pgcw_l1 *c, const pgcw_l1_ticket *ticket, const void *k
     if (st != PGCW_OK)
         return st;
     pgcw__l1_entry *graveyard = NULL;
-    pgcw__l1_entry *old = lock_find(c, p.s, p.h, key, key_len);
-    bool fresh =
-        atomic_load_explicit(&c->epoch, memory_order_acquire) == ticket->priv_[0] &&
-        atomic_load_explicit(gen_of(p.s, p.h), memory_order_acquire) == ticket->priv_[2];
-    if (!fresh || (old && old->version > version)) {
-        p.s->ct.refused++;
+    pgcw__l1_entry *old;
+    for (;;) {
+        old = lock_find(c, p.s, p.h, key, key_len);
+        bool fresh =
+            atomic_load_explicit(&c->epoch, memory_order_acquire) == ticket->priv_[0] &&
+            atomic_load_explicit(gen_of(p.s, p.h), memory_order_acquire) ==
+                ticket->priv_[2];
+        if (!fresh || (old && old->version > version)) {
+            p.s->ct.refused++;
+            pthread_mutex_unlock(&p.s->mu);
+            free(p.e); /* never published; NULL unless malloc'ed */
+            return PGCW_OK;
+        }
+        /* A slab slot is taken only once the fill is known to be kept. */
+        if (take_slot(&p))
+            break;
         pthread_mutex_unlock(&p.s->mu);
-        free(p.e); /* never published */
-        return PGCW_OK;
+        if ((st = refill(c, p.s)) != PGCW_OK)
+            return st;
     }
     store_locked(&p, old, &graveyard);
     if (stored)
@@ -481,17 +580,17 @@ void pgcw_l1_clear(pgcw_l1 *c)
     /* Bump first: a fill that checks the epoch before this is inserted before its
      * shard is swept below (it holds the shard lock), so the sweep removes it. */
     atomic_fetch_add_explicit(&c->epoch, 1, memory_order_acq_rel);
-    pgcw__l1_entry *graveyard = NULL;
     for (unsigned i = 0; i < c->nshards; i++) {
         pgcw__l1_shard *s = &c->shards[i];
+        pgcw__l1_entry *graveyard = NULL;
         pthread_mutex_lock(&s->mu);
         pgcw__l1_shard_clear(s, &graveyard);
         pthread_mutex_unlock(&s->mu);
+        /* Readers may still be copying what we unlinked: wait them out (no lock
+         * held; reads take nanoseconds), then give the slots back to this shard. */
+        pgcw__l1_synchronize(c);
+        release(s, graveyard);
     }
-    /* Readers may still be copying what we unlinked: wait them out (no lock held;
-     * reads take nanoseconds), then free. */
-    pgcw__l1_synchronize(c);
-    free_graveyard(graveyard);
 }
 
 uint64_t pgcw_l1_epoch(pgcw_l1 *c)

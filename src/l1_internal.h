@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "l1_slab.h"
 #include "pgcachewatch/l1.h"
 
 /* Entry flags. */
@@ -109,6 +110,7 @@ typedef struct pgcw__l1_shard {
     pgcw__l1_limbo fresh; /* retired entries, filling */
     pgcw__l1_counters ct;
     pgcw__l1_limbo aged; /* retired entries waiting for readers */
+    pgcw__l1_slab slab;  /* where this shard's entries are carved (l1_slab.c) */
 } pgcw__l1_shard;
 
 /* Per reader thread and cache: the epoch it entered at (0: not reading) and its
@@ -134,6 +136,9 @@ struct pgcw_l1 {
     void *clock_ctx;
     size_t max_entries, max_bytes;
     _Atomic bool ttl_seen; /* once true, every get reads the clock before locking */
+    void *tables;          /* every shard's bucket array, one region */
+    size_t tables_bytes;
+    pgcw__l1_pool pool;                  /* chunks the shards' slabs carve entries from */
     alignas(64) _Atomic uint64_t epoch;  /* clears */
     alignas(64) _Atomic uint64_t gepoch; /* reclamation epoch (not the clear epoch) */
 };
@@ -186,15 +191,22 @@ static inline pgcw__l1_shard *pgcw__l1_shard_of(pgcw_l1 *c, uint64_t h)
  * + values". Call right after pgcw_l1_new(), before any other use. */
 void pgcw__l1_count_payload_only(pgcw_l1 *c);
 
+/* Bytes the cache has mapped outside malloc (slab chunks, a big bucket region):
+ * for bench_l1's memory figure, which adds them to malloc's count. */
+size_t pgcw__l1_mapped_bytes(pgcw_l1 *c);
+
 /* A global slot id for key's fill generation (tests use it as their model). */
 uint64_t pgcw__l1_gen_slot(pgcw_l1 *c, const void *key, size_t key_len);
 
 /* --- l1_shard.c: everything below runs with s->mu held ------------------------ */
 
-/* Allocates the tables of a shard for cap_n entries / cap_bytes (no locking). */
+/* Sets up a shard for cap_n entries / cap_bytes with `buckets` (cap_n zeroed
+ * slots, owned by the caller) and allocates its other tables (no locking). */
 pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_bytes,
-                                uint64_t seed);
-/* Frees every entry and the tables. */
+                                uint64_t seed, _Atomic(pgcw__l1_entry *) *buckets,
+                                size_t run);
+/* Frees the malloc'ed entries and the tables it allocated (slab slots go with the
+ * cache's pool). */
 void pgcw__l1_shard_destroy(pgcw__l1_shard *s);
 
 /* The live entry for key, or NULL. */

@@ -20,9 +20,13 @@ static inline uint32_t fastrange(uint32_t x, uint32_t n)
 
 size_t pgcw__l1_cost(size_t klen, size_t vlen, bool ttl)
 {
-    /* What malloc really uses (glibc: 8-byte chunk header, 16-byte granules) plus
-     * the entry's share of the bucket array (8 bytes) and ghost list (2), rounded. */
+    /* The memory it really occupies plus its share of the bucket array (8 bytes)
+     * and ghost list (2), rounded: its slab slot (l1_slab.h), or for a big entry
+     * what malloc uses (glibc: 8-byte chunk header, 16-byte granules). */
     size_t req = sizeof(pgcw__l1_entry) + (ttl ? 8 : 0) + klen + vlen;
+    size_t slot = pgcw__l1_slot_size(req);
+    if (slot)
+        return slot + 16;
     size_t chunk = (req + 8 + 15) & ~(size_t)15;
     if (chunk < 32)
         chunk = 32;
@@ -51,7 +55,8 @@ static int init_mutex(pthread_mutex_t *mu)
 }
 
 pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_bytes,
-                                uint64_t seed)
+                                uint64_t seed, _Atomic(pgcw__l1_entry *) *buckets,
+                                size_t run)
 {
     memset(s, 0, sizeof(*s));
     s->seed = seed;
@@ -64,11 +69,11 @@ pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_byte
     while (g < 65536 && g < cap_n / 4)
         g <<= 1;
     s->gmask = g - 1;
-    s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+    s->buckets = buckets;
+    s->slab.run = run;
     s->ghost = calloc(s->nghost, sizeof(*s->ghost));
     s->gens = calloc(g, sizeof(*s->gens));
-    if (!s->buckets || !s->ghost || !s->gens || init_mutex(&s->mu) != 0) {
-        free(s->buckets);
+    if (!s->ghost || !s->gens || init_mutex(&s->mu) != 0) {
         free(s->ghost);
         free((void *)s->gens);
         return PGCW_ENOMEM;
@@ -76,22 +81,12 @@ pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_byte
     return PGCW_OK;
 }
 
-static void free_list(pgcw__l1_entry *e)
-{
-    while (e) {
-        pgcw__l1_entry *next = e->qnext;
-        free(e);
-        e = next;
-    }
-}
-
 void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
 {
-    free_list(s->small.head);
-    free_list(s->main.head);
-    free_list(s->fresh.head);
-    free_list(s->aged.head);
-    free(s->buckets);
+    pgcw__l1_free_big(s->small.head);
+    pgcw__l1_free_big(s->main.head);
+    pgcw__l1_free_big(s->fresh.head);
+    pgcw__l1_free_big(s->aged.head);
     free(s->ghost);
     free((void *)s->gens);
     pthread_mutex_destroy(&s->mu);
