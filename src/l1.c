@@ -2,11 +2,13 @@
  * l1.c - the L1 cache's public API: options and sharding, get/set, fill tickets,
  * versions, clear, statistics.
  *
- * The rule every function follows: read the clock, hash and build the new entry
- * before locking the key's shard; free what was removed after unlocking (through
- * l1_reclaim.c, since a lock-free reader may still be copying it). Under the lock
- * there is only table and queue work (l1_shard.c). A hit takes no lock at all.
- * Never prints.
+ * The rule every function follows: read the clock and hash before locking the key's
+ * shard; free what was removed after unlocking (through l1_reclaim.c, since a
+ * lock-free reader may still be copying it). Under the lock there is only table and
+ * queue work (l1_shard.c) and, for an entry of up to 512 bytes, taking a slot from
+ * the shard's slab and copying key and value into it (l1_slab.c: pointer work; when
+ * the slab needs memory the writer unlocks, gets it and starts over). Big entries
+ * are malloc'ed and built before locking. A hit takes no lock at all. Never prints.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "l1_internal.h"

@@ -35,7 +35,7 @@
 #define CHUNK ((size_t)2 << 20)
 #define HUGE_RUN ((size_t)64 << 10)  /* a shard's share of a huge chunk at a time */
 #define SMALL_RUN ((size_t)16 << 10) /* small caches: less memory per idle shard */
-#define HUGE_FROM ((size_t)32 << 20) /* caches that may hold this much get THP */
+#define HUGE_FROM ((size_t)8 << 20)  /* caches that may hold this much get THP */
 #define CHUNK_HDR 64                 /* the chunk list's link, a cache line */
 
 /* `bytes` (a multiple of 4 KiB) of zeroed memory; if huge, aligned to 2 MiB and
@@ -73,6 +73,7 @@ void pgcw__l1_pool_destroy(pgcw__l1_pool *p)
     void *c = p->chunks;
     while (c) {
         void *next;
+        UNPOISON(c, CHUNK); /* the shadow outlives the mapping: clear it */
         memcpy(&next, c, sizeof(next));
         munmap(c, CHUNK);
         c = next;
@@ -106,6 +107,7 @@ unsigned char *pgcw__l1_pool_take(pgcw__l1_pool *p)
         p->cur += run;
     }
     pthread_mutex_unlock(&p->mu);
+    UNPOISON(r, run); /* a run handed back is poisoned */
     /* First touch here, not under the shard lock that will carve it: a page fault
      * (a whole 2 MiB one with THP) costs microseconds. */
     for (size_t off = 0; off < run; off += 4096)
@@ -138,6 +140,10 @@ void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, size_t size)
     if (e) {
         UNPOISON(e, size);
         s->free[size / 8] = e->qnext;
+        /* Freed slots are cold: fetch the next one now, so the next pop under the
+         * lock does not wait for DRAM. */
+        if (e->qnext)
+            __builtin_prefetch(e->qnext, 1);
         return e;
     }
     if ((size_t)(s->end - s->cur) < size) {

@@ -73,17 +73,20 @@ typedef struct pgcw_l1_opts {
 } pgcw_l1_opts;
 
 /* Creates a cache; all memory for its tables is allocated here (entries are
- * allocated by set/fill). opts may be NULL (all defaults). *out is owned: free with
+ * allocated by set/fill: up to 512 bytes from the cache's own 2 MiB chunks, which
+ * are kept, and their freed slots reused, until pgcw_l1_free(); bigger ones with
+ * malloc). opts may be NULL (all defaults). *out is owned: free with
  * pgcw_l1_free(). Returns PGCW_OK, PGCW_EINVAL (out NULL, or more than 2^32 entries
  * per shard) or PGCW_ENOMEM. */
 pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out);
 
-/* Frees the cache and every entry. No other call may be in progress or follow.
+/* Frees the cache and every entry, and unmaps its chunks. No other call may be in progress or follow.
  * NULL is fine. */
 void pgcw_l1_free(pgcw_l1 *c);
 
 /* Bytes one entry is charged against max_bytes: key + value + overhead (header,
- * allocator rounding, its share of the hash table). ttl: whether it expires. */
+ * allocator rounding, its share of the hash table). ttl: whether it expires.
+ * Chunk memory not yet carved into entries is not charged. */
 size_t pgcw_l1_entry_cost(size_t key_len, size_t value_len, bool ttl);
 
 /*
