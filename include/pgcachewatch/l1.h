@@ -80,8 +80,8 @@ typedef struct pgcw_l1_opts {
  * per shard) or PGCW_ENOMEM. */
 pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out);
 
-/* Frees the cache and every entry, and unmaps its chunks. No other call may be in progress or follow.
- * NULL is fine. */
+/* Frees the cache and every entry, and unmaps its chunks. No other call may be in
+ * progress or follow. NULL is fine. */
 void pgcw_l1_free(pgcw_l1 *c);
 
 /* Bytes one entry is charged against max_bytes: key + value + overhead (header,
