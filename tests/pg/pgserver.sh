@@ -45,6 +45,9 @@ port_free() {
 start() {
   local state="$1" watch="${2:-}"
   local bindir dir port logf pid
+  # A state file still naming a server (a repeated fixture, an interrupted run):
+  # stop that one first rather than orphan it by overwriting its record.
+  [ -f "$state" ] && (stop "$state")
   bindir=$(find_bindir)
   SERVER_USER=$(id -un)
   if [ "$(id -u)" -eq 0 ]; then
