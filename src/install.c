@@ -404,6 +404,14 @@ static char *wrap_script(const pgcw__buf *body)
     return pgcw__buf_take(&out);
 }
 
+/* What both uninstall calls check first: the names, and a connection that is idle. */
+static pgcw_status uninstall_prepare(PGconn *conn, const pgcw_install_opts *opts,
+                                     names *n, char *errbuf, size_t errlen)
+{
+    pgcw_status st = resolve_names(opts, n, errbuf, errlen);
+    return st == PGCW_OK ? check_idle(conn, errbuf, errlen) : st;
+}
+
 pgcw_status pgcw_uninstall_sql(struct pg_conn *conn, const pgcw_install_opts *opts,
                                char **sql_out, char *errbuf, size_t errlen)
 {
@@ -414,9 +422,7 @@ pgcw_status pgcw_uninstall_sql(struct pg_conn *conn, const pgcw_install_opts *op
         return PGCW_EINVAL;
     }
     names n;
-    pgcw_status st = resolve_names(opts, &n, errbuf, errlen);
-    if (st == PGCW_OK)
-        st = check_idle(conn, errbuf, errlen);
+    pgcw_status st = uninstall_prepare(conn, opts, &n, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
     pgcw__buf body = {0};
@@ -448,9 +454,7 @@ pgcw_status pgcw_uninstall(struct pg_conn *conn, const pgcw_install_opts *opts,
     if (sql_out)
         *sql_out = NULL;
     names n;
-    pgcw_status st = resolve_names(opts, &n, errbuf, errlen);
-    if (st == PGCW_OK)
-        st = check_idle(conn, errbuf, errlen);
+    pgcw_status st = uninstall_prepare(conn, opts, &n, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
     /* Read the catalogs and drop inside one transaction, so what we drop is what we
