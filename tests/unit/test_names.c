@@ -59,52 +59,25 @@ static void test_parse_plain(void **state)
 static void test_parse_qualified(void **state)
 {
     (void)state;
-    pgcw_qualified_name q;
-    assert_int_equal(pgcw_parse_qualified_name("sales.orders", &q, NULL, 0), PGCW_OK);
-    assert_string_equal(q.schema, "sales");
-    assert_string_equal(q.name, "orders");
-    assert_int_equal(pgcw_parse_qualified_name("Sales.Orders", &q, NULL, 0), PGCW_OK);
-    assert_string_equal(q.schema, "sales");
-    assert_string_equal(q.name, "orders");
-    assert_int_equal(pgcw_parse_qualified_name("\"Order Items\"", &q, NULL, 0), PGCW_OK);
-    assert_string_equal(q.schema, "");
-    assert_string_equal(q.name, "Order Items");
-    assert_int_equal(pgcw_parse_qualified_name("sales.\"Order Items\"", &q, NULL, 0),
-                     PGCW_OK);
-    assert_string_equal(q.schema, "sales");
-    assert_string_equal(q.name, "Order Items");
-    assert_int_equal(pgcw_parse_qualified_name("Mixed.\"Case\"", &q, NULL, 0), PGCW_OK);
-    assert_string_equal(q.schema, "mixed");
-    assert_string_equal(q.name, "Case");
-    assert_int_equal(pgcw_parse_qualified_name("\"Mixed\".\"Case\"", &q, NULL, 0),
-                     PGCW_OK);
-    assert_string_equal(q.schema, "Mixed");
+    parse_ok("sales.orders", "sales", "orders");
+    parse_ok("Sales.Orders", "sales", "orders");
+    parse_ok("\"Order Items\"", "", "Order Items");
+    parse_ok("sales.\"Order Items\"", "sales", "Order Items");
+    parse_ok("Mixed.\"Case\"", "mixed", "Case");
+    parse_ok("\"Mixed\".\"Case\"", "Mixed", "Case");
     /* Whitespace around the parts, as PostgreSQL's own name lists allow. */
-    assert_int_equal(pgcw_parse_qualified_name("  sales . orders ", &q, NULL, 0),
-                     PGCW_OK);
-    assert_string_equal(q.schema, "sales");
-    assert_string_equal(q.name, "orders");
+    parse_ok("  sales . orders ", "sales", "orders");
 }
 
 static void test_parse_quoted_is_literal(void **state)
 {
     (void)state;
     /* A valid quoted identifier: "" is one quote, the rest is taken literally. */
-    pgcw_qualified_name q;
-    assert_int_equal(
-        pgcw_parse_qualified_name("\"x\"\"; DROP TABLE y; --\"", &q, NULL, 0), PGCW_OK);
-    assert_string_equal(q.schema, "");
-    assert_string_equal(q.name, "x\"; DROP TABLE y; --");
-    assert_int_equal(pgcw_parse_qualified_name("\"a.b\".\"c\"\"\"", &q, NULL, 0),
-                     PGCW_OK);
-    assert_string_equal(q.schema, "a.b");
-    assert_string_equal(q.name, "c\"");
+    parse_ok("\"x\"\"; DROP TABLE y; --\"", "", "x\"; DROP TABLE y; --");
+    parse_ok("\"a.b\".\"c\"\"\"", "a.b", "c\"");
     /* Non-ASCII letters are letters; only ASCII is folded. */
-    assert_int_equal(pgcw_parse_qualified_name("Caf\xc3\xa9", &q, NULL, 0), PGCW_OK);
-    assert_string_equal(q.name, "caf\xc3\xa9");
-    assert_int_equal(pgcw_parse_qualified_name("\xc3\x89t\xc3\xa9", &q, NULL, 0),
-                     PGCW_OK);
-    assert_string_equal(q.name, "\xc3\x89t\xc3\xa9");
+    parse_ok("Caf\xc3\xa9", "", "caf\xc3\xa9");
+    parse_ok("\xc3\x89t\xc3\xa9", "", "\xc3\x89t\xc3\xa9");
 }
 
 static void test_parse_rejects(void **state)
