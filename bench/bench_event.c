@@ -15,8 +15,7 @@
 
 #include <pgcachewatch/pgcachewatch.h>
 
-#include "event_internal.h"
-#include "util.h"
+#include "pgcw_testhook.h"
 
 #define ROUND_US 200000
 #define MAX_ROUNDS 31

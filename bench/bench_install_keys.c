@@ -20,7 +20,7 @@
 
 #include <pgcachewatch/pgcachewatch.h>
 
-#include "util.h"
+#include "pgcw_testhook.h"
 
 static int run(PGconn *c, const char *sql)
 {

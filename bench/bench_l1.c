@@ -28,7 +28,7 @@
 
 #include <pgcachewatch/l1.h>
 
-#include "l1_internal.h" /* pgcw__l1_mapped_bytes: the L1's memory outside malloc */
+#include "pgcw_testhook.h"
 #include "lru_sim.h"
 
 #define KEY_LEN 16

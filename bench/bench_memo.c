@@ -14,8 +14,7 @@
 
 #include <pgcachewatch/pgcachewatch.h>
 
-#include "util.h"
-#include "watcher_internal.h"
+#include "pgcw_testhook.h"
 
 #define KEYS 1000
 

@@ -12,7 +12,7 @@
 
 #include <libpq-fe.h>
 
-#include "util.h" /* pgcw__buf */
+#include "pgcw_testhook.h"
 #include "watcher_common.h"
 
 /* --- the sender ------------------------------------------------------------------- */

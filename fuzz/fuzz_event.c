@@ -12,8 +12,8 @@
 
 #include <json-c/json.h>
 
-#include "pgcachewatch/event.h"
-#include "pgcachewatch/common.h"
+#include <pgcachewatch/event.h>
+#include <pgcachewatch/common.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

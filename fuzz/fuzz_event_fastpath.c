@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pgcachewatch/event.h"
-#include "event_internal.h"
+#include <pgcachewatch/event.h>
+#include "pgcw_testhook.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pgcachewatch/install.h"
-#include "pgcachewatch/common.h"
+#include <pgcachewatch/install.h>
+#include <pgcachewatch/common.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -27,7 +27,7 @@
 #include <pgcachewatch/pgcachewatch.h>
 
 #include "pgtest.h"
-#include "util.h"
+#include "pgcw_testhook.h"
 
 /* --- reading notifications ----------------------------------------------------- */
 

@@ -18,7 +18,7 @@
 
 #include <pgcachewatch/pgcachewatch.h>
 
-#include "event_internal.h"
+#include "pgcw_testhook.h"
 
 #define SENT_TEXT "2024-05-01T12:34:56.123456+00:00"
 #define SENT_US INT64_C(1714566896123456)

@@ -15,7 +15,7 @@
 
 #include <pgcachewatch/l1.h>
 
-#include "l1_internal.h"
+#include "pgcw_testhook.h"
 
 static void assert_bounds(pgcw_l1 *c)
 {

@@ -24,7 +24,7 @@
 
 #include <pgcachewatch/l1.h>
 
-#include "l1_internal.h"
+#include "pgcw_testhook.h"
 
 #define NKEYS 300
 #define MAXV 64

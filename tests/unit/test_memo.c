@@ -22,8 +22,7 @@
 
 #include <pgcachewatch/pgcachewatch.h>
 
-#include "util.h"
-#include "watcher_internal.h"
+#include "pgcw_testhook.h"
 
 #define WAIT_US (10 * 1000000) /* any wait longer than this is a failure */
 

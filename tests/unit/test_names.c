@@ -15,7 +15,7 @@
 
 #include <pgcachewatch/pgcachewatch.h>
 
-#include "sql_template.h"
+#include "pgcw_testhook.h"
 
 static void parse_ok(const char *text, const char *schema, const char *name)
 {

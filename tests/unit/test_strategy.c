@@ -18,8 +18,7 @@
 
 #include <pgcachewatch/pgcachewatch.h>
 
-#include "util.h"
-#include "watcher_internal.h"
+#include "pgcw_testhook.h"
 
 #define I PGCW_OP_INSERT
 #define U PGCW_OP_UPDATE

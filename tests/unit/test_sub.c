@@ -19,7 +19,7 @@
 
 #include <pgcachewatch/pgcachewatch.h>
 
-#include "watcher_internal.h"
+#include "pgcw_testhook.h"
 
 static int64_t now_ms(void)
 {

@@ -15,7 +15,7 @@
 
 #include <stdlib.h>
 
-#include "util.h"
+#include "core_util.h"
 
 #define DEFAULT_MAX_ENTRIES 10000u
 #define DEFAULT_MAX_BYTES ((size_t)64 << 20)

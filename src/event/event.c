@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "event_internal.h"
-#include "util.h"
+#include "core_util.h"
 
 /* The reference count lives in front of the public struct, in the same block, so a
  * pgcw_event * is all anyone passes around. Pointer arrays and strings follow. */

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "pgcachewatch/install.h"
-#include "util.h"
+#include "core_util.h"
 
 /* scanner_isspace() in PostgreSQL: what SplitIdentifierString() skips. */
 static bool is_space(char c)

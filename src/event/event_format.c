@@ -11,7 +11,7 @@
 #include <json-c/json.h>
 
 #include "pgcachewatch/event.h"
-#include "util.h"
+#include "core_util.h"
 
 /* "-1.234": milliseconds with exactly the microseconds we have, no binary noise. */
 static void format_ms(int64_t us, char *buf, size_t len)

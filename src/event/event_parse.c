@@ -15,7 +15,7 @@
 #include <json-c/json.h>
 
 #include "event_internal.h"
-#include "util.h"
+#include "core_util.h"
 
 #define KEY_TEXT_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 

@@ -3,7 +3,7 @@
  * Must never print or exit: errors go back to the caller.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "util.h"
+#include "core_util.h"
 
 #include <errno.h>
 #include <stdio.h>

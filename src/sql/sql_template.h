@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "pgcachewatch/status.h"
-#include "util.h"
+#include "core_util.h"
 
 typedef struct pgcw__sql_var {
     const char *name;  /* placeholder name, without braces */

@@ -18,7 +18,7 @@
 #include <libpq-fe.h>
 
 #include "pgcachewatch/watcher.h"
-#include "util.h"
+#include "core_util.h"
 
 /* One queue slot: a shared reference to a change event, or (ev == NULL) a gap
  * that is turned into a pgcw_event only when a consumer takes it, so recording a

@@ -29,7 +29,7 @@
 #include <string.h>
 
 #include "memo_store.h"
-#include "util.h"
+#include "core_util.h"
 
 #define DEFAULT_MAX_ENTRIES 10000
 #define DEFAULT_MAX_BYTES ((size_t)64 * 1024 * 1024)

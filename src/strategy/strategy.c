@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "core_util.h"
 
 #define DEFAULT_MAX_EVENTS 1000
 #define DEFAULT_MAX_TIME_US 1000

@@ -15,7 +15,7 @@
 
 #include "pgcachewatch/install.h"
 #include "sql_template.h"
-#include "util.h"
+#include "core_util.h"
 
 /* The options with defaults applied, and every name derived from them. */
 typedef struct names {

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# layout_check.sh SOURCE_DIR - the include rules the compiler cannot check:
+#   - tests, benchmarks and fuzz targets reach the library's internals only through
+#     src/testhook/pgcw_testhook.h (a quoted include names a file of their own
+#     folder or that header);
+#   - the CLI and the examples use the public API only (<pgcachewatch/...>);
+#   - no library module includes the test hook or another module by relative path.
+# (Between modules the compiler enforces the rest: each module's include path holds
+# only the modules it may use, src/CMakeLists.txt.)
+set -uo pipefail
+cd "$1" || exit 1
+bad=0
+complain() { echo "layout: $*"; bad=1; }
+
+quoted_includes() { # FILE -> the names in its #include "..." lines
+  sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$1"
+}
+
+for f in $(git ls-files 'tests/*.c' 'tests/*.h' 'bench/*.c' 'bench/*.h' 'fuzz/*.c' 'fuzz/*.h'); do
+  dir=$(dirname "$f")
+  for inc in $(quoted_includes "$f"); do
+    [ "$inc" = pgcw_testhook.h ] && continue
+    [ -f "$dir/$inc" ] && continue
+    [ -f "tests/support/$inc" ] && case "$f" in tests/* | fuzz/*) continue ;; esac
+    complain "$f includes \"$inc\": use src/testhook/pgcw_testhook.h for internals"
+  done
+done
+
+for f in $(git ls-files 'src/cli/*.c' 'src/cli/*.h' 'examples/*.c'); do
+  for inc in $(quoted_includes "$f"); do
+    [ "$inc" = cli.h ] && case "$f" in src/cli/*) continue ;; esac
+    complain "$f includes \"$inc\": the CLI and the examples use <pgcachewatch/...> only"
+  done
+done
+
+for f in $(git ls-files 'src/*.c' 'src/*.h' | grep -v '^src/cli/\|^src/testhook/'); do
+  for inc in $(quoted_includes "$f"); do
+    case "$inc" in
+      pgcw_testhook.h) complain "$f includes the test hook" ;;
+      */*) case "$inc" in pgcachewatch/*) ;; *) complain "$f includes \"$inc\" by path" ;; esac ;;
+    esac
+  done
+done
+
+[ $bad -eq 0 ] && echo "layout: every include follows the module rules"
+exit $bad
