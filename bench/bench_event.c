@@ -45,17 +45,20 @@ static const char *const way_names[N_WAYS] = {"pgcw_event_parse", "json-c path",
 /* One call; false if the way did not produce an event (the fast path declining). */
 static bool once(int way, const char *p, size_t len)
 {
-    pgcw_event *e = NULL;
+    const pgcw_event *e = NULL;
+    pgcw_event *built = NULL;
     const int64_t recv = INT64_C(1795298331223456);
     switch (way) {
     case PUBLIC:
-        pgcw_event_parse("bench", p, len, recv, &e, NULL, 0);
+        pgcw_event_parse(PGCW_FORMAT_TABLE_CHANGE, "bench", p, len, recv, &e);
         break;
     case JSONC:
-        pgcw__event_parse_json("bench", p, len, recv, &e, NULL, 0);
+        pgcw__event_parse_json("bench", p, len, recv, &built, NULL, 0);
+        e = built;
         break;
     default:
-        pgcw__event_parse_fast("bench", p, len, recv, &e);
+        pgcw__event_parse_fast("bench", p, len, recv, &built);
+        e = built;
         break;
     }
     bool ok = e != NULL;

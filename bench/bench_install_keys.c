@@ -77,14 +77,25 @@ int main(int argc, char **argv)
         vac[0] = '\0';
         ok = run(c, sql) && run(c, vacuum);
     }
-    char err[512] = "";
     pgcw_install_opts tl = {.channel = channel};
     pgcw_install_opts keys = {.channel = channel, .with_keys = true};
-    if (ok && (pgcw_install(c, &tl, &tables[1], 1, NULL, err, sizeof err) != PGCW_OK ||
-               pgcw_install(c, &keys, &tables[2], 1, NULL, err, sizeof err) != PGCW_OK)) {
-        fprintf(stderr, "bench_install_keys: install: %s\n", err);
+    pgcw_install *in_tl = NULL, *in_keys = NULL;
+    if (ok && (pgcw_install_new(&tl, &in_tl) != PGCW_OK ||
+               pgcw_install_new(&keys, &in_keys) != PGCW_OK)) {
+        fprintf(stderr, "bench_install_keys: install: out of memory\n");
         ok = 0;
     }
+    if (ok && pgcw_install_run(in_tl, c, &tables[1], 1, NULL) != PGCW_OK) {
+        fprintf(stderr, "bench_install_keys: install: %s\n", pgcw_install_errmsg(in_tl));
+        ok = 0;
+    }
+    if (ok && pgcw_install_run(in_keys, c, &tables[2], 1, NULL) != PGCW_OK) {
+        fprintf(stderr, "bench_install_keys: install: %s\n",
+                pgcw_install_errmsg(in_keys));
+        ok = 0;
+    }
+    pgcw_install_free(in_tl);
+    pgcw_install_free(in_keys);
     snprintf(sql, sizeof sql, "LISTEN %s", channel);
     ok = ok && run(c, sql);
 

@@ -51,7 +51,7 @@ static void *hit_loop(void *arg)
             key_of(i++ % KEYS, key, sizeof key);
             void *v;
             size_t len;
-            if (pgcw_memo_get(r->m, key, strlen(key), &v, &len, NULL) != PGCW_OK)
+            if (pgcw_memo_get(r->m, key, strlen(key), &v, &len) != PGCW_OK)
                 abort();
             pgcw_free(v);
         }
@@ -83,7 +83,7 @@ int main(int argc, char **argv)
     pgcw_watcher *w;
     pgcw_strategy *s;
     pgcw_memo *m;
-    if (pgcw_watcher_new(NULL, &w) != PGCW_OK ||
+    if (pgcw_watcher_new(NULL, NULL, &w) != PGCW_OK ||
         pgcw_strategy_new(w, NULL, &s) != PGCW_OK)
         return 1;
     pgcw__watcher_set_healthy(w, true);
@@ -113,7 +113,7 @@ int main(int argc, char **argv)
             key_of((unsigned)(KEYS + n++), key, sizeof key);
             void *v;
             size_t len;
-            if (pgcw_memo_get(m, key, strlen(key), &v, &len, NULL) != PGCW_OK)
+            if (pgcw_memo_get(m, key, strlen(key), &v, &len) != PGCW_OK)
                 abort();
             pgcw_free(v);
         }
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
         key_of(i, key, sizeof key);
         void *v;
         size_t len;
-        if (pgcw_memo_get(m, key, strlen(key), &v, &len, NULL) != PGCW_OK)
+        if (pgcw_memo_get(m, key, strlen(key), &v, &len) != PGCW_OK)
             abort();
         pgcw_free(v);
     }

@@ -129,16 +129,18 @@ static int receiver_open(receiver *r, const cfg *c, int mode, const char *connin
         return 0;
     }
     const char *channels[] = {CHANNEL};
+    pgcw_conn_opts co;
+    memset(&co, 0, sizeof co);
+    co.conninfo = conninfo;
     pgcw_watcher_opts o;
     memset(&o, 0, sizeof o);
-    o.conninfo = conninfo;
     o.channels = channels;
     o.n_channels = 1;
     o.max_latency_ms = -1; /* a benchmark is not interested in late-event warnings */
     o.queue_capacity = c->queue;
     o.log = watcher_log;
     o.log_ctx = (void *)c;
-    pgcw_status st = pgcw_watcher_new(&o, &r->w);
+    pgcw_status st = pgcw_watcher_new(&o, &co, &r->w);
     if (st == PGCW_OK)
         st = pgcw_sub_new(r->w, NULL, &r->sub);
     if (st == PGCW_OK && mode == MODE_WTHREAD)
@@ -244,7 +246,7 @@ static int collect_wloop(receiver *r, collector *c, const sender *s)
     size_t seen = 0;
     int64_t progress = mono_us();
     for (;;) {
-        pgcw_event *ev;
+        const pgcw_event *ev;
         pgcw_status st;
         while ((st = pgcw_sub_try_get(r->sub, &ev)) == PGCW_OK) {
             int rc = take_event(r, c, ev, mono_us());
@@ -285,7 +287,7 @@ static int collect_wthread(receiver *r, collector *c, const sender *s)
     size_t seen = 0;
     int64_t progress = mono_us();
     for (;;) {
-        pgcw_event *ev;
+        const pgcw_event *ev;
         pgcw_status st = pgcw_sub_get(r->sub, POLL_SLICE_MS, &ev);
         if (st == PGCW_OK) {
             int rc = take_event(r, c, ev, mono_us());

@@ -32,9 +32,8 @@
 #define HEALTHY_WAIT_MS 15000
 
 typedef struct app {
-    PGconn *conn; /* the loader's; only MHD's single polling thread uses it */
-    char *conninfo;
-    char *query; /* the aggregate over the quoted table */
+    pgcw_conn *db; /* the loader's; only MHD's single polling thread uses it */
+    char *query;   /* the aggregate over the quoted table */
     pgcw_qualified_name table;
     pgcw_watcher *watcher;
     pgcw_strategy *strategy;
@@ -75,9 +74,15 @@ static pgcw_status load(void *ctx, const void *key, size_t key_len,
     app *a = ctx;
     (void)key;
     (void)key_len;
-    if (PQstatus(a->conn) != CONNECTION_OK)
-        PQreset(a->conn);
-    PGresult *r = PQexec(a->conn, a->query);
+    PGconn *pg = pgcw_conn_pg(a->db);
+    if (!pg || PQstatus(pg) != CONNECTION_OK) { /* lost: connect again, bounded */
+        if (pgcw_conn_connect(a->db) != PGCW_OK) {
+            pgcw_memo_result_error(result, pgcw_conn_errmsg(a->db));
+            return PGCW_ECONNECT;
+        }
+        pg = pgcw_conn_pg(a->db);
+    }
+    PGresult *r = PQexec(pg, a->query);
     pgcw_status st = PGCW_ELOADER;
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
         const char *v = PQgetvalue(r, 0, 0);
@@ -146,20 +151,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return reply(c, 404, "not found: try GET /data or GET /stats\n", 39, NULL);
     void *value = NULL;
     size_t len = 0;
-    char *err = NULL;
-    pgcw_status st = pgcw_memo_get(a->memo, "data", 4, &value, &len, &err);
+    pgcw_status st = pgcw_memo_get(a->memo, "data", 4, &value, &len);
     enum MHD_Result ret;
     if (st == PGCW_OK) {
         ret = reply(c, 200, value, len, last_stat == PGCW_MEMO_HIT ? "hit" : "miss");
     } else {
+        const char *err = pgcw_memo_errmsg(a->memo);
         char msg[1024];
         int n = snprintf(msg, sizeof msg, "query failed: %s\n",
-                         err ? err : pgcw_strerror(st));
+                         err[0] ? err : pgcw_strerror(st));
         ret =
             reply(c, 503, msg, n < (int)sizeof msg ? (size_t)n : sizeof msg - 1, "miss");
     }
     pgcw_free(value);
-    pgcw_free(err);
     return ret;
 }
 
@@ -208,6 +212,21 @@ static int listen_loopback(int *port)
     return fd;
 }
 
+/* Why a --table name is refused: the parser says only that it is, the install
+ * script generator (given just that table) says why. */
+static void report_bad_table(const char *table)
+{
+    pgcw_install *in = NULL;
+    char *sql = NULL;
+    const char *why = "not a valid table name";
+    if (pgcw_install_new(NULL, &in) == PGCW_OK &&
+        pgcw_install_sql(in, &table, 1, &sql) != PGCW_OK && pgcw_install_errmsg(in)[0])
+        why = pgcw_install_errmsg(in);
+    fprintf(stderr, "http_server: bad --table: %s\n", why);
+    pgcw_free(sql);
+    pgcw_install_free(in);
+}
+
 /* Builds the loader's query over the table given on the command line, with every
  * identifier quoted: never pasted. */
 static char *build_query(const pgcw_qualified_name *t)
@@ -243,7 +262,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *dsn = getenv("PGDSN");
+    const char *dsn = NULL; /* the library falls back to $PGDSN, then PG* */
     const char *table = "items";
     const char *channel = PGCW_DEFAULT_CHANNEL;
     int port = 8000;
@@ -284,9 +303,8 @@ int main(int argc, char **argv)
 
     app a;
     memset(&a, 0, sizeof a);
-    char errbuf[256];
-    if (pgcw_parse_qualified_name(table, &a.table, errbuf, sizeof errbuf) != PGCW_OK) {
-        fprintf(stderr, "http_server: bad --table: %s\n", errbuf);
+    if (pgcw_parse_qualified_name(table, &a.table) != PGCW_OK) {
+        report_bad_table(table);
         return 2;
     }
     a.query = build_query(&a.table);
@@ -306,13 +324,18 @@ int main(int argc, char **argv)
     int rc = 1;
     struct MHD_Daemon *daemon = NULL;
     int lfd = -1;
-    a.conn = PQconnectdb(dsn ? dsn : "");
-    if (PQstatus(a.conn) != CONNECTION_OK) {
-        fprintf(stderr, "http_server: could not connect: %s", PQerrorMessage(a.conn));
+    /* One set of connection settings for the loader's connection and the watcher's. */
+    pgcw_conn_opts copts = {0};
+    copts.conninfo = dsn;
+    if (pgcw_conn_new(&copts, &a.db) != PGCW_OK) {
+        fprintf(stderr, "http_server: out of memory\n");
+        goto out;
+    }
+    if (pgcw_conn_connect(a.db) != PGCW_OK) {
+        fprintf(stderr, "http_server: %s\n", pgcw_conn_errmsg(a.db));
         goto out;
     }
     pgcw_watcher_opts wopts = {0};
-    wopts.conninfo = dsn;
     wopts.channels = &channel;
     wopts.n_channels = 1;
     wopts.log = on_log;
@@ -324,7 +347,7 @@ int main(int argc, char **argv)
     mopts.load = load;
     mopts.load_ctx = &a;
     mopts.stats = on_stat;
-    pgcw_status st = pgcw_watcher_new(&wopts, &a.watcher);
+    pgcw_status st = pgcw_watcher_new(&wopts, &copts, &a.watcher);
     if (st == PGCW_OK)
         st = pgcw_strategy_new(a.watcher, &sopts, &a.strategy);
     mopts.strategy = a.strategy;
@@ -379,7 +402,7 @@ out:
     pgcw_memo_free(a.memo);
     pgcw_strategy_free(a.strategy);
     pgcw_watcher_free(a.watcher);
-    PQfinish(a.conn);
+    pgcw_conn_free(a.db);
     free(a.query);
     return rc;
 }

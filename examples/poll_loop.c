@@ -41,8 +41,9 @@ static void on_log(void *ctx, pgcw_log_level level, const char *message)
 int main(int argc, char **argv)
 {
     pgcw_watcher_opts opts = {0};
+    pgcw_conn_opts conn = {0};
     if (argc > 1 && argv[1][0])
-        opts.conninfo = argv[1];
+        conn.conninfo = argv[1];
     if (argc > 2) {
         opts.channels = (const char *const *)&argv[2];
         opts.n_channels = (size_t)(argc - 2);
@@ -51,7 +52,7 @@ int main(int argc, char **argv)
 
     pgcw_watcher *w = NULL;
     pgcw_sub *sub = NULL;
-    pgcw_status st = pgcw_watcher_new(&opts, &w);
+    pgcw_status st = pgcw_watcher_new(&opts, &conn, &w);
     if (st == PGCW_OK)
         st = pgcw_sub_new(w, NULL, &sub);
     if (st != PGCW_OK || pipe(stop_pipe) != 0) {
@@ -83,7 +84,7 @@ int main(int argc, char **argv)
                     was_healthy ? "healthy (epoch %llu)\n" : "unhealthy (epoch %llu)\n",
                     (unsigned long long)pgcw_watcher_epoch(w));
         }
-        pgcw_event *ev;
+        const pgcw_event *ev;
         while (pgcw_sub_try_get(sub, &ev) == PGCW_OK) {
             char *line = pgcw_event_to_text(ev);
             printf("%s\n", line ? line : "(out of memory)");

@@ -36,19 +36,25 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line at a time, even into a pipe */
     const char *dsn = argc > 1 ? argv[1] : NULL; /* NULL: $PGDSN / PG* variables */
-    PGconn *db = PQconnectdb(dsn ? dsn : "");
-    if (PQstatus(db) != CONNECTION_OK) {
-        fprintf(stderr, "%s", PQerrorMessage(db));
+    /* How to connect, the same for both connections: the loader's and the watcher's. */
+    pgcw_conn_opts co = {.conninfo = dsn};
+    pgcw_conn *conn = NULL;
+    pgcw_status st = pgcw_conn_new(&co, &conn);
+    if (st == PGCW_OK)
+        st = pgcw_conn_connect(conn);
+    if (st != PGCW_OK) {
+        fprintf(stderr, "quickstart: %s: %s\n", pgcw_strerror(st),
+                pgcw_conn_errmsg(conn));
         return 1;
     }
+    PGconn *db = pgcw_conn_pg(conn); /* borrowed from conn */
 
     /* One watcher per process: a LISTEN connection with a thread of its own. */
     pgcw_watcher *w = NULL;
-    pgcw_watcher_opts wo = {.conninfo = dsn};
     /* Greedy: any event on the channel clears the memo (a predicate could filter). */
     pgcw_strategy *greedy = NULL;
     pgcw_memo *memo = NULL;
-    pgcw_status st = pgcw_watcher_new(&wo, &w);
+    st = pgcw_watcher_new(NULL, &co, &w);
     if (st == PGCW_OK)
         st = pgcw_strategy_new(w, NULL, &greedy);
     if (st == PGCW_OK) {
@@ -68,20 +74,20 @@ int main(int argc, char **argv)
     for (int i = 0; i < 60; i++) {
         void *value = NULL;
         size_t len = 0;
-        char *err = NULL;
-        st = pgcw_memo_get(memo, "count", 5, &value, &len, &err);
-        if (st == PGCW_OK)
+        st = pgcw_memo_get(memo, "count", 5, &value, &len);
+        if (st == PGCW_OK) {
             printf("orders: %s\n", (char *)value);
-        else
-            fprintf(stderr, "quickstart: %s\n", err ? err : pgcw_strerror(st));
+        } else {
+            const char *err = pgcw_memo_errmsg(memo); /* "" if the loader gave none */
+            fprintf(stderr, "quickstart: %s\n", err[0] ? err : pgcw_strerror(st));
+        }
         pgcw_free(value);
-        pgcw_free(err);
         sleep(1);
     }
 
     pgcw_memo_free(memo);
     pgcw_strategy_free(greedy); /* frees its subscriber: before the watcher */
     pgcw_watcher_free(w);
-    PQfinish(db);
+    pgcw_conn_free(conn);
     return 0;
 }

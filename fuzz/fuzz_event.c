@@ -14,6 +14,7 @@
 
 #include <pgcachewatch/event.h>
 #include <pgcachewatch/common.h>
+#include "pgcw_testhook.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -60,7 +61,7 @@ static void check_event(const pgcw_event *e)
         __builtin_trap();
     pgcw_free(text);
 
-    pgcw_event *c = NULL;
+    const pgcw_event *c = NULL;
     if (pgcw_event_clone(e, &c) == PGCW_OK) {
         if (strcmp(c->table, e->table) != 0 || strcmp(c->payload, e->payload) != 0 ||
             c->n_keys != e->n_keys || c->sent_at_us != e->sent_at_us)
@@ -97,7 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!payload)
         return 0;
     memcpy(payload, data, size);
-    pgcw_status st = pgcw_event_parse("fuzz", payload, size, 1, &e, err, sizeof err);
+    /* pgcw_event_parse(PGCW_FORMAT_TABLE_CHANGE, ...) with the reason it refuses. */
+    pgcw_status st = pgcw__event_decode(PGCW_FORMAT_TABLE_CHANGE, "fuzz", payload, size,
+                                        1, &e, err, sizeof err);
     if (st == PGCW_OK) {
         check_event(e);
         pgcw_event_free(e);

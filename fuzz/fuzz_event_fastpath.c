@@ -3,7 +3,8 @@
  * fast path: whenever pgcw__event_parse_fast() accepts an input, json-c's path
  * (pgcw__event_parse_json) must accept it too and build an identical event, field
  * by field; input the public entry point would refuse before parsing (empty, NUL
- * bytes, over the size limit) must be declined; and pgcw_event_parse() must return
+ * bytes, over the size limit) must be declined; and the table-change decoder behind
+ * pgcw_event_parse() (pgcw__event_decode(), which also gives the reason) must return
  * what json-c's path returns. Any disagreement traps.
  *   build-fuzz/fuzz/fuzz_event_fastpath -dict=fuzz/fuzz_event_fastpath.dict \
  *       -max_total_time=180 NEW_CORPUS_DIR fuzz/corpus/fuzz_event_fastpath
@@ -33,7 +34,10 @@ static void same_event(const pgcw_event *a, const pgcw_event *b, size_t payload_
         a->latency_us != b->latency_us || a->epoch != b->epoch ||
         a->backend_pid != b->backend_pid || a->n_pk_columns != b->n_pk_columns ||
         a->n_keys != b->n_keys || a->part != b->part || a->gap_reason != b->gap_reason ||
-        a->gap_lost != b->gap_lost)
+        a->gap_lost != b->gap_lost || a->source != b->source ||
+        a->key_len != b->key_len || a->version != b->version || a->lsn != b->lsn)
+        __builtin_trap();
+    if ((a->key == NULL) != (b->key == NULL) || (a->key && strcmp(a->key, b->key) != 0))
         __builtin_trap();
     same_string(a->channel, b->channel);
     same_string(a->schema, b->schema);
@@ -80,8 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     char pub_err[128];
-    pgcw_status pub_st =
-        pgcw_event_parse("fuzz", payload, size, RECV_US, &pub, pub_err, sizeof pub_err);
+    pgcw_status pub_st = pgcw__event_decode(PGCW_FORMAT_TABLE_CHANGE, "fuzz", payload,
+                                            size, RECV_US, &pub, pub_err, sizeof pub_err);
     if (pub_st != st || (st == PGCW_OK && !pub) ||
         (st == PGCW_EPARSE && strcmp(err, pub_err) != 0))
         __builtin_trap();

@@ -14,6 +14,8 @@
 #include <pgcachewatch/install.h>
 #include <pgcachewatch/common.h>
 
+#include "pgcw_testhook.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void roundtrip(const pgcw_qualified_name *q)
@@ -34,7 +36,7 @@ static void roundtrip(const pgcw_qualified_name *q)
         strcpy(text, name);
     }
     pgcw_qualified_name again;
-    if (pgcw_parse_qualified_name(text, &again, NULL, 0) != PGCW_OK)
+    if (pgcw_parse_qualified_name(text, &again) != PGCW_OK)
         __builtin_trap();
     if (strcmp(again.name, q->name) != 0 || strcmp(again.schema, q->schema) != 0)
         __builtin_trap();
@@ -53,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     pgcw_qualified_name q;
     char err[128];
-    if (pgcw_parse_qualified_name(text, &q, err, sizeof err) == PGCW_OK) {
+    if (pgcw__parse_qualified_name(text, &q, err, sizeof err) == PGCW_OK) {
         if (q.name[0] == '\0' || strlen(q.name) > PGCW_MAX_IDENTIFIER ||
             strlen(q.schema) > PGCW_MAX_IDENTIFIER)
             __builtin_trap();
@@ -65,7 +67,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .channel = text, .trigger_prefix = text, .with_keys = size & 1};
     const char *tables[] = {text};
     char *sql = NULL;
-    pgcw_status st = pgcw_install_sql(&o, tables, 1, &sql, err, sizeof err);
+    pgcw_install *in = NULL;
+    if (pgcw_install_new(&o, &in) != PGCW_OK) {
+        free(text);
+        return 0;
+    }
+    pgcw_status st = pgcw_install_sql(in, tables, 1, &sql);
     if (st == PGCW_OK) {
         /* Braces in the output can only come from the input itself. */
         if (!sql || strncmp(sql, "BEGIN;\n", 7) != 0 ||
@@ -75,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         __builtin_trap();
     }
     pgcw_free(sql);
+    pgcw_install_free(in);
     free(text);
     return 0;
 }

@@ -1,6 +1,16 @@
 /*
  * pgcachewatch/common.h - small types shared by every module: log callback,
  * memory release, version.
+ *
+ * ABI. Options and statistics structs grow at the end only and are passed with
+ * the size your code was compiled with: pgcw_x_new(...) is a macro that calls
+ * pgcw_x_new_sized(..., sizeof(pgcw_x_opts), ...), so code built against an older
+ * header keeps working with a newer library (the fields it does not know take
+ * their defaults), and a newer header's struct is refused with PGCW_EINVAL only if
+ * it sets a field the library does not know. Zero your structs (`= {0}` or
+ * designated initializers). Bindings call the _sized functions themselves. The
+ * shared library's SONAME changes only when this promise has to be broken;
+ * docs/abi.md states the policy.
  */
 #ifndef PGCACHEWATCH_COMMON_H
 #define PGCACHEWATCH_COMMON_H
@@ -15,11 +25,11 @@ extern "C" {
 #endif
 
 #define PGCW_VERSION_MAJOR 0
-#define PGCW_VERSION_MINOR 1
+#define PGCW_VERSION_MINOR 2
 #define PGCW_VERSION_PATCH 0
-#define PGCW_VERSION_STRING "0.1.0"
+#define PGCW_VERSION_STRING "0.2.0"
 
-/* The library's version string, e.g. "0.1.0". Static; thread-safe. */
+/* The library's version string, e.g. "0.2.0". Static; thread-safe. */
 const char *pgcw_version(void);
 
 typedef enum pgcw_log_level {
@@ -39,6 +49,10 @@ const char *pgcw_log_level_name(pgcw_log_level level);
  * internal lock is held, so it may call back into the library.
  */
 typedef void (*pgcw_log_fn)(void *ctx, pgcw_log_level level, const char *message);
+
+/* What a handle driven from your event loop waits for on its fd (a bit set). */
+#define PGCW_IO_READ 1
+#define PGCW_IO_WRITE 2
 
 /* Release memory the library handed out as "owned: free with pgcw_free".
  * NULL is fine. */

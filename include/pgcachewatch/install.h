@@ -50,7 +50,8 @@ struct pg_conn;
 #define PGCW_MAX_PAYLOAD 7999
 #define PGCW_MAX_IDENTIFIER 63
 
-/* Zeroed means all defaults. Strings are borrowed for the duration of the call. */
+/* Zeroed means all defaults. Strings are borrowed for the duration of
+ * pgcw_install_new() (they are copied). Grows at the end only (docs/abi.md). */
 typedef struct pgcw_install_opts {
     const char *channel;        /* NULL: PGCW_DEFAULT_CHANNEL */
     const char *function_name;  /* NULL: PGCW_DEFAULT_FUNCTION_NAME */
@@ -62,16 +63,16 @@ typedef struct pgcw_install_opts {
  * One parsed table name. Parses `orders`, `sales.orders`, `"Order Items"`,
  * `sales."Order Items"` with PostgreSQL's rules (unquoted parts are folded to lower
  * case and may hold letters, digits, _ and $; quoted parts may hold anything but
- * NUL, with "" for a quote). schema is "" when not given.
- * Returns PGCW_OK or PGCW_EINVAL (errbuf, if not NULL, says why).
+ * NUL, with "" for a quote). schema is "" when not given. *out is untouched on
+ * error. Returns PGCW_OK or PGCW_EINVAL (pgcw_install_sql() says why for a table
+ * it is given). Thread-safe.
  */
 typedef struct pgcw_qualified_name {
     char schema[PGCW_MAX_IDENTIFIER + 1];
     char name[PGCW_MAX_IDENTIFIER + 1];
 } pgcw_qualified_name;
 
-pgcw_status pgcw_parse_qualified_name(const char *text, pgcw_qualified_name *out,
-                                      char *errbuf, size_t errlen);
+pgcw_status pgcw_parse_qualified_name(const char *text, pgcw_qualified_name *out);
 
 /* Quotes an identifier the way quote_ident(..) does for any input: always
  * double-quoted, inner quotes doubled. Owned: free with pgcw_free(). NULL on OOM. */
@@ -83,38 +84,63 @@ char *pgcw_quote_ident(const char *ident);
 char *pgcw_quote_literal(const char *text);
 
 /*
+ * An install handle: the options of one channel, the scripts that install and
+ * uninstall it, and the detail of the last error. Use it from one thread at a
+ * time.
+ */
+typedef struct pgcw_install pgcw_install;
+
+/* Creates a handle with a copy of the options. Never fails on bad names (the calls
+ * below report them, with the reason in pgcw_install_errmsg()). opts NULL means
+ * zeroed. *out is owned: free with pgcw_install_free(). Returns PGCW_OK,
+ * PGCW_EINVAL (out NULL; options from a newer header that set a field this
+ * library does not know) or PGCW_ENOMEM. */
+pgcw_status pgcw_install_new_sized(const pgcw_install_opts *opts, size_t opts_size,
+                                   pgcw_install **out);
+#define pgcw_install_new(opts, out)                                                      \
+    pgcw_install_new_sized((opts), sizeof(pgcw_install_opts), (out))
+
+/* Frees the handle. NULL is fine. */
+void pgcw_install_free(pgcw_install *in);
+
+/* The last failed call's detail (which name is bad and why; PostgreSQL's message
+ * with its SQLSTATE), "" after a success. Borrowed: valid until the next call on
+ * in. */
+const char *pgcw_install_errmsg(const pgcw_install *in);
+
+/*
  * Generates the install script for tables[0..n_tables-1] as one string, wrapped in
  * BEGIN/COMMIT. No connection is needed. On success *sql_out is owned: free with
- * pgcw_free(). On PGCW_EINVAL, errbuf (if not NULL) names the bad input.
+ * pgcw_free(). Returns PGCW_OK, PGCW_EINVAL (a bad name: the channel, function name,
+ * trigger prefix or a table) or PGCW_ENOMEM.
  */
-pgcw_status pgcw_install_sql(const pgcw_install_opts *opts, const char *const *tables,
-                             size_t n_tables, char **sql_out, char *errbuf,
-                             size_t errlen);
+pgcw_status pgcw_install_sql(pgcw_install *in, const char *const *tables, size_t n_tables,
+                             char **sql_out);
 
 /*
- * Installs on a live connection (borrowed; must be idle, not in a transaction) in
- * one transaction: either everything is created or nothing is. On PGCW_EQUERY the
- * transaction was rolled back and errbuf holds PostgreSQL's message, with its
- * SQLSTATE. If sql_out is not NULL it receives the script that was run (owned).
+ * Installs on a live connection (borrowed: yours, or pgcw_conn_pg(); it must be
+ * idle, not in a transaction) in one transaction: either everything is created or
+ * nothing is. Returns PGCW_OK, PGCW_EINVAL (as above: nothing was sent),
+ * PGCW_ESTATE (the connection is busy or in a transaction), PGCW_ECONNLOST,
+ * PGCW_EQUERY (rolled back; PostgreSQL's message and SQLSTATE in
+ * pgcw_install_errmsg()) or PGCW_ENOMEM. If sql_out is not NULL it receives the
+ * script that was run (owned), also on PGCW_EQUERY.
  */
-pgcw_status pgcw_install(struct pg_conn *conn, const pgcw_install_opts *opts,
-                         const char *const *tables, size_t n_tables, char **sql_out,
-                         char *errbuf, size_t errlen);
+pgcw_status pgcw_install_run(pgcw_install *in, struct pg_conn *conn,
+                             const char *const *tables, size_t n_tables, char **sql_out);
 
 /*
- * Builds the uninstall script for opts->channel by reading the catalogs over conn
- * (borrowed): DROP TRIGGER for every trigger that calls one of this channel's
+ * Builds the uninstall script of the handle's channel by reading the catalogs over
+ * conn (borrowed): DROP TRIGGER for every trigger that calls one of this channel's
  * functions, on any table, then DROP FUNCTION for those functions. Nothing else is
  * touched. *sql_out is owned: free with pgcw_free(); it is "" when nothing is
- * installed. Does not change anything.
+ * installed. Does not change anything. Errors as pgcw_install_run().
  */
-pgcw_status pgcw_uninstall_sql(struct pg_conn *conn, const pgcw_install_opts *opts,
-                               char **sql_out, char *errbuf, size_t errlen);
+pgcw_status pgcw_uninstall_sql(pgcw_install *in, struct pg_conn *conn, char **sql_out);
 
-/* Runs pgcw_uninstall_sql()'s script in one transaction. *sql_out as above,
- * optional. */
-pgcw_status pgcw_uninstall(struct pg_conn *conn, const pgcw_install_opts *opts,
-                           char **sql_out, char *errbuf, size_t errlen);
+/* Runs pgcw_uninstall_sql()'s script: the catalogs are read and the objects
+ * dropped in one transaction. *sql_out as above, optional. */
+pgcw_status pgcw_uninstall_run(pgcw_install *in, struct pg_conn *conn, char **sql_out);
 
 #ifdef __cplusplus
 }

@@ -60,7 +60,7 @@ typedef int64_t (*pgcw_l1_clock_fn)(void *ctx);
 /* Longest key accepted (bytes). */
 #define PGCW_L1_MAX_KEY 65535u
 
-/* Zeroed means all defaults. */
+/* Zeroed means all defaults. Grows at the end only (docs/abi.md). */
 typedef struct pgcw_l1_opts {
     size_t max_entries; /* 0: 10000 */
     size_t max_bytes;   /* keys + values + per-entry overhead; 0: 64 MiB */
@@ -70,6 +70,12 @@ typedef struct pgcw_l1_opts {
     int64_t default_ttl_us; /* TTL for PGCW_L1_TTL_DEFAULT; 0 or < 0: none */
     pgcw_l1_clock_fn clock; /* NULL: CLOCK_MONOTONIC */
     void *clock_ctx;        /* passed to clock */
+    /* --- since 0.2 ------------------------------------------------------------ */
+    /* Charge an entry its key + value bytes only against max_bytes, leaving out the
+     * per-entry overhead (for callers whose own bound is stated in payload bytes,
+     * like pgcw_memo_opts.max_bytes). The memory used is then above max_bytes by up
+     * to the overhead of every entry. */
+    bool charge_payload_only;
 } pgcw_l1_opts;
 
 /* Creates a cache; all memory for its tables is allocated here (entries are
@@ -78,7 +84,8 @@ typedef struct pgcw_l1_opts {
  * malloc). opts may be NULL (all defaults). *out is owned: free with
  * pgcw_l1_free(). Returns PGCW_OK, PGCW_EINVAL (out NULL, or more than 2^32 entries
  * per shard) or PGCW_ENOMEM. */
-pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out);
+pgcw_status pgcw_l1_new_sized(const pgcw_l1_opts *opts, size_t opts_size, pgcw_l1 **out);
+#define pgcw_l1_new(opts, out) pgcw_l1_new_sized((opts), sizeof(pgcw_l1_opts), (out))
 
 /* Frees the cache and every entry, and unmaps its chunks. No other call may be in
  * progress or follow. NULL is fine. */
@@ -164,6 +171,7 @@ void pgcw_l1_clear(pgcw_l1 *c);
 /* Number of clears so far (starts at 0). Lock-free. */
 uint64_t pgcw_l1_epoch(pgcw_l1 *c);
 
+/* Grows at the end only. */
 typedef struct pgcw_l1_stats {
     uint64_t hits;
     uint64_t misses;        /* includes expired entries found by a get */
@@ -185,7 +193,9 @@ typedef struct pgcw_l1_stats {
 
 /* Sums every shard's counters (each shard's are consistent; the sum is not one
  * instant). Locks each shard briefly in turn. */
-void pgcw_l1_stats_get(pgcw_l1 *c, pgcw_l1_stats *out);
+void pgcw_l1_stats_get_sized(pgcw_l1 *c, pgcw_l1_stats *out, size_t out_size);
+#define pgcw_l1_stats_get(c, out)                                                        \
+    pgcw_l1_stats_get_sized((c), (out), sizeof(pgcw_l1_stats))
 
 #ifdef __cplusplus
 }

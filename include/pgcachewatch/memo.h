@@ -12,7 +12,9 @@
  *      concurrent caller of the same key waits for that one load (single flight).
  *      A loader error reaches every waiter and is not stored.
  * A load that raced with a clear is returned to its callers but not stored, so a
- * value loaded before an invalidation is never served after it.
+ * value loaded before an invalidation is never served after it: values live in a
+ * pgcw_l1 (l1.h) and a load is stored through the fill ticket it took before
+ * calling the loader, which a clear outdates.
  *
  * Threads: fully thread-safe. The loader and the statistics callback run on the
  * calling thread with no lock held; they may call back into the memo (a loader
@@ -58,6 +60,7 @@ typedef enum pgcw_memo_stat { PGCW_MEMO_HIT = 0, PGCW_MEMO_MISS = 1 } pgcw_memo_
  * that waits for another caller's load as a hit, as in Python: misses == loads). */
 typedef void (*pgcw_memo_stats_fn)(void *ctx, pgcw_memo_stat stat);
 
+/* Grows at the end only (docs/abi.md). */
 typedef struct pgcw_memo_opts {
     pgcw_strategy *strategy; /* required; borrowed, must outlive the memo */
     pgcw_memo_load_fn load;  /* required */
@@ -69,8 +72,12 @@ typedef struct pgcw_memo_opts {
 } pgcw_memo_opts;
 
 /* *out is owned: free with pgcw_memo_free(). Returns PGCW_EINVAL without a strategy
- * or loader. */
-pgcw_status pgcw_memo_new(const pgcw_memo_opts *opts, pgcw_memo **out);
+ * or loader (or with options from a newer header that set a field this library
+ * does not know). */
+pgcw_status pgcw_memo_new_sized(const pgcw_memo_opts *opts, size_t opts_size,
+                                pgcw_memo **out);
+#define pgcw_memo_new(opts, out)                                                         \
+    pgcw_memo_new_sized((opts), sizeof(pgcw_memo_opts), (out))
 
 /* Frees the memo. No get may be in progress. NULL is fine. */
 void pgcw_memo_free(pgcw_memo *m);
@@ -79,15 +86,23 @@ void pgcw_memo_free(pgcw_memo *m);
  * Returns the value for key, from the memo or the loader. On PGCW_OK *value is
  * owned (free with pgcw_free(); it is NUL-terminated past *value_len for
  * convenience) and *value_len its length. On failure the loader's status is
- * returned and, if errmsg is not NULL, *errmsg receives the loader's message
- * (owned, free with pgcw_free(); NULL if it gave none).
+ * returned (PGCW_ENOMEM and PGCW_EINVAL may come from the memo itself) and
+ * pgcw_memo_errmsg() has the loader's message.
  */
 pgcw_status pgcw_memo_get(pgcw_memo *m, const void *key, size_t key_len, void **value,
-                          size_t *value_len, char **errmsg);
+                          size_t *value_len);
+
+/* The message of the calling thread's last failed pgcw_memo_get() on m (the
+ * loader's, as given to pgcw_memo_result_error(); "" if it gave none), or "" if
+ * that call succeeded. Per thread, as errno: threads failing at once each read
+ * their own. Borrowed: valid until the calling thread's next pgcw_memo_get() on
+ * any memo. */
+const char *pgcw_memo_errmsg(const pgcw_memo *m);
 
 /* Drops every stored value now. */
 void pgcw_memo_clear(pgcw_memo *m);
 
+/* Grows at the end only. */
 typedef struct pgcw_memo_stats {
     uint64_t hits;
     uint64_t misses;   /* includes bypasses */
@@ -102,7 +117,9 @@ typedef struct pgcw_memo_stats {
 } pgcw_memo_stats;
 
 /* Copies the counters. Thread-safe. */
-void pgcw_memo_stats_get(pgcw_memo *m, pgcw_memo_stats *out);
+void pgcw_memo_stats_get_sized(pgcw_memo *m, pgcw_memo_stats *out, size_t out_size);
+#define pgcw_memo_stats_get(m, out)                                                      \
+    pgcw_memo_stats_get_sized((m), (out), sizeof(pgcw_memo_stats))
 
 #ifdef __cplusplus
 }

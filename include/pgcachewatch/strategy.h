@@ -37,7 +37,9 @@ extern "C" {
 
 typedef struct pgcw_strategy pgcw_strategy;
 
-/* Returns true when this event means "clear". `event` is borrowed for the call. */
+/* Returns true when this event means "clear". `event` is borrowed for the call.
+ * Key events (kind PGCW_EVENT_KEY) reach it too: a predicate that only cares about
+ * table changes should test the kind. */
 typedef bool (*pgcw_predicate_fn)(void *ctx, const pgcw_event *event);
 
 typedef struct pgcw_deadline {
@@ -51,7 +53,8 @@ typedef enum pgcw_strategy_kind {
     PGCW_STRATEGY_TIMED = 2
 } pgcw_strategy_kind;
 
-/* Zeroed (with a watcher) means a Greedy strategy that clears on any event. */
+/* Zeroed (with a watcher) means a Greedy strategy that clears on any event. Grows
+ * at the end only (docs/abi.md). */
 typedef struct pgcw_strategy_opts {
     pgcw_strategy_kind kind;
     pgcw_deadline deadline;
@@ -74,8 +77,10 @@ typedef struct pgcw_strategy_opts {
  * window or an operation other than INSERT..TRUNCATE in it, Timed with
  * interval_us <= 0, negative max_time_us, unknown kind) or PGCW_ENOMEM. *out is
  * owned: free with pgcw_strategy_free(). */
-pgcw_status pgcw_strategy_new(pgcw_watcher *w, const pgcw_strategy_opts *opts,
-                              pgcw_strategy **out);
+pgcw_status pgcw_strategy_new_sized(pgcw_watcher *w, const pgcw_strategy_opts *opts,
+                                    size_t opts_size, pgcw_strategy **out);
+#define pgcw_strategy_new(w, opts, out)                                                  \
+    pgcw_strategy_new_sized((w), (opts), sizeof(pgcw_strategy_opts), (out))
 
 /* Frees the strategy and its subscriber. NULL is fine. */
 void pgcw_strategy_free(pgcw_strategy *s);

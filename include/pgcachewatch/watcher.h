@@ -1,9 +1,17 @@
 /*
- * pgcachewatch/watcher.h - the LISTEN connection and its subscribers.
+ * pgcachewatch/watcher.h - the hub: event sources in, subscribers and sinks out.
  *
- * A watcher owns one dedicated libpq connection that LISTENs on any number of
- * channels. It parses every notification into a pgcw_event and copies it into the
- * queue of each subscriber (several consumers never steal each other's events).
+ * A watcher owns its sources (today one: a dedicated libpq connection that LISTENs
+ * on any number of channels). Each notification is decoded by its channel's
+ * decoder into a pgcw_event and handed to every consumer:
+ *
+ *   subscribers  a bounded queue each (pgcw_sub_*), drained by their owner at its
+ *                own pace (strategies, `pgcachewatch listen`); several consumers
+ *                never steal each other's events;
+ *   sinks        a callback each (pgcw_sink_*), run synchronously on the thread
+ *                that delivers the event, before any queue gets it, with no lock
+ *                held: for consumers that must act before the next read (an L1
+ *                evicting a key).
  *
  * Two ways to drive it, pick one per watcher:
  *   1. Your event loop: wait until pgcw_watcher_fd() is ready for
@@ -13,21 +21,25 @@
  *   2. Its own thread: pgcw_watcher_start() ... pgcw_watcher_stop().
  * pgcw_watcher_run() drives it on the calling thread for a while (for tools).
  *
- * Health and gaps. The watcher is healthy once it is connected and every LISTEN is
- * acknowledged. PostgreSQL drops notifications sent while a listener is
- * disconnected, so when the connection is lost the watcher at once becomes
- * unhealthy and puts a gap event (PGCW_GAP_DISCONNECTED) in every subscriber's
- * queue; then it reconnects with exponential backoff, re-LISTENs and, healthy
- * again, increments its epoch. A full subscriber queue also yields a gap
- * (PGCW_GAP_OVERFLOW), in that subscriber only. A consumer that sees a gap must drop
- * everything it cached. The watcher also pings an idle connection so a silently dead peer
- * is noticed.
+ * Health and gaps. A source is healthy once connected with every LISTEN
+ * acknowledged; the watcher is healthy while every source is. PostgreSQL drops
+ * notifications sent while a listener is disconnected, so when a source loses its
+ * connection the watcher at once becomes unhealthy and puts a gap event
+ * (PGCW_GAP_DISCONNECTED) in every subscriber's queue and through every sink; the
+ * source reconnects with exponential backoff and jitter, re-LISTENs and, once every
+ * source is healthy again, the watcher increments its epoch. A full subscriber
+ * queue also yields a gap (PGCW_GAP_OVERFLOW), in that subscriber only. A consumer
+ * that sees a gap must drop everything it cached. Sources ping an idle connection
+ * so a silently dead peer is noticed, and their sessions are exempt from the
+ * server's idle_session_timeout (a LISTEN session is always idle to the server).
  *
  * Threads. A watcher's driving calls (process, run, start/stop, free) must come
  * from one thread at a time. pgcw_watcher_healthy(), _epoch(), _stats(),
- * _dispatch() and all pgcw_sub_* calls are thread-safe and may be called from any
- * thread at any time while the watcher lives. The log callback runs on the thread
- * that drives the watcher, with no lock held.
+ * _dispatch(), _errmsg() and all pgcw_sub_* and pgcw_sink_* calls are thread-safe
+ * and may be called from any thread at any time while the watcher lives. The log
+ * callback runs on the thread that drives the watcher, sinks on the thread that
+ * delivers (the driving thread, or the caller of pgcw_watcher_dispatch()), both
+ * with no lock held.
  */
 #ifndef PGCACHEWATCH_WATCHER_H
 #define PGCACHEWATCH_WATCHER_H
@@ -37,6 +49,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "conn.h"
 #include "event.h"
 
 #ifdef __cplusplus
@@ -45,27 +58,22 @@ extern "C" {
 
 typedef struct pgcw_watcher pgcw_watcher;
 typedef struct pgcw_sub pgcw_sub;
+typedef struct pgcw_sink pgcw_sink;
 
 /* Zeroed means all defaults. Strings and arrays are borrowed for the duration of
- * pgcw_watcher_new() only (they are copied). */
+ * pgcw_watcher_new() only (they are copied). Grows at the end only (docs/abi.md). */
 typedef struct pgcw_watcher_opts {
-    /* libpq connection string (key=value or URI). NULL: $PGDSN if set, else libpq's
-     * defaults and PG* environment variables. */
-    const char *conninfo;
     /* Channels to LISTEN on. n_channels == 0: { PGCW_DEFAULT_CHANNEL }. */
     const char *const *channels;
     size_t n_channels;
+    /* How each channel's payloads are decoded, parallel to channels (the default
+     * channel's is formats[0]). NULL: PGCW_FORMAT_AUTO for every channel. */
+    const pgcw_payload_format *formats;
     /* Log a warning for events whose latency exceeds this. 0: 500 ms; < 0: never. */
     int64_t max_latency_ms;
-    /* Reconnect backoff: first delay and cap, doubling with jitter.
-     * 0: 100 ms and 5000 ms. */
-    int64_t reconnect_min_ms;
-    int64_t reconnect_max_ms;
-    /* Connection attempt timeout. 0: 10000 ms. */
-    int64_t connect_timeout_ms;
     /* Ping the server after this long without traffic; a ping unanswered within
      * ping_timeout_ms counts as a lost connection. 0: 10000 ms / 5000 ms;
-     * ping_interval_ms < 0 disables pings. */
+     * ping_interval_ms < 0 disables pings. Huge values mean never. */
     int64_t ping_interval_ms;
     int64_t ping_timeout_ms;
     /* Default capacity of subscriber queues. 0: 4096 events. */
@@ -74,24 +82,32 @@ typedef struct pgcw_watcher_opts {
     void *log_ctx;
 } pgcw_watcher_opts;
 
-/* Creates a watcher. Does no I/O: the first pgcw_watcher_process()/_run()/_start()
+/* Creates a watcher. conn: how to connect (conn.h; NULL: all defaults, i.e.
+ * $PGDSN and libpq's PG* variables), including the connect timeout and the
+ * reconnect backoff. Does no I/O: the first pgcw_watcher_process()/_run()/_start()
  * connects. *out is owned: free with pgcw_watcher_free().
- * Returns PGCW_OK, PGCW_EINVAL (bad channel name: empty or longer than 63 bytes)
- * or PGCW_ENOMEM. */
-pgcw_status pgcw_watcher_new(const pgcw_watcher_opts *opts, pgcw_watcher **out);
+ * Returns PGCW_OK, PGCW_EINVAL (bad channel name: empty or longer than 63 bytes;
+ * an unknown format; options from a newer header that set a field this library
+ * does not know) or PGCW_ENOMEM. */
+pgcw_status pgcw_watcher_new_sized(const pgcw_watcher_opts *opts, size_t opts_size,
+                                   const pgcw_conn_opts *conn, size_t conn_size,
+                                   pgcw_watcher **out);
+#define pgcw_watcher_new(opts, conn, out)                                                \
+    pgcw_watcher_new_sized((opts), sizeof(pgcw_watcher_opts), (conn),                    \
+                           sizeof(pgcw_conn_opts), (out))
 
-/* Stops its thread if started, closes the connection, frees the watcher. Every
- * subscriber must be freed first. NULL is fine. */
+/* Stops its thread if started, closes the connections, frees the watcher. Every
+ * subscriber and sink must be freed first. NULL is fine. */
 void pgcw_watcher_free(pgcw_watcher *w);
 
-/* The last error's detail (libpq's message, SQLSTATE when there is one); "" if
- * none. Borrowed: valid until the next call on the driving thread. */
+/* The last connection problem (libpq's message, with the SQLSTATE when the server
+ * sent one; never a password); "" while every source is healthy. Borrowed: valid
+ * until the next call on this watcher from the same thread. */
 const char *pgcw_watcher_errmsg(const pgcw_watcher *w);
 
 /* --- Driving from your own event loop ------------------------------------------ */
 
-#define PGCW_IO_READ 1
-#define PGCW_IO_WRITE 2
+/* PGCW_IO_READ / PGCW_IO_WRITE: common.h. */
 
 /* The socket to wait on, or -1 when there is none right now (between reconnect
  * attempts: then wait for the timeout only). May change after every process call;
@@ -131,7 +147,8 @@ pgcw_status pgcw_watcher_stop(pgcw_watcher *w);
 
 /* --- Health -------------------------------------------------------------------- */
 
-/* True while connected with every LISTEN acknowledged. Thread-safe. */
+/* True while every source is healthy (connected, every LISTEN acknowledged).
+ * Thread-safe. */
 bool pgcw_watcher_healthy(const pgcw_watcher *w);
 
 /* Starts at 0; incremented each time the watcher becomes healthy after not being
@@ -141,34 +158,47 @@ uint64_t pgcw_watcher_epoch(const pgcw_watcher *w);
 
 /* Blocks until healthy or timeout_ms passes (< 0: forever). With its own thread
  * started, it just waits; otherwise it drives the watcher on the calling thread.
- * Returns PGCW_OK or PGCW_ETIMEDOUT (see pgcw_watcher_errmsg() for the last
- * connection error). */
+ * Returns PGCW_OK, PGCW_ETIMEDOUT, or PGCW_ECONNECT as soon as an attempt made
+ * during the wait fails for a reason that retrying will not fix by itself (the
+ * server refused the role or the password, SQLSTATE class 28; the database does
+ * not exist, 3D000; settings libpq cannot parse). The watcher keeps retrying in the
+ * background either way (the database may be created later); pgcw_watcher_errmsg()
+ * says what the error is. */
 pgcw_status pgcw_watcher_wait_healthy(pgcw_watcher *w, int64_t timeout_ms);
 
 typedef struct pgcw_watcher_stats {
     uint64_t notifications; /* received from the server */
-    uint64_t events;        /* parsed successfully */
-    uint64_t malformed;     /* payloads that failed to parse (logged, skipped) */
+    uint64_t events;        /* decoded successfully */
+    uint64_t malformed;     /* payloads that failed to decode (logged, skipped) */
     uint64_t late;          /* events over max_latency_ms */
     uint64_t connects;      /* successful connections */
     uint64_t disconnects;   /* connections lost */
     uint64_t gaps;          /* gap events delivered to subscribers, all reasons */
+    /* --- since 0.2 ------------------------------------------------------------ */
+    uint64_t key_events;  /* of events: cache key events */
+    uint64_t sink_calls;  /* sink callbacks run (events and gaps) */
+    uint64_t conn_errors; /* failed connection attempts (permanent ones included) */
 } pgcw_watcher_stats;
 
 /* Copies the counters. Thread-safe. */
-void pgcw_watcher_stats_get(const pgcw_watcher *w, pgcw_watcher_stats *out);
+void pgcw_watcher_stats_get_sized(const pgcw_watcher *w, pgcw_watcher_stats *out,
+                                  size_t out_size);
+#define pgcw_watcher_stats_get(w, out)                                                   \
+    pgcw_watcher_stats_get_sized((w), (out), sizeof(pgcw_watcher_stats))
 
 /* The backend pid of the current LISTEN connection, or 0 when not connected.
  * Thread-safe. (Used by tests that pg_terminate_backend() it.) */
 int pgcw_watcher_backend_pid(const pgcw_watcher *w);
 
-/* Delivers a copy of *event to every subscriber as if it had come from the server
- * (local invalidation; tests). The event is borrowed. Thread-safe. */
+/* Delivers *event to every sink and subscriber as if a source had received it (a
+ * local invalidation; tests). The event is borrowed and must have been made by the
+ * library (pgcw_event_parse(), _new_key(), _new_gap(), _clone() or a queue). Sinks
+ * run on the calling thread. Thread-safe. */
 pgcw_status pgcw_watcher_dispatch(pgcw_watcher *w, const pgcw_event *event);
 
 /* --- Subscribers --------------------------------------------------------------- */
 
-/* Zeroed means defaults. */
+/* Zeroed means defaults. Grows at the end only. */
 typedef struct pgcw_sub_opts {
     /* Max queued events; 0: the watcher's queue_capacity. One more slot is kept
      * so that an overflow gap always fits. */
@@ -176,25 +206,30 @@ typedef struct pgcw_sub_opts {
 } pgcw_sub_opts;
 
 /* Adds a subscriber with its own bounded queue. It receives events from now on.
- * *out is owned: free with pgcw_sub_free() before freeing the watcher.
- * Thread-safe. */
-pgcw_status pgcw_sub_new(pgcw_watcher *w, const pgcw_sub_opts *opts, pgcw_sub **out);
+ * opts NULL means zeroed. *out is owned: free with pgcw_sub_free() before freeing
+ * the watcher. Thread-safe. */
+pgcw_status pgcw_sub_new_sized(pgcw_watcher *w, const pgcw_sub_opts *opts,
+                               size_t opts_size, pgcw_sub **out);
+#define pgcw_sub_new(w, opts, out)                                                       \
+    pgcw_sub_new_sized((w), (opts), sizeof(pgcw_sub_opts), (out))
 
 /* Removes the subscriber and frees its queue. A thread blocked in pgcw_sub_get() on
  * it must have returned first. NULL is fine. */
 void pgcw_sub_free(pgcw_sub *s);
 
 /*
- * Takes the oldest event. Blocks up to timeout_ms (0: do not wait; < 0: forever).
- * On PGCW_OK *out is owned: free with pgcw_event_free(). Returns PGCW_ETIMEDOUT
+ * Takes the oldest event. Blocks up to timeout_ms (0: do not wait; < 0 or huge:
+ * forever). On PGCW_OK *out is a reference the caller owns: release it with
+ * pgcw_event_free() (the event itself may be shared with other queues, hence
+ * const). Returns PGCW_ETIMEDOUT
  * (or PGCW_EAGAIN when timeout_ms == 0) when the queue stayed empty. When the
  * queue overflowed, the events that did fit come first, then one gap event that
  * counts what was dropped, then newer events.
  */
-pgcw_status pgcw_sub_get(pgcw_sub *s, int64_t timeout_ms, pgcw_event **out);
+pgcw_status pgcw_sub_get(pgcw_sub *s, int64_t timeout_ms, const pgcw_event **out);
 
 /* pgcw_sub_get(s, 0, out). */
-pgcw_status pgcw_sub_try_get(pgcw_sub *s, pgcw_event **out);
+pgcw_status pgcw_sub_try_get(pgcw_sub *s, const pgcw_event **out);
 
 /* Events waiting in the queue (a gap counts as one). Thread-safe. */
 size_t pgcw_sub_pending(const pgcw_sub *s);
@@ -206,6 +241,34 @@ uint64_t pgcw_sub_gap_count(const pgcw_sub *s);
 
 /* The watcher this subscriber belongs to (borrowed). */
 pgcw_watcher *pgcw_sub_watcher(const pgcw_sub *s);
+
+/* --- Sinks --------------------------------------------------------------------- */
+
+/* Called once per event, on the thread that delivers it (see the top of this
+ * file), with no lock held: it may call any pgcw_* function, pgcw_sink_free() on
+ * its own sink included, but should return quickly (it delays every other consumer
+ * of the watcher). `event` is borrowed for the call: pgcw_event_clone() it to keep
+ * it. Gaps come through as gap events. */
+typedef void (*pgcw_sink_fn)(void *ctx, const pgcw_event *event);
+
+/* Grows at the end only. */
+typedef struct pgcw_sink_opts {
+    pgcw_sink_fn fn; /* required */
+    void *ctx;
+} pgcw_sink_opts;
+
+/* Adds a sink: fn sees every event delivered from now on. *out is owned: free with
+ * pgcw_sink_free() before freeing the watcher. Returns PGCW_OK, PGCW_EINVAL (no fn)
+ * or PGCW_ENOMEM. Thread-safe. */
+pgcw_status pgcw_sink_new_sized(pgcw_watcher *w, const pgcw_sink_opts *opts,
+                                size_t opts_size, pgcw_sink **out);
+#define pgcw_sink_new(w, opts, out)                                                      \
+    pgcw_sink_new_sized((w), (opts), sizeof(pgcw_sink_opts), (out))
+
+/* Removes the sink. Once it returns, fn is not running on any other thread and is
+ * never called again; called from inside fn itself (any sink's), the sink is freed
+ * when that callback returns. NULL is fine. Thread-safe. */
+void pgcw_sink_free(pgcw_sink *s);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,8 @@
 
 #include <libpq-fe.h>
 
+#include <pgcachewatch/pgcachewatch.h>
+
 /* Exit codes shared by every command. */
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_RUNTIME 1 /* PostgreSQL (or the system) said no */
@@ -64,14 +66,21 @@ typedef struct cli_conn_opts {
  * option (and stores arg), false when it is someone else's. */
 bool cli_conn_opt(cli_conn_opts *c, int code, const char *arg);
 
-/* Opens a connection: the DSN first (expanded), explicit options override it,
- * libpq's PG* variables fill in the rest. Returns NULL after printing PostgreSQL's
- * message on stderr. Free with PQfinish(). */
-PGconn *cli_connect(const cli_conn_opts *c);
+/* The settings as the library takes them (conn.h): the DSN as conninfo (NULL: the
+ * library reads $PGDSN), each explicit option as a keyword/value pair after it, so
+ * nothing is quoted by hand. The arrays live in *s; c must outlive it. */
+typedef struct cli_conn_settings {
+    pgcw_conn_opts opts;
+    const char *keys[8];
+    const char *values[8];
+} cli_conn_settings;
 
-/* The same settings as one key='value' connection string, for APIs that take a
- * conninfo (the watcher). Returns NULL after printing why. Free with free(). */
-char *cli_conninfo(const cli_conn_opts *c);
+void cli_conn_settings_init(cli_conn_settings *s, const cli_conn_opts *c);
+
+/* Opens a connection with those settings (bounded by the connect timeout:
+ * connect_timeout / PGCONNECT_TIMEOUT, else 10 s). Returns NULL after printing
+ * "<cmd>: <why>" on stderr (never a password). Free with pgcw_conn_free(). */
+pgcw_conn *cli_connect(const char *cmd, const cli_conn_opts *c);
 
 /* --- helpers (main.c) ----------------------------------------------------------- */
 

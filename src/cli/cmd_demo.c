@@ -44,8 +44,10 @@ static const char demo_exit_help[] = "\n"
                                      "2 usage error.\n";
 
 typedef struct demo {
-    PGconn *setup;  /* DDL, install/uninstall, and the memo's loader */
-    PGconn *writer; /* stands for another application writing the table */
+    pgcw_conn *setup_conn;  /* DDL, install/uninstall, and the memo's loader */
+    pgcw_conn *writer_conn; /* stands for another application writing the table */
+    PGconn *setup;          /* their libpq connections, borrowed */
+    PGconn *writer;
     pgcw_watcher *watcher;
     pgcw_sub *narrator; /* the events this demo prints */
     pgcw_strategy *strategy;
@@ -144,13 +146,12 @@ static bool show_get(demo *d, const char *id, const char *expect)
     double t0 = now_ms();
     void *value = NULL;
     size_t len = 0;
-    char *err = NULL;
-    pgcw_status st = pgcw_memo_get(d->memo, id, strlen(id), &value, &len, &err);
+    pgcw_status st = pgcw_memo_get(d->memo, id, strlen(id), &value, &len);
     double took = now_ms() - t0;
     if (st != PGCW_OK) {
+        const char *err = pgcw_memo_errmsg(d->memo);
         fprintf(stderr, "%s demo: get product %s failed: %s\n", CLI_PROG, id,
-                err ? err : pgcw_strerror(st));
-        pgcw_free(err);
+                err[0] ? err : pgcw_strerror(st));
         return false;
     }
     const char *kind = d->last == PGCW_MEMO_HIT ? "hit" : "miss";
@@ -170,7 +171,7 @@ static bool show_event(demo *d)
     double deadline = now_ms() + EVENT_WAIT_MS;
     for (;;) {
         long long left = (long long)(deadline - now_ms());
-        pgcw_event *ev = NULL;
+        const pgcw_event *ev = NULL;
         if (left <= 0 || pgcw_sub_get(d->narrator, left, &ev) != PGCW_OK) {
             fprintf(stderr, "%s demo: no event within %d ms\n", CLI_PROG, EVENT_WAIT_MS);
             return false;
@@ -214,12 +215,14 @@ static bool run_demo(demo *d, const cli_conn_opts *conn)
         pgcw_version());
     say("%s", "");
     say("1. Create the table " DEMO_TABLE " in a fresh schema");
-    d->setup = cli_connect(conn);
-    if (!d->setup)
+    d->setup_conn = cli_connect(CLI_PROG " demo", conn);
+    if (!d->setup_conn)
         return false;
-    d->writer = cli_connect(conn);
-    if (!d->writer)
+    d->setup = pgcw_conn_pg(d->setup_conn);
+    d->writer_conn = cli_connect(CLI_PROG " demo", conn);
+    if (!d->writer_conn)
         return false;
+    d->writer = pgcw_conn_pg(d->writer_conn);
     if (!run_sql(d->setup, "creating the schema", "CREATE SCHEMA " DEMO_SCHEMA)) {
         fprintf(stderr,
                 "%s demo: if an earlier demo left it, drop it with: DROP SCHEMA %s "
@@ -245,30 +248,30 @@ static bool run_demo(demo *d, const cli_conn_opts *conn)
     iopts.channel = DEMO_CHANNEL;
     iopts.with_keys = true;
     const char *tables[] = {DEMO_TABLE};
-    char errbuf[2048] = "";
-    pgcw_status st =
-        pgcw_install(d->setup, &iopts, tables, 1, NULL, errbuf, sizeof errbuf);
+    pgcw_install *in = NULL;
+    pgcw_status st = pgcw_install_new(&iopts, &in);
+    if (st == PGCW_OK)
+        st = pgcw_install_run(in, d->setup, tables, 1, NULL);
     if (st != PGCW_OK) {
-        chomp(errbuf);
         fprintf(stderr, "%s demo: install failed: %s\n", CLI_PROG,
-                errbuf[0] ? errbuf : pgcw_strerror(st));
+                in && pgcw_install_errmsg(in)[0] ? pgcw_install_errmsg(in)
+                                                 : pgcw_strerror(st));
+        pgcw_install_free(in);
         return false;
     }
+    pgcw_install_free(in);
     d->installed = true;
     say("   done: AFTER INSERT/UPDATE/DELETE/TRUNCATE triggers now pg_notify() events");
 
     say("3. Start a watcher (its own thread) LISTENing on " DEMO_CHANNEL);
-    char *conninfo = cli_conninfo(conn);
-    if (!conninfo)
-        return false;
+    cli_conn_settings settings;
+    cli_conn_settings_init(&settings, conn);
     const char *channels[] = {DEMO_CHANNEL};
     pgcw_watcher_opts wopts = {0};
-    wopts.conninfo = conninfo;
     wopts.channels = channels;
     wopts.n_channels = 1;
     wopts.log = on_log;
-    st = pgcw_watcher_new(&wopts, &d->watcher);
-    free(conninfo);
+    st = pgcw_watcher_new(&wopts, &settings.opts, &d->watcher);
     if (st == PGCW_OK)
         st = pgcw_sub_new(d->watcher, NULL, &d->narrator);
     pgcw_strategy_opts sopts = {0}; /* Greedy, any event clears */
@@ -334,15 +337,17 @@ static bool cleanup(demo *d)
         if (d->installed) {
             pgcw_install_opts iopts = {0};
             iopts.channel = DEMO_CHANNEL;
-            char errbuf[2048] = "";
-            pgcw_status st =
-                pgcw_uninstall(d->setup, &iopts, NULL, errbuf, sizeof errbuf);
+            pgcw_install *in = NULL;
+            pgcw_status st = pgcw_install_new(&iopts, &in);
+            if (st == PGCW_OK)
+                st = pgcw_uninstall_run(in, d->setup, NULL);
             if (st != PGCW_OK) {
-                chomp(errbuf);
                 fprintf(stderr, "%s demo: uninstall failed: %s\n", CLI_PROG,
-                        errbuf[0] ? errbuf : pgcw_strerror(st));
+                        in && pgcw_install_errmsg(in)[0] ? pgcw_install_errmsg(in)
+                                                         : pgcw_strerror(st));
                 ok = false;
             }
+            pgcw_install_free(in);
         }
         if (d->schema_created && !run_sql(d->setup, "dropping the schema",
                                           "DROP SCHEMA " DEMO_SCHEMA " CASCADE"))
@@ -354,8 +359,8 @@ static bool cleanup(demo *d)
                 CLI_PROG, DEMO_SCHEMA);
         ok = false;
     }
-    PQfinish(d->writer);
-    PQfinish(d->setup);
+    pgcw_conn_free(d->writer_conn);
+    pgcw_conn_free(d->setup_conn);
     return ok;
 }
 

@@ -166,9 +166,16 @@ static int parse(int argc, char **argv, bool install, parsed *p)
 }
 
 /* A message from the library, which may end with a newline or not. */
-static int report(const char *cmd, pgcw_status st, const char *errbuf)
+static int report(const char *cmd, pgcw_status st, const pgcw_install *in)
 {
-    return cli_runtime_error(cmd, "%s", errbuf[0] ? errbuf : pgcw_strerror(st));
+    const char *msg = pgcw_install_errmsg(in);
+    return cli_runtime_error(cmd, "%s", msg[0] ? msg : pgcw_strerror(st));
+}
+
+static int usage(const char *cmd, pgcw_status st, const pgcw_install *in)
+{
+    const char *msg = pgcw_install_errmsg(in);
+    return cli_usage_error(cmd, "%s", msg[0] ? msg : pgcw_strerror(st));
 }
 
 static void print_sql(const char *sql)
@@ -191,49 +198,44 @@ int cli_cmd_install(int argc, char **argv)
         free(p.tables);
         return rc >= 0 ? rc : CLI_EXIT_OK;
     }
-    char errbuf[2048] = "";
+    pgcw_install *in = NULL;
+    if (pgcw_install_new(&p.opts, &in) != PGCW_OK) {
+        free(p.tables);
+        return cli_runtime_error(cmd, "out of memory");
+    }
+    /* Bad names are refused before connecting: a usage error, not a runtime one. */
     char *sql = NULL;
-    pgcw_status st;
-    if (!p.commit) {
-        st = pgcw_install_sql(&p.opts, p.tables, p.n_tables, &sql, errbuf, sizeof errbuf);
-        if (st == PGCW_OK) {
-            print_sql(sql);
-            fputs(commit_hint, stderr);
-            rc = CLI_EXIT_OK;
-        } else if (st == PGCW_EINVAL) {
-            rc = cli_usage_error(cmd, "%s", errbuf[0] ? errbuf : pgcw_strerror(st));
-        } else {
-            rc = report(cmd, st, errbuf);
-        }
-        pgcw_free(sql);
-        free(p.tables);
-        return rc;
-    }
-    /* Refuse bad names before connecting: a usage error, not a runtime one. */
-    st = pgcw_install_sql(&p.opts, p.tables, p.n_tables, &sql, errbuf, sizeof errbuf);
-    pgcw_free(sql);
-    sql = NULL;
+    pgcw_status st = pgcw_install_sql(in, p.tables, p.n_tables, &sql);
     if (st == PGCW_EINVAL) {
-        free(p.tables);
-        return cli_usage_error(cmd, "%s", errbuf[0] ? errbuf : pgcw_strerror(st));
-    }
-    PGconn *conn = cli_connect(&p.conn);
-    if (!conn) {
-        free(p.tables);
-        return CLI_EXIT_RUNTIME;
-    }
-    st = pgcw_install(conn, &p.opts, p.tables, p.n_tables, &sql, errbuf, sizeof errbuf);
-    if (st == PGCW_OK) {
+        rc = usage(cmd, st, in);
+    } else if (st != PGCW_OK) {
+        rc = report(cmd, st, in);
+    } else if (!p.commit) {
         print_sql(sql);
-        fprintf(stderr, "%s: installed on %zu table%s (channel %s)\n", cmd, p.n_tables,
-                p.n_tables == 1 ? "" : "s",
-                p.opts.channel ? p.opts.channel : PGCW_DEFAULT_CHANNEL);
+        fputs(commit_hint, stderr);
         rc = CLI_EXIT_OK;
     } else {
-        rc = report(cmd, st, errbuf);
+        pgcw_free(sql);
+        sql = NULL;
+        pgcw_conn *conn = cli_connect(cmd, &p.conn);
+        if (!conn) {
+            rc = CLI_EXIT_RUNTIME;
+        } else {
+            st = pgcw_install_run(in, pgcw_conn_pg(conn), p.tables, p.n_tables, &sql);
+            if (st == PGCW_OK) {
+                print_sql(sql);
+                fprintf(stderr, "%s: installed on %zu table%s (channel %s)\n", cmd,
+                        p.n_tables, p.n_tables == 1 ? "" : "s",
+                        p.opts.channel ? p.opts.channel : PGCW_DEFAULT_CHANNEL);
+                rc = CLI_EXIT_OK;
+            } else {
+                rc = report(cmd, st, in);
+            }
+            pgcw_conn_free(conn);
+        }
     }
     pgcw_free(sql);
-    PQfinish(conn);
+    pgcw_install_free(in);
     free(p.tables);
     return rc;
 }
@@ -250,20 +252,32 @@ int cli_cmd_uninstall(int argc, char **argv)
         return rc >= 0 ? rc : CLI_EXIT_OK;
     }
     const char *channel = p.opts.channel ? p.opts.channel : PGCW_DEFAULT_CHANNEL;
-    PGconn *conn = cli_connect(&p.conn);
-    if (!conn)
-        return CLI_EXIT_RUNTIME;
-    char errbuf[2048] = "";
+    pgcw_install *in = NULL;
+    if (pgcw_install_new(&p.opts, &in) != PGCW_OK)
+        return cli_runtime_error(cmd, "out of memory");
+    /* Bad names are refused before connecting, as by install. */
     char *sql = NULL;
-    pgcw_status st;
+    pgcw_status st = pgcw_install_sql(in, NULL, 0, &sql);
+    pgcw_free(sql);
+    sql = NULL;
+    if (st != PGCW_OK) {
+        rc = st == PGCW_EINVAL ? usage(cmd, st, in) : report(cmd, st, in);
+        pgcw_install_free(in);
+        return rc;
+    }
+    pgcw_conn *conn = cli_connect(cmd, &p.conn);
+    if (!conn) {
+        pgcw_install_free(in);
+        return CLI_EXIT_RUNTIME;
+    }
     if (p.commit)
-        st = pgcw_uninstall(conn, &p.opts, &sql, errbuf, sizeof errbuf);
+        st = pgcw_uninstall_run(in, pgcw_conn_pg(conn), &sql);
     else
-        st = pgcw_uninstall_sql(conn, &p.opts, &sql, errbuf, sizeof errbuf);
+        st = pgcw_uninstall_sql(in, pgcw_conn_pg(conn), &sql);
     if (st == PGCW_EINVAL) {
-        rc = cli_usage_error(cmd, "%s", errbuf[0] ? errbuf : pgcw_strerror(st));
+        rc = usage(cmd, st, in);
     } else if (st != PGCW_OK) {
-        rc = report(cmd, st, errbuf);
+        rc = report(cmd, st, in);
     } else if (!sql || !*sql) {
         fprintf(stderr, "%s: nothing installed for channel %s\n", cmd, channel);
         rc = CLI_EXIT_OK;
@@ -276,6 +290,7 @@ int cli_cmd_uninstall(int argc, char **argv)
         rc = CLI_EXIT_OK;
     }
     pgcw_free(sql);
-    PQfinish(conn);
+    pgcw_conn_free(conn);
+    pgcw_install_free(in);
     return rc;
 }

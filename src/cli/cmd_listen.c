@@ -17,7 +17,13 @@
 
 #include "cli.h"
 
-enum { OPT_CHANNEL = CLI_OPT_FIRST_COMMAND, OPT_JSON, OPT_COUNT, OPT_TIMEOUT };
+enum {
+    OPT_CHANNEL = CLI_OPT_FIRST_COMMAND,
+    OPT_JSON,
+    OPT_COUNT,
+    OPT_TIMEOUT,
+    OPT_FORMAT
+};
 
 /* How long one pgcw_watcher_run() slice lasts: the most an event waits in the
  * queue before it is printed. */
@@ -30,14 +36,20 @@ static const char listen_help[] =
     "\n"
     "LISTENs on the channel(s) and prints one line per event as it arrives: a\n"
     "readable line, or with --json one JSON object (kind, channel, operation,\n"
-    "schema, table, sent_at, received_at, latency_ms, keys). Gap events (the\n"
-    "connection was lost: notifications may be missing) are printed too.\n"
+    "schema, table, sent_at, received_at, latency_ms, keys; for a postgres-cache\n"
+    "key notification: key, version). Gap events (the connection was lost:\n"
+    "notifications may be missing) are printed too. Payloads that cannot be\n"
+    "decoded are reported on stderr and skipped.\n"
     "Warnings go to stderr. Stops after --count events, after --timeout seconds,\n"
     "or on SIGINT/SIGTERM.\n"
     "\n"
     "Options:\n"
     "      --channel-name NAME     channel to LISTEN on (may repeat;\n"
     "                              default " PGCW_DEFAULT_CHANNEL ")\n"
+    "      --format FORMAT         how payloads are decoded, on every channel: auto\n"
+    "                              (default: JSON table changes, or postgres-cache\n"
+    "                              key notifications 'u'/'d'...), table-change or\n"
+    "                              cache-key\n"
     "      --json                  print events as JSON lines\n"
     "      --count N               exit 0 after N events (gap events count too)\n"
     "      --timeout SECONDS       stop after SECONDS (fractions allowed); exit 1 if\n"
@@ -48,7 +60,8 @@ static const char listen_help[] =
 static const char listen_exit_help[] =
     "\n"
     "Exit status: 0 on --count reached, --timeout without --count, or a signal;\n"
-    "1 when the connection fails or --count is not reached in time; 2 usage error.\n";
+    "1 when the connection fails (at once when the server refuses the role, the\n"
+    "password or the database) or --count is not reached in time; 2 usage error.\n";
 
 static pgcw_watcher *volatile signal_watcher;
 static volatile sig_atomic_t stop_requested;
@@ -81,7 +94,7 @@ static long long now_ms(void)
 static long long drain(pgcw_sub *sub, bool json, long long limit, bool *out_of_memory)
 {
     long long n = 0;
-    pgcw_event *ev = NULL;
+    const pgcw_event *ev = NULL;
     while ((limit == 0 || n < limit) && pgcw_sub_try_get(sub, &ev) == PGCW_OK) {
         char *line = json ? pgcw_event_to_json(ev) : pgcw_event_to_text(ev);
         pgcw_event_free(ev);
@@ -105,6 +118,7 @@ int cli_cmd_listen(int argc, char **argv)
         {"json", no_argument, NULL, OPT_JSON},
         {"count", required_argument, NULL, OPT_COUNT},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"format", required_argument, NULL, OPT_FORMAT},
         {"help", no_argument, NULL, 'h'},
         CLI_CONN_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -112,6 +126,7 @@ int cli_cmd_listen(int argc, char **argv)
     const char *cmd = argv[0];
     cli_conn_opts conn = {0};
     bool json = false, help = false;
+    pgcw_payload_format format = PGCW_FORMAT_AUTO;
     long long count = 0, timeout_ms = -1;
     const char **channels = calloc((size_t)argc + 1, sizeof *channels);
     size_t n_channels = 0;
@@ -140,6 +155,12 @@ int cli_cmd_listen(int argc, char **argv)
             if (!cli_parse_seconds(optarg, &timeout_ms))
                 rc = cli_usage_error(cmd, "--timeout wants seconds, not '%s'", optarg);
             break;
+        case OPT_FORMAT:
+            if (pgcw_payload_format_parse(optarg, &format) != PGCW_OK)
+                rc = cli_usage_error(
+                    cmd, "--format wants auto, table-change or cache-key, not '%s'",
+                    optarg);
+            break;
         default:
             rc = cli_bad_option(cmd);
         }
@@ -158,20 +179,25 @@ int cli_cmd_listen(int argc, char **argv)
     }
 
     long long start = now_ms();
-    char *conninfo = cli_conninfo(&conn);
-    if (!conninfo) {
+    cli_conn_settings settings;
+    cli_conn_settings_init(&settings, &conn);
+    size_t n_formats = n_channels ? n_channels : 1;
+    pgcw_payload_format *formats = calloc(n_formats, sizeof *formats);
+    if (!formats) {
         free(channels);
-        return CLI_EXIT_RUNTIME;
+        return cli_runtime_error(cmd, "out of memory");
     }
+    for (size_t i = 0; i < n_formats; i++)
+        formats[i] = format;
     pgcw_watcher_opts wopts = {0};
-    wopts.conninfo = conninfo;
     wopts.channels = channels;
     wopts.n_channels = n_channels;
+    wopts.formats = formats;
     wopts.log = on_log;
     pgcw_watcher *w = NULL;
     pgcw_sub *sub = NULL;
-    pgcw_status st = pgcw_watcher_new(&wopts, &w);
-    free(conninfo);
+    pgcw_status st = pgcw_watcher_new(&wopts, &settings.opts, &w);
+    free(formats);
     if (st == PGCW_EINVAL) {
         free(channels);
         return cli_usage_error(cmd, "invalid channel name (1 to 63 bytes)");

@@ -1,15 +1,17 @@
 /*
- * util.h - internal helpers shared by the library's files: clocks, string
- * building, bounded error messages. Never part of the public API; never prints.
+ * core_util.h - internal helpers shared by the library's modules: strings, string
+ * building, bounded messages, the log call. Never part of the public API; never
+ * prints. (Clocks and deadlines: core_time.h.)
  */
-#ifndef PGCW_UTIL_H
-#define PGCW_UTIL_H
+#ifndef PGCW_CORE_UTIL_H
+#define PGCW_CORE_UTIL_H
 
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core_time.h"
 #include "pgcachewatch/common.h"
 
 #if defined(__GNUC__)
@@ -18,19 +20,20 @@
 #define PGCW__PRINTF(f, a)
 #endif
 
-/* Microseconds on CLOCK_MONOTONIC / CLOCK_REALTIME. */
-int64_t pgcw__mono_us(void);
-int64_t pgcw__real_us(void);
-
-/* Sleeps for us microseconds (restarts on EINTR). */
-void pgcw__sleep_us(int64_t us);
-
 /* malloc'd copy of s (NULL on OOM or when s is NULL). */
 char *pgcw__strdup(const char *s);
 char *pgcw__strndup(const char *s, size_t n);
 
 /* snprintf into a fixed buffer, always NUL-terminated; buf may be NULL. */
 void pgcw__errf(char *buf, size_t len, const char *fmt, ...) PGCW__PRINTF(3, 4);
+
+/* Whether s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+bool pgcw__utf8_valid(const char *s, size_t n);
+
+/* Removes trailing newlines and spaces in place (libpq's messages end with one);
+ * returns s. */
+char *pgcw__trim_end(char *s);
 
 /* A growable NUL-terminated string. A zeroed pgcw__buf is empty and valid. Once an
  * append fails, `failed` stays set and later appends are no-ops. */

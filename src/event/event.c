@@ -66,6 +66,30 @@ pgcw_status pgcw_op_parse(const char *text, pgcw_op *out)
     return PGCW_EPARSE;
 }
 
+const char *pgcw_event_kind_name(pgcw_event_kind kind)
+{
+    switch (kind) {
+    case PGCW_EVENT_CHANGE:
+        return "change";
+    case PGCW_EVENT_GAP:
+        return "gap";
+    case PGCW_EVENT_KEY:
+        return "key";
+    }
+    return "unknown";
+}
+
+const char *pgcw_event_source_name(pgcw_event_source source)
+{
+    switch (source) {
+    case PGCW_SOURCE_LOCAL:
+        return "local";
+    case PGCW_SOURCE_LISTEN:
+        return "listen";
+    }
+    return "unknown";
+}
+
 const char *pgcw_gap_reason_name(pgcw_gap_reason reason)
 {
     switch (reason) {
@@ -124,7 +148,8 @@ pgcw_status pgcw__event_build(const pgcw_event *tmpl, size_t payload_len,
     size += n_ptrs * sizeof(char *);
     bool ok = grow_str(&size, channel) && grow_str(&size, tmpl->schema) &&
               grow_str(&size, tmpl->table) &&
-              (!tmpl->payload || (grow(&size, payload_len) && grow(&size, 1)));
+              (!tmpl->payload || (grow(&size, payload_len) && grow(&size, 1))) &&
+              (!tmpl->key || (grow(&size, tmpl->key_len) && grow(&size, 1)));
     for (size_t i = 0; ok && i < tmpl->n_pk_columns; i++)
         ok = grow_str(&size, tmpl->pk_columns[i]);
     for (size_t i = 0; ok && i < tmpl->n_keys; i++)
@@ -144,6 +169,9 @@ pgcw_status pgcw__event_build(const pgcw_event *tmpl, size_t payload_len,
     e->schema = place_str(&cursor, tmpl->schema);
     e->table = place_str(&cursor, tmpl->table);
     e->payload = place(&cursor, tmpl->payload, payload_len);
+    e->key = place(&cursor, tmpl->key, tmpl->key_len);
+    if (!e->key)
+        e->key_len = 0;
     e->pk_columns = tmpl->n_pk_columns ? ptrs : NULL;
     for (size_t i = 0; i < tmpl->n_pk_columns; i++)
         ptrs[i] = place_str(&cursor, tmpl->pk_columns[i]);
@@ -155,7 +183,7 @@ pgcw_status pgcw__event_build(const pgcw_event *tmpl, size_t payload_len,
     return PGCW_OK;
 }
 
-pgcw_event *pgcw__event_ref(pgcw_event *e)
+const pgcw_event *pgcw__event_ref(const pgcw_event *e)
 {
     if (e)
         atomic_fetch_add_explicit(&box_of(e)->refs, 1, memory_order_relaxed);
@@ -167,7 +195,7 @@ size_t pgcw__event_refcount(const pgcw_event *e)
     return e ? atomic_load_explicit(&box_of(e)->refs, memory_order_acquire) : 0;
 }
 
-void pgcw_event_free(pgcw_event *event)
+void pgcw_event_free(const pgcw_event *event)
 {
     if (!event)
         return;
@@ -178,7 +206,7 @@ void pgcw_event_free(pgcw_event *event)
 }
 
 pgcw_status pgcw_event_new_gap(const char *channel, pgcw_gap_reason reason, uint64_t lost,
-                               uint64_t epoch, pgcw_event **out)
+                               uint64_t epoch, const pgcw_event **out)
 {
     if (!out)
         return PGCW_EINVAL;
@@ -192,15 +220,46 @@ pgcw_status pgcw_event_new_gap(const char *channel, pgcw_gap_reason reason, uint
                     .epoch = epoch,
                     .gap_reason = reason,
                     .gap_lost = lost};
-    return pgcw__event_build(&t, 0, out);
+    pgcw_event *e = NULL;
+    pgcw_status st = pgcw__event_build(&t, 0, &e);
+    *out = e;
+    return st;
 }
 
-pgcw_status pgcw_event_clone(const pgcw_event *event, pgcw_event **out)
+pgcw_status pgcw_event_new_key(const char *channel, pgcw_op op, const void *key,
+                               size_t key_len, int64_t version, const pgcw_event **out)
+{
+    if (!out)
+        return PGCW_EINVAL;
+    *out = NULL;
+    if ((op != PGCW_OP_UPDATE && op != PGCW_OP_DELETE) || (!key && key_len) ||
+        (key_len && memchr(key, '\0', key_len)))
+        return PGCW_EINVAL;
+    int64_t now = pgcw__real_us();
+    pgcw_event t = {.kind = PGCW_EVENT_KEY,
+                    .operation = op,
+                    .channel = channel,
+                    .sent_at_us = now,
+                    .received_at_us = now,
+                    .key = key ? key : "",
+                    .key_len = key_len,
+                    .version = version};
+    pgcw_event *e = NULL;
+    pgcw_status st = pgcw__event_build(&t, 0, &e);
+    *out = e;
+    return st;
+}
+
+pgcw_status pgcw_event_clone(const pgcw_event *event, const pgcw_event **out)
 {
     if (!out)
         return PGCW_EINVAL;
     *out = NULL;
     if (!event)
         return PGCW_EINVAL;
-    return pgcw__event_build(event, event->payload ? strlen(event->payload) : 0, out);
+    pgcw_event *e = NULL;
+    pgcw_status st =
+        pgcw__event_build(event, event->payload ? strlen(event->payload) : 0, &e);
+    *out = e;
+    return st;
 }

@@ -42,6 +42,21 @@ static json_object *raw_json(const char *text)
     return o;
 }
 
+/* Lower-case hex of n bytes, as a JSON string. */
+static json_object *hex_string(const char *p, size_t n)
+{
+    if (n > (SIZE_MAX - 1) / 2 || n * 2 > (size_t)INT32_MAX)
+        return NULL;
+    char *hex = malloc(n * 2 + 1);
+    if (!hex)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", (unsigned char)p[i]);
+    json_object *o = json_object_new_string_len(hex, (int)(n * 2));
+    free(hex);
+    return o;
+}
+
 /* Adds name:value; a NULL value is a JSON null unless allocation failed, which
  * `want` tells apart. */
 static bool add(json_object *obj, const char *name, json_object *value, bool want)
@@ -63,20 +78,34 @@ char *pgcw_event_to_json(const pgcw_event *e)
     if (!o)
         return NULL;
     bool gap = e->kind == PGCW_EVENT_GAP;
+    bool key = e->kind == PGCW_EVENT_KEY;
     char sent[40], recv[40], ms[32];
     pgcw_time_format(e->sent_at_us, sent, sizeof sent);
     pgcw_time_format(e->received_at_us, recv, sizeof recv);
     format_ms(e->latency_us, ms, sizeof ms);
     bool ok =
-        add(o, "kind", json_object_new_string(gap ? "gap" : "change"), true) &&
+        add(o, "kind", json_object_new_string(pgcw_event_kind_name(e->kind)), true) &&
         add(o, "channel", json_object_new_string(e->channel ? e->channel : ""), true) &&
-        add(o, "operation", json_object_new_string(pgcw_op_name(e->operation)), true) &&
-        add(o, "schema", str_or_null(e->schema), e->schema != NULL) &&
-        add(o, "table", str_or_null(e->table), e->table != NULL) &&
-        add(o, "sent_at", json_object_new_string(sent), true) &&
-        add(o, "received_at", json_object_new_string(recv), true) &&
-        add(o, "latency_ms", json_object_new_double_s((double)e->latency_us / 1000.0, ms),
-            true);
+        add(o, "operation", json_object_new_string(pgcw_op_name(e->operation)), true);
+    if (ok && key) {
+        /* A key is bytes; JSON wants UTF-8, so a key that is not says so in hex. */
+        bool text = pgcw__utf8_valid(e->key, e->key_len);
+        ok = text ? add(o, "key", json_object_new_string_len(e->key, (int)e->key_len),
+                        true)
+                  : add(o, "key_hex", hex_string(e->key, e->key_len), true);
+        ok = ok && add(o, "version", json_object_new_int64(e->version), true) &&
+             add(o, "received_at", json_object_new_string(recv), true);
+    } else if (ok) {
+        ok = add(o, "schema", str_or_null(e->schema), e->schema != NULL) &&
+             add(o, "table", str_or_null(e->table), e->table != NULL) &&
+             add(o, "sent_at", json_object_new_string(sent), true) &&
+             add(o, "received_at", json_object_new_string(recv), true) &&
+             add(o, "latency_ms",
+                 json_object_new_double_s((double)e->latency_us / 1000.0, ms), true);
+    }
+    if (ok)
+        ok = add(o, "source", json_object_new_string(pgcw_event_source_name(e->source)),
+                 true);
     if (ok && e->n_pk_columns) {
         json_object *pk = json_object_new_array_ext((int)e->n_pk_columns);
         ok = add(o, "pk", pk, true);
@@ -119,10 +148,10 @@ char *pgcw_event_to_json(const pgcw_event *e)
 
 /* Names may hold any character PostgreSQL allows in a quoted identifier; keep the
  * line one line by escaping controls and backslashes. */
-static void append_clean(pgcw__buf *b, const char *s)
+static void append_clean_n(pgcw__buf *b, const char *s, size_t n)
 {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == 0x7f)
             pgcw__buf_appendf(b, "\\x%02x", c);
         else if (c == '\\')
@@ -130,6 +159,11 @@ static void append_clean(pgcw__buf *b, const char *s)
         else
             pgcw__buf_appendn(b, (const char *)&c, 1);
     }
+}
+
+static void append_clean(pgcw__buf *b, const char *s)
+{
+    append_clean_n(b, s, strlen(s));
 }
 
 char *pgcw_event_to_text(const pgcw_event *e)
@@ -140,6 +174,20 @@ char *pgcw_event_to_text(const pgcw_event *e)
     if (e->kind == PGCW_EVENT_GAP) {
         pgcw__buf_appendf(&b, "gap (%s) lost=%" PRIu64 " epoch=%" PRIu64,
                           pgcw_gap_reason_name(e->gap_reason), e->gap_lost, e->epoch);
+        return pgcw__buf_take(&b);
+    }
+    if (e->kind == PGCW_EVENT_KEY) {
+        pgcw__buf_appendf(&b, "%s key ", pgcw_op_name(e->operation));
+        if (pgcw__utf8_valid(e->key, e->key_len)) {
+            pgcw__buf_append(&b, "\"");
+            append_clean_n(&b, e->key, e->key_len);
+            pgcw__buf_append(&b, "\"");
+        } else {
+            pgcw__buf_append(&b, "hex:");
+            for (size_t i = 0; i < e->key_len; i++)
+                pgcw__buf_appendf(&b, "%02x", (unsigned char)e->key[i]);
+        }
+        pgcw__buf_appendf(&b, " version=%" PRId64, e->version);
         return pgcw__buf_take(&b);
     }
     char sent[40], ms[32];

@@ -25,16 +25,17 @@
  * dropped by one pgcw_event_free(). The one exception to immutability: whoever
  * creates an event may still fill in fields the parser cannot know (epoch,
  * backend_pid) while it holds the only reference, before the first ref. */
-pgcw_event *pgcw__event_ref(pgcw_event *e);
+const pgcw_event *pgcw__event_ref(const pgcw_event *e);
 
 /* The current number of references, for tests and assertions only: another thread
  * may change it the moment it is read. */
 size_t pgcw__event_refcount(const pgcw_event *e);
 
 /* Builds an event with one reference in a single allocation, copying every string
- * and array tmpl points to (pgcw_event_parse and _clone use it). tmpl->payload, if
- * not NULL, is payload_len bytes and need not be NUL-terminated; every other string
- * is NUL-terminated. NULL channel becomes "". Returns PGCW_OK or PGCW_ENOMEM. */
+ * and array tmpl points to (the decoders, _new_* and _clone use it). tmpl->payload,
+ * if not NULL, is payload_len bytes and tmpl->key, if not NULL, tmpl->key_len
+ * bytes; neither need be NUL-terminated; every other string is NUL-terminated.
+ * NULL channel becomes "". Returns PGCW_OK or PGCW_ENOMEM. */
 pgcw_status pgcw__event_build(const pgcw_event *tmpl, size_t payload_len,
                               pgcw_event **out);
 
@@ -49,7 +50,21 @@ static inline int64_t pgcw__latency_us(int64_t received_at_us, int64_t sent_at_u
 }
 
 /*
- * pgcw_event_parse() in two steps, for it and for the tests and the differential
+ * Decodes one payload in the given format (AUTO: by its first byte) after the
+ * checks every payload passes (not empty, not too long, no NUL). received_at_us 0
+ * means now. On PGCW_EPARSE, PGCW_ENOMEM and PGCW_EINVAL, why (if not NULL) holds a
+ * one-line reason. pgcw_event_parse() is this without the reason.
+ */
+pgcw_status pgcw__event_decode(pgcw_payload_format format, const char *channel,
+                               const char *payload, size_t payload_len,
+                               int64_t received_at_us, pgcw_event **out, char *why,
+                               size_t whylen);
+
+/* Whether format is one the decoders know (AUTO included). */
+bool pgcw__payload_format_valid(pgcw_payload_format format);
+
+/*
+ * The table-change decoder in two steps, for it and for the tests and the differential
  * fuzzer, which call each step on its own. Both take received_at_us as the final
  * value (no "0 = now") and leave *out NULL unless they succeed.
  *
@@ -66,8 +81,8 @@ bool pgcw__event_parse_fast(const char *channel, const char *payload, size_t pay
 
 /* The json-c path (event_parse.c), the authority on every payload and the one that
  * explains errors. payload must be non-empty, at most PGCW__EVENT_MAX_PAYLOAD bytes
- * and free of NUL bytes (pgcw_event_parse checks that first). Returns as
- * pgcw_event_parse does. */
+ * and free of NUL bytes (pgcw__event_decode checks that first). Returns as
+ * pgcw__event_decode does. */
 pgcw_status pgcw__event_parse_json(const char *channel, const char *payload,
                                    size_t payload_len, int64_t received_at_us,
                                    pgcw_event **out, char *errbuf, size_t errlen);

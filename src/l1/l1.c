@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 
+#include "core_abi.h"
 #include "core_util.h"
 
 #define DEFAULT_MAX_ENTRIES 10000u
@@ -34,14 +35,14 @@ size_t pgcw_l1_entry_cost(size_t key_len, size_t value_len, bool ttl)
     return pgcw__l1_cost(key_len, value_len, ttl);
 }
 
-pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out)
+pgcw_status pgcw_l1_new_sized(const pgcw_l1_opts *opts, size_t opts_size, pgcw_l1 **out)
 {
     if (!out)
         return PGCW_EINVAL;
     *out = NULL;
-    pgcw_l1_opts o = {0};
-    if (opts)
-        o = *opts;
+    pgcw_l1_opts o;
+    if (pgcw__opts_copy(&o, sizeof o, opts, opts_size) != PGCW_OK)
+        return PGCW_EINVAL;
     size_t max_n = o.max_entries ? o.max_entries : DEFAULT_MAX_ENTRIES;
     size_t max_b = o.max_bytes ? o.max_bytes : DEFAULT_MAX_BYTES;
     unsigned n = 1;
@@ -110,6 +111,7 @@ pgcw_status pgcw_l1_new(const pgcw_l1_opts *opts, pgcw_l1 **out)
             free(c);
             return PGCW_ENOMEM;
         }
+        c->shards[i].payload_only = o.charge_payload_only;
         bk += ((max_n / n + 1) * sizeof(void *) + 63) & ~(size_t)63;
     }
     *out = c;
@@ -151,12 +153,6 @@ static void release(pgcw__l1_shard *s, pgcw__l1_entry *e)
     pthread_mutex_lock(&s->mu);
     pgcw__l1_slab_splice(&s->slab, &sorted);
     pthread_mutex_unlock(&s->mu);
-}
-
-void pgcw__l1_count_payload_only(pgcw_l1 *c)
-{
-    for (unsigned i = 0; i < c->nshards; i++)
-        c->shards[i].payload_only = true;
 }
 
 static _Atomic uint32_t *gen_of(pgcw__l1_shard *s, uint64_t h)
@@ -600,13 +596,15 @@ uint64_t pgcw_l1_epoch(pgcw_l1 *c)
     return c ? atomic_load_explicit(&c->epoch, memory_order_acquire) : 0;
 }
 
-void pgcw_l1_stats_get(pgcw_l1 *c, pgcw_l1_stats *out)
+void pgcw_l1_stats_get_sized(pgcw_l1 *c, pgcw_l1_stats *dst, size_t dst_size)
 {
-    if (!out)
+    if (!dst)
         return;
-    memset(out, 0, sizeof(*out));
-    if (!c)
+    pgcw_l1_stats st = {0}, *out = &st;
+    if (!c) {
+        pgcw__stats_copy(dst, dst_size, &st, sizeof st);
         return;
+    }
     for (unsigned i = 0; i < c->nshards; i++) {
         pgcw__l1_shard *s = &c->shards[i];
         pthread_mutex_lock(&s->mu);
@@ -632,4 +630,5 @@ void pgcw_l1_stats_get(pgcw_l1 *c, pgcw_l1_stats *out)
     out->max_entries = c->max_entries;
     out->max_bytes = c->max_bytes;
     out->shards = c->nshards;
+    pgcw__stats_copy(dst, dst_size, &st, sizeof st);
 }

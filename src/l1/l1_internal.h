@@ -99,7 +99,7 @@ typedef struct pgcw__l1_shard {
     uint64_t seed;          /* the cache's hash seed, to rehash entries being evicted */
     uint16_t *ghost; /* fingerprints of keys recently evicted from the small queue */
     uint32_t nghost;
-    bool payload_only; /* charge keys + values only (pgcw__l1_count_payload_only) */
+    bool payload_only; /* charge keys + values only (opts.charge_payload_only) */
     size_t cap_n, cap_bytes;
     /* Writers' state, under mu, ordered so that a fill (lock, push on the small
      * queue, evict, retire, count) touches three cache lines, not four: each is
@@ -185,11 +185,6 @@ static inline pgcw__l1_shard *pgcw__l1_shard_of(pgcw_l1 *c, uint64_t h)
 {
     return c->nshards == 1 ? c->shards : &c->shards[h >> c->shard_shift];
 }
-
-/* Makes c charge each entry its key + value bytes only (no overhead) against
- * max_bytes and in the byte statistics: for the memo, whose public bound is "keys
- * + values". Call right after pgcw_l1_new(), before any other use. */
-void pgcw__l1_count_payload_only(pgcw_l1 *c);
 
 /* Bytes the cache has mapped outside malloc (slab chunks, a big bucket region):
  * for bench_l1's memory figure, which adds them to malloc's count. */

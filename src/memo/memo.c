@@ -1,13 +1,16 @@
 /*
  * memo.c - memoized results: bypass while unhealthy, clear when the strategy (or a
- * gap) says so, single-flight loading per key, and no storing of a load that raced
- * with a clear.
+ * gap) says so, single-flight loading per key (core_sflight.h), and no storing of
+ * a load that raced with a clear.
  *
- * Locks: m->mu guards the generation and the in-flight list and is taken before
- * the store's own lock; each in-flight record has its own mutex + condvar for its
- * waiters. The loader, the statistics callback and the strategy (whose predicate is
- * user code) are only ever called with no lock held. This file must never hand a
- * caller memory it shares with anyone else: every value and message is copied out.
+ * Values live in a pgcw_l1 (l1.h) charged keys + values only, the memo's public
+ * bound. A leader takes an L1 fill ticket before calling the loader and stores its
+ * result through it, so a clear (which bumps the L1's epoch) refuses every load
+ * that began before it; the clear also detaches every flight so that later callers
+ * start fresh loads instead of waiting for a value from before it. The loader, the
+ * statistics callback and the strategy (whose predicate is user code) are only ever
+ * called with no lock held. This file must never hand a caller memory it shares
+ * with anyone else: every value and message is copied out.
  *
  * Counting follows the Python decorator: a caller that finds the key in flight
  * counts as a hit (it found the future in the cache), so misses == loads.
@@ -28,8 +31,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memo_store.h"
+#include "core_abi.h"
+#include "core_err.h"
+#include "core_sflight.h"
+#include "core_time.h"
 #include "core_util.h"
+#include "pgcachewatch/l1.h"
 
 #define DEFAULT_MAX_ENTRIES 10000
 #define DEFAULT_MAX_BYTES ((size_t)64 * 1024 * 1024)
@@ -41,37 +48,14 @@ struct pgcw_memo_result {
     char *errmsg;
 };
 
-/* One load in progress. Lives while the loader or any waiter holds a reference;
- * sits in the memo's list while attached (a clear detaches it so later callers
- * start a fresh load instead of waiting for a value from before the clear). */
-typedef struct flight {
-    struct flight *prev, *next; /* m->mu */
-    bool attached;              /* m->mu */
-    uint64_t gen;               /* m->gen when the load began */
-    void *key;
-    size_t key_len;
-    atomic_uint refs;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done; /* mu; the fields below are written before done is set */
-    pgcw_status status;
-    void *value;
-    size_t value_len;
-    char *errmsg;
-} flight;
-
 struct pgcw_memo {
     pgcw_strategy *strategy;
     pgcw_memo_load_fn load;
     void *load_ctx;
     pgcw_memo_stats_fn stats;
     void *stats_ctx;
-    pgcw__memo_store *store;
-
-    pthread_mutex_t mu;
-    uint64_t gen;    /* bumped by every clear; a load stores only if unchanged */
-    flight *flights; /* attached in-flight loads */
+    pgcw_l1 *values;
+    pgcw__sflight *flights;
 
     _Atomic uint64_t seen_generation; /* pgcw_strategy_generation() last looked at */
 
@@ -115,32 +99,35 @@ void pgcw_memo_result_error(pgcw_memo_result *r, const char *message)
 
 /* --- the memo -------------------------------------------------------------------- */
 
-pgcw_status pgcw_memo_new(const pgcw_memo_opts *opts, pgcw_memo **out)
+pgcw_status pgcw_memo_new_sized(const pgcw_memo_opts *user_opts, size_t opts_size,
+                                pgcw_memo **out)
 {
     if (!out)
         return PGCW_EINVAL;
     *out = NULL;
-    if (!opts || !opts->strategy || !opts->load)
+    pgcw_memo_opts o;
+    if (!user_opts || pgcw__opts_copy(&o, sizeof o, user_opts, opts_size) != PGCW_OK ||
+        !o.strategy || !o.load)
         return PGCW_EINVAL;
     pgcw_memo *m = calloc(1, sizeof *m);
     if (!m)
         return PGCW_ENOMEM;
-    m->strategy = opts->strategy;
-    m->load = opts->load;
-    m->load_ctx = opts->load_ctx;
-    m->stats = opts->stats;
-    m->stats_ctx = opts->stats_ctx;
-    pgcw_status st = pgcw__memo_store_new(
-        opts->max_entries ? opts->max_entries : DEFAULT_MAX_ENTRIES,
-        opts->max_bytes ? opts->max_bytes : DEFAULT_MAX_BYTES, &m->store);
+    m->strategy = o.strategy;
+    m->load = o.load;
+    m->load_ctx = o.load_ctx;
+    m->stats = o.stats;
+    m->stats_ctx = o.stats_ctx;
+    /* The memo's public bound is keys + values (memo.h), not the L1's cost. */
+    pgcw_l1_opts lo = {.max_entries = o.max_entries ? o.max_entries : DEFAULT_MAX_ENTRIES,
+                       .max_bytes = o.max_bytes ? o.max_bytes : DEFAULT_MAX_BYTES,
+                       .charge_payload_only = true};
+    pgcw_status st = pgcw_l1_new(&lo, &m->values);
+    if (st == PGCW_OK)
+        st = pgcw__sflight_new(&m->flights);
     if (st != PGCW_OK) {
+        pgcw_l1_free(m->values);
         free(m);
         return st;
-    }
-    if (pthread_mutex_init(&m->mu, NULL) != 0) {
-        pgcw__memo_store_free(m->store);
-        free(m);
-        return PGCW_ENOMEM;
     }
     atomic_init(&m->seen_generation, pgcw_strategy_generation(m->strategy));
     *out = m;
@@ -152,35 +139,19 @@ void pgcw_memo_free(pgcw_memo *m)
     if (!m)
         return;
     /* No get is in progress (the header's rule), so no flight is left. */
-    pgcw__memo_store_free(m->store);
-    pthread_mutex_destroy(&m->mu);
+    pgcw__sflight_free(m->flights);
+    pgcw_l1_free(m->values);
     free(m);
-}
-
-static void detach(pgcw_memo *m, flight *f)
-{
-    if (!f->attached)
-        return;
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        m->flights = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
-    f->prev = f->next = NULL;
-    f->attached = false;
 }
 
 void pgcw_memo_clear(pgcw_memo *m)
 {
     if (!m)
         return;
-    pthread_mutex_lock(&m->mu);
-    m->gen++;
-    while (m->flights)
-        detach(m, m->flights);
-    pgcw__memo_store_clear(m->store);
-    pthread_mutex_unlock(&m->mu);
+    /* Later callers start their own loads; loads already running hold tickets that
+     * the L1's clear outdates, so their results are returned but never stored. */
+    pgcw__sflight_detach_all(m->flights);
+    pgcw_l1_clear(m->values);
 }
 
 /* Clears when the strategy says so, or when its generation moved since we last
@@ -226,96 +197,16 @@ static pgcw_status call_loader(pgcw_memo *m, const void *key, size_t key_len,
     return st;
 }
 
-static pgcw_status copy_out(const void *src, size_t len, void **value, size_t *value_len)
-{
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return PGCW_ENOMEM;
-    if (len)
-        memcpy(copy, src, len);
-    copy[len] = '\0';
-    *value = copy;
-    *value_len = len;
-    return PGCW_OK;
-}
-
-static void flight_release(flight *f)
-{
-    if (atomic_fetch_sub(&f->refs, 1) != 1)
-        return;
-    pthread_cond_destroy(&f->cv);
-    pthread_mutex_destroy(&f->mu);
-    free(f->value);
-    free(f->errmsg);
-    free(f->key);
-    free(f);
-}
-
-/* Hands the flight's outcome to one caller (loader or waiter), copying. */
-static pgcw_status flight_result(const flight *f, void **value, size_t *value_len,
-                                 char **errmsg)
-{
-    if (f->status == PGCW_OK)
-        return copy_out(f->value, f->value_len, value, value_len);
-    if (errmsg && f->errmsg)
-        *errmsg = pgcw__strdup(f->errmsg);
-    return f->status;
-}
-
-static flight *flight_find(pgcw_memo *m, const void *key, size_t key_len)
-{
-    for (flight *f = m->flights; f; f = f->next)
-        if (f->key_len == key_len && (key_len == 0 || memcmp(f->key, key, key_len) == 0))
-            return f;
-    return NULL;
-}
-
-static flight *flight_new(const void *key, size_t key_len, uint64_t gen)
-{
-    flight *f = calloc(1, sizeof *f);
-    if (!f)
-        return NULL;
-    f->key = malloc(key_len ? key_len : 1);
-    if (!f->key || pthread_mutex_init(&f->mu, NULL) != 0) {
-        free(f->key);
-        free(f);
-        return NULL;
-    }
-    if (pthread_cond_init(&f->cv, NULL) != 0) {
-        pthread_mutex_destroy(&f->mu);
-        free(f->key);
-        free(f);
-        return NULL;
-    }
-    if (key_len)
-        memcpy(f->key, key, key_len);
-    f->key_len = key_len;
-    f->gen = gen;
-    atomic_init(&f->refs, 1);
-    return f;
-}
-
-static pgcw_status wait_for(flight *f, void **value, size_t *value_len, char **errmsg)
-{
-    pthread_mutex_lock(&f->mu);
-    while (!f->done)
-        pthread_cond_wait(&f->cv, &f->mu);
-    pthread_mutex_unlock(&f->mu);
-    pgcw_status st = flight_result(f, value, value_len, errmsg);
-    flight_release(f);
-    return st;
-}
-
-/* Gives a loader's result, which nobody else shares, to its one caller. */
-static pgcw_status hand_over(pgcw_memo_result *r, pgcw_status st, void **value,
-                             size_t *value_len, char **errmsg)
+/* Gives a loader's result, which nobody else shares, to its one caller; a failure's
+ * message becomes the thread's pgcw_memo_errmsg(). */
+static pgcw_status hand_over(pgcw_memo *m, pgcw_memo_result *r, pgcw_status st,
+                             void **value, size_t *value_len)
 {
     if (st == PGCW_OK) {
         *value = r->value; /* already a private NUL-terminated copy */
         *value_len = r->len;
-    } else if (errmsg) {
-        *errmsg = r->errmsg;
-        r->errmsg = NULL;
+    } else {
+        pgcw__err_set(m, "%s", r->errmsg ? r->errmsg : "");
     }
     free(r->errmsg);
     return st;
@@ -323,129 +214,127 @@ static pgcw_status hand_over(pgcw_memo_result *r, pgcw_status st, void **value,
 
 /* The unhealthy path: every call loads, nothing is stored or shared. */
 static pgcw_status bypass(pgcw_memo *m, const void *key, size_t key_len, void **value,
-                          size_t *value_len, char **errmsg)
+                          size_t *value_len)
 {
     count(&m->bypasses);
     report(m, PGCW_MEMO_MISS);
     pgcw_memo_result r = {0};
     pgcw_status st = call_loader(m, key, key_len, &r);
-    return hand_over(&r, st, value, value_len, errmsg);
+    return hand_over(m, &r, st, value, value_len);
 }
 
-/* We own the flight f (attached): load, store if no clear intervened, publish. */
-static pgcw_status lead(pgcw_memo *m, flight *f, void **value, size_t *value_len,
-                        char **errmsg)
+/* We lead the flight f: load, store through the ticket taken before the load (a
+ * clear since then refuses it), then hand the outcome to the waiters. Stored
+ * before finishing, so a newcomer either joins f or finds the value. */
+static pgcw_status lead(pgcw_memo *m, pgcw__flight *f, const pgcw_l1_ticket *ticket,
+                        const void *key, size_t key_len, void **value, size_t *value_len)
 {
     pgcw_memo_result r = {0};
-    pgcw_status st = call_loader(m, f->key, f->key_len, &r);
-
-    pthread_mutex_lock(&m->mu);
+    pgcw_status st = call_loader(m, key, key_len, &r);
     if (st == PGCW_OK) {
-        if (f->gen == m->gen)
-            /* Too big for the bounds, or out of memory: the value is still
-             * returned, just not remembered. */
-            (void)pgcw__memo_store_put(m->store, f->key, f->key_len, r.value, r.len);
-        else
+        bool stored = false;
+        /* Too big for the bounds, or out of memory: the value is still returned,
+         * just not remembered. */
+        pgcw_status fs = pgcw_l1_fill(m->values, ticket, key, key_len, r.value, r.len, 0,
+                                      PGCW_L1_TTL_NONE, &stored);
+        if (fs == PGCW_OK && !stored)
             count(&m->refused);
     }
-    /* Stored (or not) and detached in one step, so a newcomer sees one or the
-     * other and never starts a second load of the same value. */
-    detach(m, f);
-    pthread_mutex_unlock(&m->mu);
+    pgcw__flight_finish(f, st, r.value, r.len, r.errmsg);
+    return hand_over(m, &r, st, value, value_len);
+}
 
-    /* Nobody can join a detached flight: alone, the loader keeps its result
-     * without a copy. */
-    if (atomic_load(&f->refs) == 1) {
-        flight_release(f);
-        return hand_over(&r, st, value, value_len, errmsg);
-    }
+typedef struct recheck_ctx {
+    pgcw_memo *m;
+    const void *key;
+    size_t key_len;
+    void **value;
+    size_t *value_len;
+} recheck_ctx;
 
-    pthread_mutex_lock(&f->mu);
-    f->status = st;
-    f->value = r.value;
-    f->value_len = r.len;
-    f->errmsg = r.errmsg;
-    f->done = true;
-    pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-
-    st = flight_result(f, value, value_len, errmsg);
-    flight_release(f);
-    return st;
+/* A load may have finished between our first look and the join. */
+static bool recheck(void *arg)
+{
+    recheck_ctx *c = arg;
+    return pgcw_l1_get_dup(c->m->values, c->key, c->key_len, c->value, c->value_len,
+                           NULL) == PGCW_OK;
 }
 
 pgcw_status pgcw_memo_get(pgcw_memo *m, const void *key, size_t key_len, void **value,
-                          size_t *value_len, char **errmsg)
+                          size_t *value_len)
 {
-    if (errmsg)
-        *errmsg = NULL;
     if (value)
         *value = NULL;
     if (value_len)
         *value_len = 0;
     if (!m || !value || !value_len || (!key && key_len))
         return PGCW_EINVAL;
+    pgcw__err_clear(m);
 
     if (!pgcw_strategy_healthy(m->strategy))
-        return bypass(m, key, key_len, value, value_len, errmsg);
+        return bypass(m, key, key_len, value, value_len);
 
     apply_strategy(m);
 
-    pgcw_status st = pgcw__memo_store_get(m->store, key, key_len, value, value_len);
+    pgcw_status st = pgcw_l1_get_dup(m->values, key, key_len, value, value_len, NULL);
     if (st == PGCW_OK) {
         report(m, PGCW_MEMO_HIT);
         return PGCW_OK;
     }
-    if (st != PGCW_ENOTFOUND)
+    if (st != PGCW_ENOTFOUND) {
+        pgcw__err_set(m, "%s", pgcw_strerror(st));
         return st;
+    }
 
-    pthread_mutex_lock(&m->mu);
-    flight *f = flight_find(m, key, key_len);
-    if (f) {
-        atomic_fetch_add(&f->refs, 1);
-        pthread_mutex_unlock(&m->mu);
+    pgcw_l1_ticket ticket;
+    pgcw_l1_ticket_take(m->values, key, key_len, &ticket);
+    recheck_ctx rc = {m, key, key_len, value, value_len};
+    pgcw__flight *f = NULL;
+    pgcw__flight_role role;
+    st = pgcw__sflight_join(m->flights, key, key_len, recheck, &rc, &f, &role);
+    if (st != PGCW_OK) {
+        pgcw__err_set(m, "out of memory");
+        return st;
+    }
+    if (role == PGCW__FLIGHT_FOUND) {
+        report(m, PGCW_MEMO_HIT);
+        return PGCW_OK;
+    }
+    if (role == PGCW__FLIGHT_WAIT) {
         count(&m->waits);
         report(m, PGCW_MEMO_HIT);
-        return wait_for(f, value, value_len, errmsg);
-    }
-    /* A load may have finished between our first look and the lock. */
-    st = pgcw__memo_store_get(m->store, key, key_len, value, value_len);
-    if (st != PGCW_ENOTFOUND) {
-        pthread_mutex_unlock(&m->mu);
-        if (st == PGCW_OK)
-            report(m, PGCW_MEMO_HIT);
+        char *msg = NULL;
+        st = pgcw__flight_wait(f, PGCW__NEVER, value, value_len, &msg);
+        if (st != PGCW_OK)
+            pgcw__err_set(m, "%s", msg ? msg : st == PGCW_ENOMEM ? "out of memory" : "");
+        free(msg);
         return st;
     }
-    f = flight_new(key, key_len, m->gen);
-    if (!f) {
-        pthread_mutex_unlock(&m->mu);
-        return PGCW_ENOMEM;
-    }
-    f->next = m->flights;
-    if (m->flights)
-        m->flights->prev = f;
-    m->flights = f;
-    f->attached = true;
-    pthread_mutex_unlock(&m->mu);
-
     report(m, PGCW_MEMO_MISS);
-    return lead(m, f, value, value_len, errmsg);
+    return lead(m, f, &ticket, key, key_len, value, value_len);
 }
 
-void pgcw_memo_stats_get(pgcw_memo *m, pgcw_memo_stats *out)
+const char *pgcw_memo_errmsg(const pgcw_memo *m)
 {
-    if (!out)
-        return;
-    memset(out, 0, sizeof *out);
-    if (!m)
-        return;
-    out->hits = atomic_load(&m->hits);
-    out->misses = atomic_load(&m->misses);
-    out->bypasses = atomic_load(&m->bypasses);
-    out->loads = atomic_load(&m->loads);
-    out->load_errors = atomic_load(&m->load_errors);
-    out->waits = atomic_load(&m->waits);
-    out->clears = atomic_load(&m->clears);
-    out->refused = atomic_load(&m->refused);
-    pgcw__memo_store_stats(m->store, &out->entries, &out->bytes);
+    return pgcw__err_get(m);
+}
+
+void pgcw_memo_stats_get_sized(pgcw_memo *m, pgcw_memo_stats *dst, size_t dst_size)
+{
+    pgcw_memo_stats out = {0};
+    if (m) {
+        out.hits = atomic_load(&m->hits);
+        out.misses = atomic_load(&m->misses);
+        out.bypasses = atomic_load(&m->bypasses);
+        out.loads = atomic_load(&m->loads);
+        out.load_errors = atomic_load(&m->load_errors);
+        out.waits = atomic_load(&m->waits);
+        out.clears = atomic_load(&m->clears);
+        out.refused = atomic_load(&m->refused);
+        pgcw_l1_stats ls;
+        pgcw_l1_stats_get(m->values, &ls);
+        out.entries = ls.entries;
+        out.bytes = ls.bytes;
+    }
+    pgcw__stats_copy(dst, dst_size, &out, sizeof out);
 }

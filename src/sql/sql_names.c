@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pgcachewatch/install.h"
 #include "core_util.h"
+#include "pgcachewatch/install.h"
+#include "sql_names.h"
 
 /* scanner_isspace() in PostgreSQL: what SplitIdentifierString() skips. */
 static bool is_space(char c)
@@ -94,8 +95,13 @@ static const char *skip_space(const char *p)
     return p;
 }
 
-pgcw_status pgcw_parse_qualified_name(const char *text, pgcw_qualified_name *out,
-                                      char *errbuf, size_t errlen)
+pgcw_status pgcw_parse_qualified_name(const char *text, pgcw_qualified_name *out)
+{
+    return pgcw__parse_qualified_name(text, out, NULL, 0);
+}
+
+pgcw_status pgcw__parse_qualified_name(const char *text, pgcw_qualified_name *out,
+                                       char *errbuf, size_t errlen)
 {
     if (!text || !out) {
         pgcw__errf(errbuf, errlen, "no table name given");

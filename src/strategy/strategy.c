@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core_abi.h"
 #include "core_util.h"
 
 #define DEFAULT_MAX_EVENTS 1000
@@ -52,17 +53,16 @@ static bool valid_op(pgcw_op op)
     return op >= PGCW_OP_INSERT && op <= PGCW_OP_TRUNCATE;
 }
 
-pgcw_status pgcw_strategy_new(pgcw_watcher *w, const pgcw_strategy_opts *opts,
-                              pgcw_strategy **out)
+pgcw_status pgcw_strategy_new_sized(pgcw_watcher *w, const pgcw_strategy_opts *user_opts,
+                                    size_t opts_size, pgcw_strategy **out)
 {
-    static const pgcw_strategy_opts defaults;
     if (!out)
         return PGCW_EINVAL;
     *out = NULL;
-    if (!w)
+    pgcw_strategy_opts copy;
+    if (!w || pgcw__opts_copy(&copy, sizeof copy, user_opts, opts_size) != PGCW_OK)
         return PGCW_EINVAL;
-    if (!opts)
-        opts = &defaults;
+    const pgcw_strategy_opts *opts = &copy;
     if (opts->deadline.max_time_us < 0)
         return PGCW_EINVAL;
     switch (opts->kind) {
@@ -161,9 +161,9 @@ static bool window_push(pgcw_strategy *s, pgcw_op op)
  * Returns PGCW_OK with *clear set, or the queue's status when it is empty. The
  * event is handed back for Greedy's predicate (owned by the caller); otherwise it
  * is already freed. */
-static pgcw_status take_one(pgcw_strategy *s, bool *clear, pgcw_event **greedy_ev)
+static pgcw_status take_one(pgcw_strategy *s, bool *clear, const pgcw_event **greedy_ev)
 {
-    pgcw_event *e = NULL;
+    const pgcw_event *e = NULL;
     *clear = false;
     *greedy_ev = NULL;
     if (s->kind == PGCW_STRATEGY_GREEDY) {
@@ -208,7 +208,7 @@ bool pgcw_strategy_clear(pgcw_strategy *s)
     int64_t deadline = now + s->max_time_us;
     for (size_t n = 0; n < s->max_events && deadline > now; n++) {
         bool clear;
-        pgcw_event *e;
+        const pgcw_event *e;
         if (take_one(s, &clear, &e) != PGCW_OK)
             return false;
         if (e) {

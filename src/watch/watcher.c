@@ -1,31 +1,28 @@
 /*
- * watcher.c - the watcher handle: options, health and epoch, counters, the last
- * error, and fan-out of events and gaps to subscribers.
+ * watcher.c - the hub: options, its sources, health (every source healthy) and the
+ * epoch, counters, the last error, and fan-out of events and gaps to sinks and
+ * subscribers.
  *
- * The connection itself lives in watcher_conn.c and the loops in watcher_loop.c.
- * Must never call the log callback while holding a lock, never print, and never
- * let a health change happen without the matching gaps and epoch step.
+ * Sources are driven by watcher_loop.c, queues live in watcher_sub.c and sinks in
+ * watcher_sink.c. Must never call a callback while holding a lock, never print,
+ * and never let a health change happen without the matching gaps and epoch step.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core_abi.h"
+#include "core_time.h"
 #include "event_internal.h"
 #include "pgcachewatch/install.h"
 #include "watcher_internal.h"
 
 /* PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes. */
 #define CHANNEL_MAX 63
-
-static int64_t ms_or(int64_t ms, int64_t dflt_ms)
-{
-    return (ms > 0 ? ms : dflt_ms) * 1000;
-}
 
 static bool set_nonblock_cloexec(int fd)
 {
@@ -36,7 +33,15 @@ static bool set_nonblock_cloexec(int fd)
     return fdfl >= 0 && fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) == 0;
 }
 
-static pgcw_status copy_opts(pgcw_watcher *w, const pgcw_watcher_opts *o)
+/* A ms option that may be negative ("never"/"disabled"), as us: < 0 stays -1. */
+static int64_t ms_opt(int64_t ms, int64_t dflt_ms)
+{
+    return ms < 0 ? -1 : pgcw__ms_or(ms, dflt_ms);
+}
+
+/* Validates the channels and formats and creates the LISTEN source. */
+static pgcw_status make_listen_source(pgcw_watcher *w, const pgcw_watcher_opts *o,
+                                      const pgcw_conn_opts *conn)
 {
     static const char *const default_channels[] = {PGCW_DEFAULT_CHANNEL};
     const char *const *chans = o->n_channels ? o->channels : default_channels;
@@ -47,97 +52,113 @@ static pgcw_status copy_opts(pgcw_watcher *w, const pgcw_watcher_opts *o)
         size_t len = chans[i] ? strlen(chans[i]) : 0;
         if (len == 0 || len > CHANNEL_MAX)
             return PGCW_EINVAL;
+        if (o->formats && (o->formats[i] == PGCW_FORMAT_AUTO
+                               ? false
+                               : !pgcw__payload_format_valid(o->formats[i])))
+            return PGCW_EINVAL;
     }
-    w->channels = calloc(n, sizeof *w->channels);
-    if (!w->channels)
-        return PGCW_ENOMEM;
-    w->n_channels = n;
-    for (size_t i = 0; i < n; i++)
-        if (!(w->channels[i] = pgcw__strdup(chans[i])))
-            return PGCW_ENOMEM;
+    pgcw__listen_cfg cfg = {
+        .conn = conn,
+        .channels = chans,
+        .formats = o->formats,
+        .n_channels = n,
+        .max_latency_us = ms_opt(o->max_latency_ms, 500),
+        .ping_interval_us = ms_opt(o->ping_interval_ms, 10000),
+        .ping_timeout_us =
+            pgcw__ms_or(o->ping_timeout_ms < 0 ? 0 : o->ping_timeout_ms, 5000),
+        .log = o->log,
+        .log_ctx = o->log_ctx,
+    };
+    pgcw__source *src = NULL;
+    pgcw_status st = pgcw__source_listen_new(&cfg, &pgcw__watcher_hub_ops, w, &src);
+    if (st != PGCW_OK)
+        return st;
+    st = pgcw__watcher_add_source(w, src);
+    if (st != PGCW_OK)
+        src->vt->free(src);
+    return st;
+}
 
-    const char *conninfo = o->conninfo ? o->conninfo : getenv("PGDSN");
-    if (conninfo && !(w->conninfo = pgcw__strdup(conninfo)))
-        return PGCW_ENOMEM;
+static void free_sources(pgcw_watcher *w)
+{
+    for (size_t i = 0; i < w->n_sources; i++)
+        w->sources[i]->vt->free(w->sources[i]);
+    free(w->sources);
+    w->sources = NULL;
+    w->n_sources = 0;
+}
 
-    w->max_latency_us = o->max_latency_ms < 0 ? -1 : ms_or(o->max_latency_ms, 500);
-    w->reconnect_min_us = ms_or(o->reconnect_min_ms, 100);
-    w->reconnect_max_us = ms_or(o->reconnect_max_ms, 5000);
-    if (w->reconnect_max_us < w->reconnect_min_us)
-        w->reconnect_max_us = w->reconnect_min_us;
-    w->connect_timeout_us = ms_or(o->connect_timeout_ms, 10000);
-    w->ping_interval_us =
-        o->ping_interval_ms < 0 ? -1 : ms_or(o->ping_interval_ms, 10000);
-    w->ping_timeout_us = ms_or(o->ping_timeout_ms, 5000);
-    w->queue_capacity = o->queue_capacity ? o->queue_capacity : 4096;
-    w->log = o->log;
-    w->log_ctx = o->log_ctx;
+pgcw_status pgcw__watcher_add_source(pgcw_watcher *w, pgcw__source *src)
+{
+    pgcw__source **grown = realloc(w->sources, (w->n_sources + 1) * sizeof *grown);
+    if (!grown)
+        return PGCW_ENOMEM;
+    w->sources = grown;
+    atomic_init(&src->healthy, false);
+    src->hub_ops = &pgcw__watcher_hub_ops;
+    src->hub = w;
+    pthread_mutex_lock(&w->state_mu);
+    w->sources[w->n_sources++] = src;
+    /* One more source that is not healthy yet: the watcher is not either. */
+    atomic_store(&w->healthy, false);
+    pthread_mutex_unlock(&w->state_mu);
     return PGCW_OK;
 }
 
-static void free_opts(pgcw_watcher *w)
-{
-    for (size_t i = 0; w->channels && i < w->n_channels; i++)
-        free(w->channels[i]);
-    free(w->channels);
-    free(w->conninfo);
-}
-
-pgcw_status pgcw_watcher_new(const pgcw_watcher_opts *opts, pgcw_watcher **out)
+pgcw_status pgcw_watcher_new_sized(const pgcw_watcher_opts *opts, size_t opts_size,
+                                   const pgcw_conn_opts *conn, size_t conn_size,
+                                   pgcw_watcher **out)
 {
     if (!out)
         return PGCW_EINVAL;
     *out = NULL;
-    static const pgcw_watcher_opts defaults = {0};
+    pgcw_watcher_opts o;
+    pgcw_conn_opts co;
+    if (pgcw__opts_copy(&o, sizeof o, opts, opts_size) != PGCW_OK ||
+        pgcw__opts_copy(&co, sizeof co, conn, conn_size) != PGCW_OK)
+        return PGCW_EINVAL;
     pgcw_watcher *w = calloc(1, sizeof *w);
     if (!w)
         return PGCW_ENOMEM;
     w->wake_rd = w->wake_wr = -1;
-    pgcw_status st = copy_opts(w, opts ? opts : &defaults);
-    if (st != PGCW_OK) {
-        free_opts(w);
-        free(w);
-        return st;
-    }
+    w->queue_capacity = o.queue_capacity ? o.queue_capacity : 4096;
+    w->log = o.log;
+    w->log_ctx = o.log_ctx;
 
     int fds[2];
     if (pipe(fds) != 0) {
-        free_opts(w);
         free(w);
         return PGCW_ENOMEM;
     }
     w->wake_rd = fds[0];
     w->wake_wr = fds[1];
-    pthread_condattr_t ca;
-    bool ok = set_nonblock_cloexec(fds[0]) && set_nonblock_cloexec(fds[1]) &&
-              pthread_condattr_init(&ca) == 0;
-    if (ok) {
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        ok = pthread_cond_init(&w->state_cv, &ca) == 0;
-        pthread_condattr_destroy(&ca);
-    }
-    if (!ok) {
+    bool ok = set_nonblock_cloexec(fds[0]) && set_nonblock_cloexec(fds[1]);
+    bool cv_state = ok && pgcw__cond_init(&w->state_cv) == 0;
+    bool cv_sinks = cv_state && pgcw__cond_init(&w->sinks_cv) == 0;
+    if (!cv_sinks) {
+        if (cv_state)
+            pthread_cond_destroy(&w->state_cv);
         close(fds[0]);
         close(fds[1]);
-        free_opts(w);
         free(w);
         return PGCW_ENOMEM;
     }
     pthread_mutex_init(&w->subs_mu, NULL);
+    pthread_mutex_init(&w->sinks_mu, NULL);
     pthread_mutex_init(&w->state_mu, NULL);
     pthread_mutex_init(&w->err_mu, NULL);
     atomic_init(&w->healthy, false);
     atomic_init(&w->epoch, 0);
-    atomic_init(&w->backend_pid, 0);
+    atomic_init(&w->permanent_failures, 0);
     atomic_init(&w->interrupted, false);
     atomic_init(&w->stopping, false);
-    w->st = PGCW__ST_IDLE;
-    w->backoff_us = w->reconnect_min_us;
-    /* Jitter only has to differ between processes that lost the same server. */
-    w->rng = (uint64_t)pgcw__real_us() ^ ((uint64_t)(uintptr_t)w << 16) ^
-             ((uint64_t)getpid() << 40);
-    if (w->rng == 0)
-        w->rng = 0x9e3779b97f4a7c15u;
+    w->next_sink_id = 1;
+
+    pgcw_status st = make_listen_source(w, &o, &co);
+    if (st != PGCW_OK) {
+        pgcw_watcher_free(w);
+        return st;
+    }
     *out = w;
     return PGCW_OK;
 }
@@ -147,43 +168,38 @@ void pgcw_watcher_free(pgcw_watcher *w)
     if (!w)
         return;
     pgcw_watcher_stop(w);
-    pgcw__watcher_close_conn(w);
-    pgcw__watcher_became_unhealthy(w, false);
+    free_sources(w);
     close(w->wake_rd);
     close(w->wake_wr);
     pthread_mutex_destroy(&w->subs_mu);
+    pthread_mutex_destroy(&w->sinks_mu);
     pthread_mutex_destroy(&w->state_mu);
     pthread_mutex_destroy(&w->err_mu);
     pthread_cond_destroy(&w->state_cv);
-    free_opts(w);
+    pthread_cond_destroy(&w->sinks_cv);
     free(w);
 }
 
 const char *pgcw_watcher_errmsg(const pgcw_watcher *w)
 {
+    /* A per-thread snapshot, so a reader never sees a half-written message from the
+     * driving thread and two readers never share a buffer. */
+    static _Thread_local char out[sizeof w->err];
     if (!w)
         return "";
-    /* err_out is a snapshot so a reader never sees a half-written message from the
-     * watcher's own thread. */
     pgcw_watcher *mw = (pgcw_watcher *)w;
     pthread_mutex_lock(&mw->err_mu);
-    memcpy(mw->err_out, mw->err, sizeof mw->err_out);
+    memcpy(out, mw->err, sizeof out);
     pthread_mutex_unlock(&mw->err_mu);
-    return mw->err_out;
+    return out;
 }
 
-void pgcw__watcher_set_err(pgcw_watcher *w, const char *fmt, ...)
+static void hub_error(void *hub, pgcw__source *src, const char *msg)
 {
-    char msg[sizeof w->err];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    size_t len = strlen(msg);
-    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-        msg[--len] = '\0';
+    (void)src;
+    pgcw_watcher *w = hub;
     pthread_mutex_lock(&w->err_mu);
-    memcpy(w->err, msg, len + 1);
+    pgcw__errf(w->err, sizeof w->err, "%s", msg ? msg : "");
     pthread_mutex_unlock(&w->err_mu);
 }
 
@@ -197,85 +213,154 @@ uint64_t pgcw_watcher_epoch(const pgcw_watcher *w)
     return w ? atomic_load(&w->epoch) : 0;
 }
 
+static uint64_t hub_epoch(void *hub)
+{
+    return pgcw_watcher_epoch(hub);
+}
+
 int pgcw_watcher_backend_pid(const pgcw_watcher *w)
 {
-    return w ? atomic_load_explicit(&w->backend_pid, memory_order_relaxed) : 0;
-}
-
-void pgcw_watcher_stats_get(const pgcw_watcher *w, pgcw_watcher_stats *out)
-{
-    if (!out)
-        return;
-    *out = (pgcw_watcher_stats){0};
     if (!w)
-        return;
-#define LOAD(f) atomic_load_explicit(&w->st_##f, memory_order_relaxed)
-    out->notifications = LOAD(notifications);
-    out->events = LOAD(events);
-    out->malformed = LOAD(malformed);
-    out->late = LOAD(late);
-    out->connects = LOAD(connects);
-    out->disconnects = LOAD(disconnects);
-    out->gaps = LOAD(gaps);
-#undef LOAD
+        return 0;
+    for (size_t i = 0; i < w->n_sources; i++) {
+        int pid = w->sources[i]->vt->backend_pid(w->sources[i]);
+        if (pid)
+            return pid;
+    }
+    return 0;
 }
 
-bool pgcw__watcher_became_healthy(pgcw_watcher *w)
+void pgcw_watcher_stats_get_sized(const pgcw_watcher *w, pgcw_watcher_stats *out,
+                                  size_t out_size)
 {
+    pgcw_watcher_stats st = {0};
+    if (w) {
+#define LOAD(a) atomic_load_explicit(&(a), memory_order_relaxed)
+        for (size_t i = 0; i < w->n_sources; i++) {
+            const pgcw__source *s = w->sources[i];
+            st.notifications += LOAD(s->st_notifications);
+            st.events += LOAD(s->st_events);
+            st.key_events += LOAD(s->st_key_events);
+            st.malformed += LOAD(s->st_malformed);
+            st.late += LOAD(s->st_late);
+            st.connects += LOAD(s->st_connects);
+            st.disconnects += LOAD(s->st_disconnects);
+            st.conn_errors += LOAD(s->st_conn_errors);
+        }
+        st.gaps = LOAD(w->st_gaps);
+        st.sink_calls = LOAD(w->st_sink_calls);
+#undef LOAD
+    }
+    pgcw__stats_copy(out, out_size, &st, sizeof st);
+}
+
+static void hub_healthy(void *hub, pgcw__source *src)
+{
+    pgcw_watcher *w = hub;
     pthread_mutex_lock(&w->state_mu);
-    bool was = atomic_load(&w->healthy);
-    if (!was) {
-        /* Epoch first: whoever sees healthy must also see the new epoch. */
-        atomic_fetch_add(&w->epoch, 1);
-        atomic_store(&w->healthy, true);
-        pthread_cond_broadcast(&w->state_cv);
+    if (!atomic_load(&src->healthy)) {
+        atomic_store(&src->healthy, true);
+        w->healthy_sources++;
+        if (w->healthy_sources == w->n_sources && !atomic_load(&w->healthy)) {
+            /* Epoch first: whoever sees healthy must also see the new epoch. */
+            atomic_fetch_add(&w->epoch, 1);
+            atomic_store(&w->healthy, true);
+            pthread_cond_broadcast(&w->state_cv);
+        }
     }
     pthread_mutex_unlock(&w->state_mu);
-    if (!was)
-        atomic_fetch_add_explicit(&w->st_connects, 1, memory_order_relaxed);
-    return !was;
 }
 
-bool pgcw__watcher_became_unhealthy(pgcw_watcher *w, bool lost)
+static void hub_unhealthy(void *hub, pgcw__source *src, bool lost, bool permanent)
 {
+    (void)lost; /* the source counts its own losses */
+    pgcw_watcher *w = hub;
     pthread_mutex_lock(&w->state_mu);
+    if (atomic_load(&src->healthy)) {
+        atomic_store(&src->healthy, false);
+        w->healthy_sources--;
+    }
     bool was = atomic_load(&w->healthy);
     uint64_t epoch = atomic_load(&w->epoch);
-    if (was) {
+    if (was)
         atomic_store(&w->healthy, false);
+    if (permanent)
+        atomic_fetch_add(&w->permanent_failures, 1);
+    if (was || permanent)
         pthread_cond_broadcast(&w->state_cv);
-    }
     pthread_mutex_unlock(&w->state_mu);
-    if (!was)
-        return false;
-
-    /* Unhealthy is visible before any gap, so a consumer that sees the gap and
-     * then asks pgcw_watcher_healthy() is told the truth. */
-    pthread_mutex_lock(&w->subs_mu);
-    size_t n = w->n_subs;
-    for (pgcw_sub *s = w->subs; s; s = s->next)
-        pgcw__sub_push_gap(s, PGCW_GAP_DISCONNECTED, 0, epoch);
-    pthread_mutex_unlock(&w->subs_mu);
-    atomic_fetch_add_explicit(&w->st_gaps, n, memory_order_relaxed);
-    if (lost)
-        atomic_fetch_add_explicit(&w->st_disconnects, 1, memory_order_relaxed);
-    return true;
+    /* Unhealthy is visible before any gap, so a consumer that sees the gap and then
+     * asks pgcw_watcher_healthy() is told the truth. */
+    if (was)
+        pgcw__watcher_gap_all(w, PGCW_GAP_DISCONNECTED, 0, epoch);
 }
+
+static void hub_deliver(void *hub, pgcw__source *src, pgcw_event **events, size_t n)
+{
+    (void)src;
+    pgcw__watcher_fanout(hub, events, n);
+}
+
+const pgcw__hub_ops pgcw__watcher_hub_ops = {
+    .healthy = hub_healthy,
+    .unhealthy = hub_unhealthy,
+    .deliver = hub_deliver,
+    .error = hub_error,
+    .epoch = hub_epoch,
+};
 
 void pgcw__watcher_set_healthy(pgcw_watcher *w, bool healthy)
 {
-    if (!w)
+    if (!w || w->n_sources == 0)
         return;
-    if (healthy)
-        pgcw__watcher_became_healthy(w);
-    else
-        pgcw__watcher_became_unhealthy(w, true);
+    if (healthy) {
+        for (size_t i = 0; i < w->n_sources; i++) {
+            pgcw__source *s = w->sources[i];
+            if (!atomic_load(&s->healthy)) {
+                atomic_fetch_add_explicit(&s->st_connects, 1, memory_order_relaxed);
+                hub_healthy(w, s);
+            }
+        }
+    } else if (atomic_load(&w->healthy)) {
+        pgcw__source *s = w->sources[0];
+        atomic_fetch_add_explicit(&s->st_disconnects, 1, memory_order_relaxed);
+        hub_unhealthy(w, s, true, false);
+    }
+}
+
+void pgcw__watcher_gap_all(pgcw_watcher *w, pgcw_gap_reason reason, uint64_t lost,
+                           uint64_t epoch)
+{
+    /* Sinks see the gap synchronously; it lives on this stack for the calls only
+     * (a sink that keeps it clones it), so announcing a gap never needs memory. */
+    int64_t now = pgcw__real_us();
+    pgcw_event gap = {.kind = PGCW_EVENT_GAP,
+                      .operation = PGCW_OP_NONE,
+                      .channel = "",
+                      .sent_at_us = now,
+                      .received_at_us = now,
+                      .epoch = epoch,
+                      .gap_reason = reason,
+                      .gap_lost = lost,
+                      .source = PGCW_SOURCE_LOCAL};
+    const pgcw_event *one = &gap;
+    uint64_t calls = pgcw__sinks_deliver(w, &one, 1);
+    pthread_mutex_lock(&w->subs_mu);
+    size_t n = w->n_subs;
+    for (pgcw_sub *s = w->subs; s; s = s->next)
+        pgcw__sub_push_gap(s, reason, lost, epoch);
+    pthread_mutex_unlock(&w->subs_mu);
+    atomic_fetch_add_explicit(&w->st_gaps, n, memory_order_relaxed);
+    if (calls)
+        atomic_fetch_add_explicit(&w->st_sink_calls, calls, memory_order_relaxed);
 }
 
 void pgcw__watcher_fanout(pgcw_watcher *w, pgcw_event **events, size_t n)
 {
     if (n == 0)
         return;
+    /* Sinks first: an L1 evicting a key must not lag behind a queue consumer. */
+    uint64_t calls = pgcw__sinks_deliver(w, (const pgcw_event *const *)events, n);
     uint64_t epoch = atomic_load(&w->epoch);
     uint64_t gaps = 0;
     pthread_mutex_lock(&w->subs_mu);
@@ -284,6 +369,8 @@ void pgcw__watcher_fanout(pgcw_watcher *w, pgcw_event **events, size_t n)
     pthread_mutex_unlock(&w->subs_mu);
     if (gaps)
         atomic_fetch_add_explicit(&w->st_gaps, gaps, memory_order_relaxed);
+    if (calls)
+        atomic_fetch_add_explicit(&w->st_sink_calls, calls, memory_order_relaxed);
     for (size_t i = 0; i < n; i++)
         pgcw_event_free(events[i]);
 }
@@ -293,33 +380,15 @@ pgcw_status pgcw_watcher_dispatch(pgcw_watcher *w, const pgcw_event *event)
     if (!w || !event)
         return PGCW_EINVAL;
     if (event->kind == PGCW_EVENT_GAP) {
-        pthread_mutex_lock(&w->subs_mu);
-        size_t n = w->n_subs;
-        for (pgcw_sub *s = w->subs; s; s = s->next)
-            pgcw__sub_push_gap(s, event->gap_reason, event->gap_lost, event->epoch);
-        pthread_mutex_unlock(&w->subs_mu);
-        atomic_fetch_add_explicit(&w->st_gaps, n, memory_order_relaxed);
+        pgcw__watcher_gap_all(w, event->gap_reason, event->gap_lost, event->epoch);
         return PGCW_OK;
     }
-    /* One copy shared by every subscriber; the caller keeps its event. */
+    /* One copy shared by every consumer; the caller keeps its event. */
     pgcw_event *copy = NULL;
-    pgcw_status st = pgcw_event_clone(event, &copy);
+    pgcw_status st =
+        pgcw__event_build(event, event->payload ? strlen(event->payload) : 0, &copy);
     if (st != PGCW_OK)
         return st;
     pgcw__watcher_fanout(w, &copy, 1);
     return PGCW_OK;
-}
-
-void pgcw__watcher_close_conn(pgcw_watcher *w)
-{
-    if (w->conn) {
-        PQfinish(w->conn);
-        w->conn = NULL;
-    }
-    atomic_store_explicit(&w->backend_pid, 0, memory_order_relaxed);
-    w->query = PGCW__Q_NONE;
-    w->flush_pending = false;
-    w->listen_ok = 0;
-    free(w->listen_error);
-    w->listen_error = NULL;
 }

@@ -1,19 +1,26 @@
 /*
- * watcher_loop.c - the watcher's own poll(2) loop: pgcw_watcher_run() on the
- * caller's thread, pgcw_watcher_start()/_stop() on a thread of its own,
- * pgcw_watcher_wait_healthy(), and the wakeup pipe behind _interrupt().
+ * watcher_loop.c - driving the sources: the event-loop interface (fd, events,
+ * timeout, process), pgcw_watcher_run() on the caller's thread,
+ * pgcw_watcher_start()/_stop() on a thread of its own, pgcw_watcher_wait_healthy(),
+ * and the wakeup pipe behind _interrupt().
  *
- * Must never busy-wait (every wait is poll(2) or a condition variable with a
+ * The fd interface hands out one descriptor: today's watchers have exactly one
+ * source with a socket (LISTEN). A second socket-bearing source (logical decoding)
+ * will need an epoll set here; the own-thread and run() loops already poll every
+ * source. Must never busy-wait (every wait is poll(2) or a condition variable with a
  * deadline), and pgcw_watcher_interrupt() must stay async-signal-safe.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core_time.h"
+#include "pgcachewatch/adapters/poll.h"
 #include "watcher_internal.h"
+
+#define MAX_POLL_SOURCES 8
 
 static void drain_wakeups(pgcw_watcher *w)
 {
@@ -22,62 +29,91 @@ static void drain_wakeups(pgcw_watcher *w)
         ;
 }
 
-/* Monotonic deadline in us, or -1 for "never" (negative or absurdly long timeouts,
- * which would overflow). */
-static int64_t deadline_after(int64_t timeout_ms)
+/* The earliest deadline of any source (PGCW__NEVER if none). */
+static int64_t next_deadline(const pgcw_watcher *w)
 {
-    if (timeout_ms < 0 || timeout_ms > INT64_C(1000000000000))
-        return -1;
-    return pgcw__mono_us() + timeout_ms * 1000;
+    int64_t d = PGCW__NEVER;
+    for (size_t i = 0; i < w->n_sources; i++)
+        d = pgcw__deadline_min(d, w->sources[i]->vt->deadline_us(w->sources[i]));
+    return d;
 }
 
-static int64_t remaining_ms(int64_t deadline_us)
+int pgcw_watcher_fd(const pgcw_watcher *w)
 {
-    if (deadline_us < 0)
+    if (!w)
         return -1;
-    int64_t left = deadline_us - pgcw__mono_us();
-    return left <= 0 ? 0 : (left + 999) / 1000;
+    for (size_t i = 0; i < w->n_sources; i++) {
+        int fd = w->sources[i]->vt->fd(w->sources[i]);
+        if (fd >= 0)
+            return fd;
+    }
+    return -1;
 }
 
-/* Waits for the socket, a wakeup or the next deadline (at most max_wait_ms; < 0:
- * no cap), then runs one step. */
+int pgcw_watcher_events(const pgcw_watcher *w)
+{
+    if (!w)
+        return 0;
+    for (size_t i = 0; i < w->n_sources; i++)
+        if (w->sources[i]->vt->fd(w->sources[i]) >= 0)
+            return w->sources[i]->vt->events(w->sources[i]);
+    return 0;
+}
+
+int64_t pgcw_watcher_timeout_ms(const pgcw_watcher *w)
+{
+    if (!w)
+        return -1;
+    return pgcw__deadline_left_ms(next_deadline(w));
+}
+
+pgcw_status pgcw_watcher_process(pgcw_watcher *w)
+{
+    if (!w)
+        return PGCW_EINVAL;
+    if (w->thread_started)
+        return PGCW_ESTATE;
+    for (size_t i = 0; i < w->n_sources; i++)
+        w->sources[i]->vt->step(w->sources[i], -1);
+    return PGCW_OK;
+}
+
+/* Waits for any source's socket, a wakeup or the next deadline (at most
+ * max_wait_ms; < 0: no cap), then steps every source. */
 static void loop_once(pgcw_watcher *w, int64_t max_wait_ms)
 {
-    int fd = pgcw_watcher_fd(w);
-    int want = pgcw_watcher_events(w);
-    int64_t wait = pgcw_watcher_timeout_ms(w);
+    struct pollfd p[1 + MAX_POLL_SOURCES] = {{.fd = w->wake_rd, .events = POLLIN}};
+    size_t slot[MAX_POLL_SOURCES];
+    nfds_t n = 1;
+    for (size_t i = 0; i < w->n_sources && n < 1 + MAX_POLL_SOURCES; i++) {
+        int fd = w->sources[i]->vt->fd(w->sources[i]);
+        if (fd < 0)
+            continue;
+        slot[n - 1] = i;
+        p[n++] = (struct pollfd){
+            .fd = fd,
+            .events = pgcw_poll_events(w->sources[i]->vt->events(w->sources[i]))};
+    }
+    int64_t wait = pgcw__deadline_left_ms(next_deadline(w));
     if (max_wait_ms >= 0 && (wait < 0 || wait > max_wait_ms))
         wait = max_wait_ms;
     if (wait > INT_MAX)
         wait = INT_MAX;
-
-    struct pollfd p[2] = {{.fd = w->wake_rd, .events = POLLIN}};
-    nfds_t n = 1;
-    if (fd >= 0) {
-        p[1] = (struct pollfd){.fd = fd,
-                               .events = (short)((want & PGCW_IO_READ ? POLLIN : 0) |
-                                                 (want & PGCW_IO_WRITE ? POLLOUT : 0))};
-        n = 2;
-    }
     int r = poll(p, n, (int)wait);
-    if (r < 0 && errno != EINTR) {
-        /* Should not happen (EFAULT/ENOMEM); do not spin on it. */
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    if (r < 0 && errno != EINTR)
+        pgcw__sleep_us(10000); /* should not happen (EFAULT/ENOMEM); do not spin */
     if (r > 0 && p[0].revents)
         drain_wakeups(w);
-    int revents = 0;
-    if (r > 0 && n == 2) {
-        if (p[1].revents & POLLIN)
-            revents |= PGCW_IO_READ;
-        if (p[1].revents & POLLOUT)
-            revents |= PGCW_IO_WRITE;
-        /* Errors and hangups are for libpq to report: let it read and write. */
-        if (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))
-            revents |= PGCW_IO_READ | PGCW_IO_WRITE;
+    int revents[MAX_POLL_SOURCES] = {0};
+    for (nfds_t k = 1; r > 0 && k < n; k++)
+        revents[k - 1] = pgcw_poll_io(p[k].revents);
+    /* Sources without a socket (between attempts) step on their deadline. */
+    for (size_t i = 0, k = 0; i < w->n_sources; i++) {
+        int ev = 0;
+        if (k < n - 1 && slot[k] == i)
+            ev = revents[k++];
+        w->sources[i]->vt->step(w->sources[i], ev);
     }
-    pgcw__watcher_step(w, revents);
 }
 
 pgcw_status pgcw_watcher_run(pgcw_watcher *w, int64_t timeout_ms)
@@ -86,14 +122,14 @@ pgcw_status pgcw_watcher_run(pgcw_watcher *w, int64_t timeout_ms)
         return PGCW_EINVAL;
     if (w->thread_started)
         return PGCW_ESTATE;
-    int64_t deadline = deadline_after(timeout_ms);
+    int64_t deadline = pgcw__deadline_in_ms(timeout_ms);
     for (;;) {
         /* Sticky until a run() sees it, so a signal that lands between two runs is
          * not lost. */
         if (atomic_exchange(&w->interrupted, false))
             return PGCW_OK;
-        loop_once(w, remaining_ms(deadline));
-        if (deadline >= 0 && pgcw__mono_us() >= deadline)
+        loop_once(w, pgcw__deadline_left_ms(deadline));
+        if (deadline != PGCW__NEVER && pgcw__mono_us() >= deadline)
             return PGCW_OK;
     }
 }
@@ -142,42 +178,34 @@ pgcw_status pgcw_watcher_stop(pgcw_watcher *w)
         w->thread_started = false;
         drain_wakeups(w);
     }
-    if (w->st != PGCW__ST_IDLE) {
-        pgcw__watcher_close_conn(w);
-        w->st = PGCW__ST_IDLE;
-        w->backoff_us = w->reconnect_min_us;
-        /* Notifications are not received while stopped: that is a gap too. */
-        if (pgcw__watcher_became_unhealthy(w, false))
-            pgcw__logf(w->log, w->log_ctx, PGCW_LOG_INFO, "stopped listening");
-    }
+    /* Notifications are not received while stopped: that is a gap too (the sources
+     * report unhealthy as they close). */
+    bool was = atomic_load(&w->healthy);
+    for (size_t i = 0; i < w->n_sources; i++)
+        w->sources[i]->vt->close(w->sources[i]);
+    if (was && !atomic_load(&w->healthy))
+        pgcw__logf(w->log, w->log_ctx, PGCW_LOG_INFO, "stopped listening");
     return PGCW_OK;
-}
-
-static struct timespec abs_mono(int64_t us)
-{
-    return (struct timespec){.tv_sec = (time_t)(us / 1000000),
-                             .tv_nsec = (long)(us % 1000000) * 1000};
 }
 
 pgcw_status pgcw_watcher_wait_healthy(pgcw_watcher *w, int64_t timeout_ms)
 {
     if (!w)
         return PGCW_EINVAL;
-    int64_t deadline = deadline_after(timeout_ms);
+    int64_t deadline = pgcw__deadline_in_ms(timeout_ms);
+    uint64_t permanent = atomic_load(&w->permanent_failures);
+    bool refused = false;
     if (w->thread_started) {
-        struct timespec until = abs_mono(deadline);
         pthread_mutex_lock(&w->state_mu);
-        while (!atomic_load(&w->healthy)) {
-            if (deadline < 0)
-                pthread_cond_wait(&w->state_cv, &w->state_mu);
-            else if (pthread_cond_timedwait(&w->state_cv, &w->state_mu, &until) ==
-                     ETIMEDOUT)
-                break;
-        }
+        while (!atomic_load(&w->healthy) &&
+               !(refused = atomic_load(&w->permanent_failures) != permanent) &&
+               pgcw__cond_wait_until(&w->state_cv, &w->state_mu, deadline))
+            ;
         pthread_mutex_unlock(&w->state_mu);
     } else {
-        while (!atomic_load(&w->healthy)) {
-            int64_t left = remaining_ms(deadline);
+        while (!atomic_load(&w->healthy) &&
+               !(refused = atomic_load(&w->permanent_failures) != permanent)) {
+            int64_t left = pgcw__deadline_left_ms(deadline);
             if (left == 0)
                 break;
             loop_once(w, left);
@@ -185,8 +213,12 @@ pgcw_status pgcw_watcher_wait_healthy(pgcw_watcher *w, int64_t timeout_ms)
     }
     if (atomic_load(&w->healthy))
         return PGCW_OK;
-    if (!pgcw_watcher_errmsg(w)[0])
-        pgcw__watcher_set_err(w, "not healthy after %lld ms (still connecting)",
-                              (long long)timeout_ms);
+    if (refused)
+        return PGCW_ECONNECT;
+    pthread_mutex_lock(&w->err_mu);
+    if (!w->err[0])
+        pgcw__errf(w->err, sizeof w->err, "not healthy after %lld ms (still connecting)",
+                   (long long)timeout_ms);
+    pthread_mutex_unlock(&w->err_mu);
     return PGCW_ETIMEDOUT;
 }

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core_abi.h"
+#include "core_time.h"
 #include "event_internal.h"
 #include "watcher_internal.h"
 
@@ -26,14 +28,16 @@ static pgcw__slot *next_slot(pgcw_sub *s)
     return &s->ring[(s->head + s->count) % s->ring_len];
 }
 
-pgcw_status pgcw_sub_new(pgcw_watcher *w, const pgcw_sub_opts *opts, pgcw_sub **out)
+pgcw_status pgcw_sub_new_sized(pgcw_watcher *w, const pgcw_sub_opts *opts,
+                               size_t opts_size, pgcw_sub **out)
 {
     if (!out)
         return PGCW_EINVAL;
     *out = NULL;
-    if (!w)
+    pgcw_sub_opts o;
+    if (!w || pgcw__opts_copy(&o, sizeof o, opts, opts_size) != PGCW_OK)
         return PGCW_EINVAL;
-    size_t cap = opts && opts->capacity ? opts->capacity : w->queue_capacity;
+    size_t cap = o.capacity ? o.capacity : w->queue_capacity;
     if (cap >= SIZE_MAX / sizeof(pgcw__slot) - 1)
         return PGCW_EINVAL;
 
@@ -45,16 +49,7 @@ pgcw_status pgcw_sub_new(pgcw_watcher *w, const pgcw_sub_opts *opts, pgcw_sub **
         free(s);
         return PGCW_ENOMEM;
     }
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) {
-        free(s->ring);
-        free(s);
-        return PGCW_ENOMEM;
-    }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0) {
+    if (pgcw__cond_init(&s->cv) != 0) {
         free(s->ring);
         free(s);
         return PGCW_ENOMEM;
@@ -174,20 +169,7 @@ void pgcw__sub_push_gap(pgcw_sub *s, pgcw_gap_reason reason, uint64_t lost,
     wake(s, waiters, added);
 }
 
-static struct timespec abs_deadline(int64_t timeout_ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(timeout_ms / 1000);
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
-pgcw_status pgcw_sub_get(pgcw_sub *s, int64_t timeout_ms, pgcw_event **out)
+pgcw_status pgcw_sub_get(pgcw_sub *s, int64_t timeout_ms, const pgcw_event **out)
 {
     if (!out)
         return PGCW_EINVAL;
@@ -197,17 +179,10 @@ pgcw_status pgcw_sub_get(pgcw_sub *s, int64_t timeout_ms, pgcw_event **out)
 
     pthread_mutex_lock(&s->mu);
     if (s->count == 0 && timeout_ms != 0) {
-        /* Absurdly long waits (beyond ~30 years) are forever; avoids overflow. */
-        bool forever = timeout_ms < 0 || timeout_ms > INT64_C(1000000000000);
-        struct timespec until = abs_deadline(forever ? 0 : timeout_ms);
+        int64_t deadline = pgcw__deadline_in_ms(timeout_ms); /* huge: never */
         s->waiters++;
-        while (s->count == 0) {
-            if (forever) {
-                pthread_cond_wait(&s->cv, &s->mu);
-            } else if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
-                break;
-            }
-        }
+        while (s->count == 0 && pgcw__cond_wait_until(&s->cv, &s->mu, deadline))
+            ;
         s->waiters--;
     }
     if (s->count == 0) {
@@ -216,7 +191,7 @@ pgcw_status pgcw_sub_get(pgcw_sub *s, int64_t timeout_ms, pgcw_event **out)
     }
 
     pgcw__slot *slot = &s->ring[s->head];
-    pgcw_event *ev = slot->ev;
+    const pgcw_event *ev = slot->ev;
     if (!ev) {
         /* Materialized only now, so recording the gap never needed memory. On OOM the
          * gap stays queued for the next try. */
@@ -236,7 +211,7 @@ pgcw_status pgcw_sub_get(pgcw_sub *s, int64_t timeout_ms, pgcw_event **out)
     return PGCW_OK;
 }
 
-pgcw_status pgcw_sub_try_get(pgcw_sub *s, pgcw_event **out)
+pgcw_status pgcw_sub_try_get(pgcw_sub *s, const pgcw_event **out)
 {
     return pgcw_sub_get(s, 0, out);
 }

@@ -26,27 +26,11 @@
 #include <json-c/json.h>
 #include <pgcachewatch/pgcachewatch.h>
 
+#include "pgproc.h"
 #include "pgtest.h"
-
-/* Every CLI run is bounded: a hang fails (exit 124) instead of stalling ctest. */
-#define RUN_LIMIT "timeout -k 5 60 "
 
 static PGconn *conn;
 static char dsn_arg[1400]; /* --pg-dsn '<private db>' */
-
-/* Runs `$PGCW_CLI <args>`; returns its exit status. */
-static int cli(char **out, char **err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int cli(char **out, char **err, const char *fmt, ...)
-{
-    char args[4096], cmd[4600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, RUN_LIMIT "\"$PGCW_CLI\" %s", args);
-    return pgtest_run(cmd, out, err);
-}
 
 /* Triggers and non-system functions, as one sorted string: equal snapshots mean
  * nothing we care about was created or dropped. */
@@ -87,78 +71,11 @@ static int fresh(void **state)
                       "CREATE TABLE other (id int PRIMARY KEY);"
                       "INSERT INTO items VALUES (1, 'one'), (2, 'two')");
     char *err = NULL;
-    int rc = cli(NULL, &err, "uninstall --commit %s", dsn_arg);
+    int rc = pgtest_cli_run(NULL, &err, "uninstall --commit %s", dsn_arg);
     if (rc != 0)
         fprintf(stderr, "uninstall failed (%d): %s\n", rc, err);
     free(err);
     return rc == 0 ? 0 : -1;
-}
-
-/* --- processes that run alongside the test ----------------------------------------- */
-
-typedef struct proc {
-    pid_t pid;
-    char out_path[64];
-    char err_path[64];
-} proc;
-
-static void proc_start(proc *p, const char *cmd)
-{
-    snprintf(p->out_path, sizeof p->out_path, "/tmp/pgcw-test-cli-%d.out", (int)getpid());
-    snprintf(p->err_path, sizeof p->err_path, "/tmp/pgcw-test-cli-%d.err", (int)getpid());
-    fflush(NULL);
-    p->pid = fork();
-    assert_true(p->pid >= 0);
-    if (p->pid == 0) {
-        if (!freopen(p->out_path, "w", stdout) || !freopen(p->err_path, "w", stderr))
-            _exit(126);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-}
-
-/* Waits up to ms for the process to end; returns its exit status (128+signal if
- * killed), or -1 if it is still running. */
-static int proc_wait(proc *p, int64_t ms)
-{
-    int rc = pgtest_wait_pid(p->pid, ms);
-    if (rc >= 0)
-        p->pid = 0;
-    return rc;
-}
-
-static void proc_kill(proc *p)
-{
-    if (p->pid > 0) {
-        kill(p->pid, SIGKILL);
-        waitpid(p->pid, NULL, 0);
-        p->pid = 0;
-    }
-    unlink(p->out_path);
-    unlink(p->err_path);
-}
-
-/* Waits until some session of our database has an acknowledged LISTEN (idle after
- * a LISTEN statement): from then on notifications reach it. */
-static void wait_listening(proc *p)
-{
-    int64_t deadline = pgtest_now_ms() + 20000;
-    for (;;) {
-        long long n = pgtest_query_int(
-            conn,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND state = 'idle'"
-            " AND query ILIKE '%listen%'");
-        if (n > 0)
-            return;
-        if (proc_wait(p, 0) >= 0 || pgtest_now_ms() > deadline) {
-            char *err = pgtest_slurp_path(p->err_path);
-            proc_kill(p);
-            fail_msg("the listener never listened; its stderr: %s", err);
-        }
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
 }
 
 /* --- help and usage ---------------------------------------------------------------- */
@@ -166,7 +83,7 @@ static void wait_listening(proc *p)
 static void expect_help(const char *args, const char *const *names)
 {
     char *out = NULL, *err = NULL;
-    int rc = cli(&out, &err, "%s", args);
+    int rc = pgtest_cli_run(&out, &err, "%s", args);
     if (rc != 0)
         fail_msg("'%s' exited %d: %s", args, rc, err);
     assert_non_null(strstr(out, "Usage:"));
@@ -219,7 +136,7 @@ static void test_help(void **state)
     expect_help("demo --help", demo);
 
     char *out = NULL;
-    assert_int_equal(cli(&out, NULL, "--version"), 0);
+    assert_int_equal(pgtest_cli_run(&out, NULL, "--version"), 0);
     assert_non_null(strstr(out, PGCW_VERSION_STRING));
     free(out);
 }
@@ -227,7 +144,7 @@ static void test_help(void **state)
 static void expect_usage_error(const char *args, const char *needle)
 {
     char *out = NULL, *err = NULL;
-    int rc = cli(&out, &err, "%s", args);
+    int rc = pgtest_cli_run(&out, &err, "%s", args);
     if (rc != 2)
         fail_msg("'%s' exited %d, not 2; stderr: %s", args, rc, err);
     assert_string_equal(out, ""); /* nothing half-done on stdout */
@@ -278,7 +195,7 @@ static void test_option_order(void **state)
     char *first = NULL;
     for (size_t i = 0; i < sizeof spellings / sizeof spellings[0]; i++) {
         char *out = NULL, *err = NULL;
-        int rc = cli(&out, &err, "%s", spellings[i]);
+        int rc = pgtest_cli_run(&out, &err, "%s", spellings[i]);
         if (rc != 0)
             fail_msg("'%s' exited %d: %s", spellings[i], rc, err);
         if (!first) {
@@ -304,7 +221,7 @@ static void test_install_dry_run(void **state)
     char *before = catalog_snapshot();
     char *out = NULL, *err = NULL;
     /* A host that cannot exist proves the dry run does not connect. */
-    int rc = cli(&out, &err, "install --pg-host /nonexistent/pgcw items");
+    int rc = pgtest_cli_run(&out, &err, "install --pg-host /nonexistent/pgcw items");
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "CREATE"));
     assert_non_null(strstr(out, "TRIGGER"));
@@ -346,7 +263,7 @@ static void test_install_commit(void **state)
     (void)state;
     char *before = catalog_snapshot();
     char *out = NULL, *err = NULL;
-    int rc = cli(&out, &err, "install --commit --with-keys %s items", dsn_arg);
+    int rc = pgtest_cli_run(&out, &err, "install --commit --with-keys %s items", dsn_arg);
     if (rc != 0)
         fail_msg("install --commit exited %d: %s", rc, err);
     assert_non_null(strstr(out, "CREATE"));
@@ -387,8 +304,9 @@ static void test_connection_override(void **state)
     assert_non_null(db);
     db++;
     char *err = NULL;
-    int rc = cli(NULL, &err, "install --commit --pg-dsn '%s' --pg-database %s items",
-                 pgtest_server_dsn(), db);
+    int rc = pgtest_cli_run(NULL, &err,
+                            "install --commit --pg-dsn '%s' --pg-database %s items",
+                            pgtest_server_dsn(), db);
     if (rc != 0)
         fail_msg("exited %d: %s", rc, err);
     free(err);
@@ -398,7 +316,7 @@ static void test_connection_override(void **state)
     /* And $PGDSN is the DSN when --pg-dsn is absent. */
     char *out = NULL;
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, RUN_LIMIT "env PGDSN='%s' \"$PGCW_CLI\" uninstall",
+    snprintf(cmd, sizeof cmd, PGTEST_RUN_LIMIT "env PGDSN='%s' \"$PGCW_CLI\" uninstall",
              pgtest_dsn());
     rc = pgtest_run(cmd, &out, &err);
     if (rc != 0)
@@ -413,7 +331,8 @@ static void test_install_missing_table(void **state)
     (void)state;
     char *before = catalog_snapshot();
     char *out = NULL, *err = NULL;
-    int rc = cli(&out, &err, "install --commit %s items no_such_table", dsn_arg);
+    int rc =
+        pgtest_cli_run(&out, &err, "install --commit %s items no_such_table", dsn_arg);
     assert_int_equal(rc, 1);
     if (!strstr(err, "relation \"no_such_table\" does not exist"))
         fail_msg("PostgreSQL's message is missing: %s", err);
@@ -429,7 +348,8 @@ static void test_connection_failure(void **state)
 {
     (void)state;
     char *err = NULL;
-    int rc = cli(NULL, &err, "uninstall --pg-host /nonexistent/pgcw --pg-port 1");
+    int rc =
+        pgtest_cli_run(NULL, &err, "uninstall --pg-host /nonexistent/pgcw --pg-port 1");
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "could not connect"));
     assert_non_null(strstr(err, "/nonexistent/pgcw")); /* libpq's own detail */
@@ -441,15 +361,16 @@ static void test_uninstall(void **state)
     (void)state;
     char *baseline = catalog_snapshot();
     char *out = NULL, *err = NULL;
-    int rc = cli(&out, &err, "uninstall %s", dsn_arg);
+    int rc = pgtest_cli_run(&out, &err, "uninstall %s", dsn_arg);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(err, "nothing installed"));
     free(out);
     free(err);
 
-    assert_int_equal(cli(NULL, NULL, "install --commit %s items other", dsn_arg), 0);
+    assert_int_equal(
+        pgtest_cli_run(NULL, NULL, "install --commit %s items other", dsn_arg), 0);
     char *installed = catalog_snapshot();
-    rc = cli(&out, &err, "uninstall %s", dsn_arg);
+    rc = pgtest_cli_run(&out, &err, "uninstall %s", dsn_arg);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "DROP TRIGGER"));
     assert_non_null(strstr(out, "DROP FUNCTION"));
@@ -462,12 +383,13 @@ static void test_uninstall(void **state)
 
     /* Another channel's objects are not ours to drop. */
     assert_int_equal(
-        cli(NULL, NULL,
+        pgtest_cli_run(
+            NULL, NULL,
             "install --commit --channel-name keep --trigger-name keep_ %s other",
             dsn_arg),
         0);
     char *with_keep = catalog_snapshot();
-    rc = cli(&out, &err, "uninstall --commit %s", dsn_arg);
+    rc = pgtest_cli_run(&out, &err, "uninstall --commit %s", dsn_arg);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "DROP TRIGGER"));
     free(out);
@@ -477,7 +399,7 @@ static void test_uninstall(void **state)
     assert_null(strstr(snap, "tg_pgcachewatch_table_change_items"));
     assert_non_null(strstr(snap, "keep"));
     free(snap);
-    rc = cli(&out, &err, "uninstall --commit --channel-name keep %s", dsn_arg);
+    rc = pgtest_cli_run(&out, &err, "uninstall --commit --channel-name keep %s", dsn_arg);
     assert_int_equal(rc, 0);
     free(out);
     free(err);
@@ -494,21 +416,21 @@ static void test_uninstall(void **state)
 static void test_listen_json_count(void **state)
 {
     (void)state;
-    assert_int_equal(cli(NULL, NULL, "install --commit --with-keys %s items", dsn_arg),
-                     0);
+    assert_int_equal(
+        pgtest_cli_run(NULL, NULL, "install --commit --with-keys %s items", dsn_arg), 0);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, RUN_LIMIT "\"$PGCW_CLI\" listen --json --count 3 %s",
+    snprintf(cmd, sizeof cmd, PGTEST_RUN_LIMIT "\"$PGCW_CLI\" listen --json --count 3 %s",
              dsn_arg);
-    proc p;
-    proc_start(&p, cmd);
-    wait_listening(&p);
+    pgtest_proc p;
+    pgtest_proc_start(&p, "test-cli", cmd);
+    pgtest_proc_wait_listening(&p, conn);
     pgtest_exec(conn, "INSERT INTO items VALUES (10, 'ten')");
     pgtest_exec(conn, "UPDATE items SET name = 'TEN' WHERE id = 10");
     pgtest_exec(conn, "DELETE FROM items WHERE id = 10");
-    int rc = proc_wait(&p, 20000);
+    int rc = pgtest_proc_wait(&p, 20000);
     char *out = pgtest_slurp_path(p.out_path);
     char *err = pgtest_slurp_path(p.err_path);
-    proc_kill(&p);
+    pgtest_proc_kill(&p);
     if (rc != 0)
         fail_msg("listen exited %d: %s", rc, err);
     static const char *const ops[] = {"insert", "update", "delete"};
@@ -540,14 +462,14 @@ static void test_listen_timeout(void **state)
     (void)state;
     int64_t t0 = pgtest_now_ms();
     char *out = NULL, *err = NULL;
-    int rc = cli(&out, &err, "listen --timeout 2 %s", dsn_arg);
+    int rc = pgtest_cli_run(&out, &err, "listen --timeout 2 %s", dsn_arg);
     if (rc != 0)
         fail_msg("listen --timeout exited %d: %s", rc, err);
     assert_string_equal(out, "");
     free(out);
     free(err);
-    rc = cli(&out, &err, "listen --count 1 --timeout 0.5 --channel-name quiet %s",
-             dsn_arg);
+    rc = pgtest_cli_run(
+        &out, &err, "listen --count 1 --timeout 0.5 --channel-name quiet %s", dsn_arg);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "timed out"));
     free(out);
@@ -555,7 +477,8 @@ static void test_listen_timeout(void **state)
     assert_true(pgtest_now_ms() - t0 < 20000);
 
     /* An unreachable server is an error, not a silent wait. */
-    rc = cli(&out, &err, "listen --count 1 --timeout 2 --pg-host /nonexistent/pgcw");
+    rc = pgtest_cli_run(&out, &err,
+                        "listen --count 1 --timeout 2 --pg-host /nonexistent/pgcw");
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "could not"));
     free(out);
@@ -565,15 +488,15 @@ static void test_listen_timeout(void **state)
 static void test_listen_sigterm(void **state)
 {
     (void)state;
-    assert_int_equal(cli(NULL, NULL, "install --commit %s items", dsn_arg), 0);
+    assert_int_equal(pgtest_cli_run(NULL, NULL, "install --commit %s items", dsn_arg), 0);
     char cmd[2048];
     /* exec: the signal must reach the CLI, not a shell around it. */
     snprintf(cmd, sizeof cmd,
              "exec \"$PGCW_CLI\" listen --channel-name " PGCW_DEFAULT_CHANNEL " %s",
              dsn_arg);
-    proc p;
-    proc_start(&p, cmd);
-    wait_listening(&p);
+    pgtest_proc p;
+    pgtest_proc_start(&p, "test-cli", cmd);
+    pgtest_proc_wait_listening(&p, conn);
     pgtest_exec(conn, "DELETE FROM items WHERE id = 2");
     /* The event is printed as it arrives, long before the process ends. */
     int64_t deadline = pgtest_now_ms() + 10000;
@@ -587,9 +510,9 @@ static void test_listen_sigterm(void **state)
     bool printed = strstr(out, "delete") != NULL;
     free(out);
     kill(p.pid, SIGTERM);
-    int rc = proc_wait(&p, 10000);
+    int rc = pgtest_proc_wait(&p, 10000);
     char *err = pgtest_slurp_path(p.err_path);
-    proc_kill(&p);
+    pgtest_proc_kill(&p);
     assert_true(printed);
     if (rc != 0)
         fail_msg("listen after SIGTERM exited %d: %s", rc, err);
@@ -604,7 +527,7 @@ static void test_demo(void **state)
     char *before = catalog_snapshot();
     for (int run = 0; run < 2; run++) { /* it leaves nothing behind: it can rerun */
         char *out = NULL, *err = NULL;
-        int rc = cli(&out, &err, "demo %s", dsn_arg);
+        int rc = pgtest_cli_run(&out, &err, "demo %s", dsn_arg);
         if (rc != 0)
             fail_msg("demo exited %d:\n%s\n%s", rc, out, err);
         const char *expect[] = {"miss", "hit", "event:", "[1]", "ms", "3.60", "Done"};
@@ -624,7 +547,7 @@ static void test_demo(void **state)
     pgtest_exec(
         conn, "CREATE SCHEMA pgcachewatch_demo; CREATE TABLE pgcachewatch_demo.mine ()");
     char *out = NULL, *err = NULL;
-    int rc = cli(&out, &err, "demo %s", dsn_arg);
+    int rc = pgtest_cli_run(&out, &err, "demo %s", dsn_arg);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "already exists"));
     assert_int_equal(pgtest_query_int(conn, "SELECT count(*) FROM pg_class"

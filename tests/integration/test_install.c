@@ -169,22 +169,34 @@ static int teardown(void **state)
     return 0;
 }
 
+/* A handle with a copy of o (the tests change their options between calls). */
+static pgcw_install *handle(const pgcw_install_opts *o)
+{
+    pgcw_install *in = NULL;
+    pgcw_status st = pgcw_install_new(o, &in);
+    if (st != PGCW_OK)
+        fail_msg("install_new: %s", pgcw_status_name(st));
+    return in;
+}
+
 static void install_ok(PGconn *conn, const pgcw_install_opts *o,
                        const char *const *tables, size_t n)
 {
-    char err[512] = "";
-    pgcw_status st = pgcw_install(conn, o, tables, n, NULL, err, sizeof err);
+    pgcw_install *in = handle(o);
+    pgcw_status st = pgcw_install_run(in, conn, tables, n, NULL);
     if (st != PGCW_OK)
-        fail_msg("install: %s: %s", pgcw_status_name(st), err);
+        fail_msg("install: %s: %s", pgcw_status_name(st), pgcw_install_errmsg(in));
+    pgcw_install_free(in);
     assert_int_equal(PQtransactionStatus(conn), PQTRANS_IDLE);
 }
 
 static void uninstall_ok(PGconn *conn, const pgcw_install_opts *o)
 {
-    char err[512] = "";
-    pgcw_status st = pgcw_uninstall(conn, o, NULL, err, sizeof err);
+    pgcw_install *in = handle(o);
+    pgcw_status st = pgcw_uninstall_run(in, conn, NULL);
     if (st != PGCW_OK)
-        fail_msg("uninstall: %s: %s", pgcw_status_name(st), err);
+        fail_msg("uninstall: %s: %s", pgcw_status_name(st), pgcw_install_errmsg(in));
+    pgcw_install_free(in);
     assert_int_equal(PQtransactionStatus(conn), PQTRANS_IDLE);
 }
 
@@ -295,10 +307,11 @@ static void test_quoted_and_qualified_names(void **state)
     /* Unquoted Upper folds to upper, which does not exist: PostgreSQL says so. */
     pgcw_install_opts o = {.channel = "names_folded"};
     const char *folded[] = {"Upper"};
-    char err[512] = "";
-    assert_int_equal(pgcw_install(f->writer, &o, folded, 1, NULL, err, sizeof err),
-                     PGCW_EQUERY);
-    assert_string_equal(err, "relation \"upper\" does not exist (SQLSTATE 42P01)");
+    pgcw_install *in = handle(&o);
+    assert_int_equal(pgcw_install_run(in, f->writer, folded, 1, NULL), PGCW_EQUERY);
+    assert_string_equal(pgcw_install_errmsg(in),
+                        "relation \"upper\" does not exist (SQLSTATE 42P01)");
+    pgcw_install_free(in);
 
     pgcw_install_opts names_opts = {.channel = "names"};
     uninstall_ok(f->writer, &names_opts);
@@ -313,15 +326,15 @@ static void test_hostile_unquoted_refused(void **state)
     pgtest_exec(f->writer, "CREATE TABLE hx (id int); CREATE TABLE x (id int)");
     char *before = catalog_snapshot(f->writer);
     const char *bad[] = {"hx; DROP TABLE x", "hx --", "hx) x", "hx'", "\"hx", ""};
+    pgcw_install *in = handle(NULL);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *tables[] = {"hx", bad[i]};
-        char err[512] = "";
         char *sql = (char *)1;
-        assert_int_equal(pgcw_install(f->writer, NULL, tables, 2, &sql, err, sizeof err),
-                         PGCW_EINVAL);
+        assert_int_equal(pgcw_install_run(in, f->writer, tables, 2, &sql), PGCW_EINVAL);
         assert_null(sql);
-        assert_true(err[0] != '\0');
+        assert_true(pgcw_install_errmsg(in)[0] != '\0');
     }
+    pgcw_install_free(in);
     char *after = catalog_snapshot(f->writer);
     assert_string_equal(before, after);
     assert_int_equal(pgtest_query_int(f->writer, "SELECT count(*) FROM x"), 0);
@@ -339,11 +352,12 @@ static void test_missing_table_rolls_back(void **state)
     const char *tables[] = {"mt", "nope"};
     for (int keys = 0; keys < 2; keys++) {
         pgcw_install_opts o = {.channel = "mt", .with_keys = keys};
-        char err[512] = "";
+        pgcw_install *in = handle(&o);
         char *sql = NULL;
-        assert_int_equal(pgcw_install(f->writer, &o, tables, 2, &sql, err, sizeof err),
-                         PGCW_EQUERY);
-        assert_string_equal(err, "relation \"nope\" does not exist (SQLSTATE 42P01)");
+        assert_int_equal(pgcw_install_run(in, f->writer, tables, 2, &sql), PGCW_EQUERY);
+        assert_string_equal(pgcw_install_errmsg(in),
+                            "relation \"nope\" does not exist (SQLSTATE 42P01)");
+        pgcw_install_free(in);
         assert_non_null(sql); /* the script that was tried */
         assert_non_null(strstr(sql, "ON \"nope\""));
         pgcw_free(sql);
@@ -376,10 +390,11 @@ static void test_missing_privilege_rolls_back(void **state)
     const char *tables[] = {"priv"};
     for (int keys = 0; keys < 2; keys++) {
         pgcw_install_opts o = {.channel = "priv", .with_keys = keys};
-        char err[512] = "";
-        assert_int_equal(pgcw_install(f->writer, &o, tables, 1, NULL, err, sizeof err),
-                         PGCW_EQUERY);
-        assert_string_equal(err, "permission denied for table priv (SQLSTATE 42501)");
+        pgcw_install *in = handle(&o);
+        assert_int_equal(pgcw_install_run(in, f->writer, tables, 1, NULL), PGCW_EQUERY);
+        assert_string_equal(pgcw_install_errmsg(in),
+                            "permission denied for table priv (SQLSTATE 42501)");
+        pgcw_install_free(in);
         assert_int_equal(PQtransactionStatus(f->writer), PQTRANS_IDLE);
     }
     pgtest_exec(f->writer, "RESET ROLE");
@@ -396,18 +411,17 @@ static void test_needs_idle_connection(void **state)
     fixture *f = *state;
     pgtest_exec(f->writer, "CREATE TABLE busy (id int)");
     const char *tables[] = {"busy"};
-    char err[256] = "";
+    pgcw_install *in = handle(NULL);
     pgtest_exec(f->writer, "BEGIN");
-    assert_int_equal(pgcw_install(f->writer, NULL, tables, 1, NULL, err, sizeof err),
-                     PGCW_ESTATE);
+    assert_int_equal(pgcw_install_run(in, f->writer, tables, 1, NULL), PGCW_ESTATE);
     char *sql = (char *)1;
-    assert_int_equal(pgcw_uninstall(f->writer, NULL, &sql, err, sizeof err), PGCW_ESTATE);
+    assert_int_equal(pgcw_uninstall_run(in, f->writer, &sql), PGCW_ESTATE);
     assert_null(sql);
     /* The caller's transaction is left alone. */
     assert_int_equal(PQtransactionStatus(f->writer), PQTRANS_INTRANS);
     pgtest_exec(f->writer, "ROLLBACK");
-    assert_int_equal(pgcw_install(NULL, NULL, tables, 1, NULL, err, sizeof err),
-                     PGCW_EINVAL);
+    assert_int_equal(pgcw_install_run(in, NULL, tables, 1, NULL), PGCW_EINVAL);
+    pgcw_install_free(in);
 }
 
 /* --- primary keys ----------------------------------------------------------------- */
@@ -845,15 +859,14 @@ static void test_uninstall_leaves_no_trace(void **state)
     char *s1 = catalog_snapshot(f->writer);
 
     /* Nothing installed yet for "mine": an empty script. */
+    pgcw_install *in_mine = handle(&mine);
     char *sql = NULL;
-    char err[512] = "";
-    assert_int_equal(pgcw_uninstall_sql(f->writer, &mine, &sql, err, sizeof err),
-                     PGCW_OK);
+    assert_int_equal(pgcw_uninstall_sql(in_mine, f->writer, &sql), PGCW_OK);
     assert_string_equal(sql, "");
     pgcw_free(sql);
 
     /* Dry-run generation changes nothing. */
-    assert_int_equal(pgcw_install_sql(&mine, tables, 2, &sql, err, sizeof err), PGCW_OK);
+    assert_int_equal(pgcw_install_sql(in_mine, tables, 2, &sql), PGCW_OK);
     char *s_dry = catalog_snapshot(f->writer);
     assert_string_equal(s_dry, s1);
     free(s_dry);
@@ -863,8 +876,7 @@ static void test_uninstall_leaves_no_trace(void **state)
     /* The uninstall script names every trigger, schema-qualified, and changes
      * nothing by itself. */
     char *s2 = catalog_snapshot(f->writer);
-    assert_int_equal(pgcw_uninstall_sql(f->writer, &mine, &sql, err, sizeof err),
-                     PGCW_OK);
+    assert_int_equal(pgcw_uninstall_sql(in_mine, f->writer, &sql), PGCW_OK);
     assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_a_ins\" ON "
                                 "\"un\".\"a\";"));
     assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_un b\" ON "
@@ -877,7 +889,7 @@ static void test_uninstall_leaves_no_trace(void **state)
     char *s3 = catalog_snapshot(f->writer);
     assert_string_equal(s2, s3);
 
-    assert_int_equal(pgcw_uninstall(f->writer, &mine, &sql, err, sizeof err), PGCW_OK);
+    assert_int_equal(pgcw_uninstall_run(in_mine, f->writer, &sql), PGCW_OK);
     assert_non_null(strstr(sql, "DROP TRIGGER"));
     pgcw_free(sql);
     char *s4 = catalog_snapshot(f->writer);
@@ -892,9 +904,10 @@ static void test_uninstall_leaves_no_trace(void **state)
     pgtest_exec(f->listener, "UNLISTEN *");
 
     /* Uninstalling again is a no-op with an empty script. */
-    assert_int_equal(pgcw_uninstall(f->writer, &mine, &sql, err, sizeof err), PGCW_OK);
+    assert_int_equal(pgcw_uninstall_run(in_mine, f->writer, &sql), PGCW_OK);
     assert_string_equal(sql, "");
     pgcw_free(sql);
+    pgcw_install_free(in_mine);
     uninstall_ok(f->writer, &other);
     char *s5 = catalog_snapshot(f->writer);
     assert_string_equal(s5, s0);

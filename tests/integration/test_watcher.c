@@ -110,16 +110,20 @@ static void notify_now(PGconn *c, const char *channel, const char *table, int pa
     PQclear(r);
 }
 
-static pgcw_watcher *new_watcher(pgcw_watcher_opts *o, logcap *cap)
+/* co NULL: the defaults, on this test's database. */
+static pgcw_watcher *new_watcher(pgcw_watcher_opts *o, pgcw_conn_opts *co, logcap *cap)
 {
-    if (!o->conninfo)
-        o->conninfo = pgtest_dsn();
+    pgcw_conn_opts dflt = {0};
+    if (!co)
+        co = &dflt;
+    if (!co->conninfo)
+        co->conninfo = pgtest_dsn();
     if (cap) {
         o->log = cap_log;
         o->log_ctx = cap;
     }
     pgcw_watcher *w = NULL;
-    assert_int_equal(pgcw_watcher_new(o, &w), PGCW_OK);
+    assert_int_equal(pgcw_watcher_new(o, co, &w), PGCW_OK);
     if (cap)
         cap->w = w;
     return w;
@@ -141,9 +145,7 @@ static void loop_turn(pgcw_watcher *w, int cap_ms)
     int64_t t = pgcw_watcher_timeout_ms(w);
     if (t < 0 || t > cap_ms)
         t = cap_ms;
-    struct pollfd p = {.fd = fd,
-                       .events = (short)((want & PGCW_IO_READ ? POLLIN : 0) |
-                                         (want & PGCW_IO_WRITE ? POLLOUT : 0))};
+    struct pollfd p = {.fd = fd, .events = pgcw_poll_events(want)};
     if (poll(&p, fd >= 0 ? 1 : 0, (int)t) < 0 && errno != EINTR)
         fail_msg("poll: %s", strerror(errno));
     assert_int_equal(pgcw_watcher_process(w), PGCW_OK);
@@ -161,9 +163,9 @@ static void loop_until_healthy(pgcw_watcher *w)
 }
 
 /* Next event of s, driving w from this thread (w == NULL: w has its own thread). */
-static pgcw_event *next_event(pgcw_watcher *w, pgcw_sub *s)
+static const pgcw_event *next_event(pgcw_watcher *w, pgcw_sub *s)
 {
-    pgcw_event *ev = NULL;
+    const pgcw_event *ev = NULL;
     if (!w) {
         pgcw_status st = pgcw_sub_get(s, WAIT_MS, &ev);
         if (st != PGCW_OK)
@@ -180,7 +182,7 @@ static pgcw_event *next_event(pgcw_watcher *w, pgcw_sub *s)
     return ev;
 }
 
-static int part_of(pgcw_event *ev)
+static int part_of(const pgcw_event *ev)
 {
     if (ev->kind != PGCW_EVENT_CHANGE)
         fail_msg("expected a change event, got %s gap",
@@ -201,7 +203,7 @@ static void terminate(PGconn *c, int pid)
 
 static const char *const two_channels[] = {"pgcw_a", "Pgcw B-2"}; /* needs quoting */
 
-static void check_full_event(pgcw_event *ev, const char *channel, int sender_pid,
+static void check_full_event(const pgcw_event *ev, const char *channel, int sender_pid,
                              uint64_t epoch, int64_t t0, int64_t t1)
 {
     assert_int_equal(ev->kind, PGCW_EVENT_CHANGE);
@@ -231,12 +233,10 @@ static void test_poll_loop_mode(void **state)
 {
     (void)state;
     logcap *cap = cap_new();
-    pgcw_watcher_opts o = {.channels = two_channels,
-                           .n_channels = 2,
-                           .max_latency_ms = -1,
-                           .reconnect_min_ms = 20,
-                           .reconnect_max_ms = 200};
-    pgcw_watcher *w = new_watcher(&o, cap);
+    pgcw_watcher_opts o = {
+        .channels = two_channels, .n_channels = 2, .max_latency_ms = -1};
+    pgcw_conn_opts co = {.reconnect_min_ms = 20, .reconnect_max_ms = 200};
+    pgcw_watcher *w = new_watcher(&o, &co, cap);
     pgcw_sub *a = new_sub(w), *b = new_sub(w);
     loop_until_healthy(w);
     assert_int_equal(pgcw_watcher_epoch(w), 1);
@@ -251,7 +251,7 @@ static void test_poll_loop_mode(void **state)
     notify(c, "pgcw_a", full_payload);
     notify(c, "Pgcw B-2", full_payload);
     notify(c, "pgcw_other", full_payload); /* not listened to */
-    pgcw_event *ev[4];
+    const pgcw_event *ev[4];
     ev[0] = next_event(w, a);
     ev[1] = next_event(w, a);
     ev[2] = next_event(w, b);
@@ -269,7 +269,7 @@ static void test_poll_loop_mode(void **state)
 
     /* The unlistened channel's notification never shows up. */
     notify_now(c, "pgcw_a", "fence", 1, "0");
-    pgcw_event *fence = next_event(w, a);
+    const pgcw_event *fence = next_event(w, a);
     assert_string_equal(fence->table, "fence");
     pgcw_event_free(fence);
     pgcw_watcher_stats st;
@@ -281,7 +281,7 @@ static void test_poll_loop_mode(void **state)
     /* Lose the connection: gap in each subscriber, unhealthy, then back with a new
      * epoch and a new backend. */
     terminate(c, pid);
-    pgcw_event *g = next_event(w, a);
+    const pgcw_event *g = next_event(w, a);
     assert_int_equal(g->kind, PGCW_EVENT_GAP);
     assert_int_equal(g->gap_reason, PGCW_GAP_DISCONNECTED);
     assert_int_equal(g->epoch, 1);
@@ -325,8 +325,9 @@ static void test_thread_mode(void **state)
 {
     (void)state;
     logcap *cap = cap_new();
-    pgcw_watcher_opts o = {.max_latency_ms = -1, .reconnect_min_ms = 20};
-    pgcw_watcher *w = new_watcher(&o, cap);
+    pgcw_watcher_opts o = {.max_latency_ms = -1};
+    pgcw_conn_opts co = {.reconnect_min_ms = 20};
+    pgcw_watcher *w = new_watcher(&o, &co, cap);
     pgcw_sub *a = new_sub(w), *b = new_sub(w);
     assert_int_equal(pgcw_watcher_start(w), PGCW_OK);
     assert_int_equal(pgcw_watcher_start(w), PGCW_ESTATE);
@@ -347,7 +348,7 @@ static void test_thread_mode(void **state)
     }
     pgtest_exec(c, "COMMIT");
     for (int i = 0; i < 100; i++) {
-        pgcw_event *ea = next_event(NULL, a), *eb = next_event(NULL, b);
+        const pgcw_event *ea = next_event(NULL, a), *eb = next_event(NULL, b);
         assert_int_equal(part_of(ea), i);
         assert_int_equal(part_of(eb), i);
         assert_string_equal(ea->channel, PGCW_DEFAULT_CHANNEL);
@@ -357,7 +358,7 @@ static void test_thread_mode(void **state)
 
     int pid = pgcw_watcher_backend_pid(w);
     terminate(c, pid);
-    pgcw_event *g = next_event(NULL, a);
+    const pgcw_event *g = next_event(NULL, a);
     assert_int_equal(g->kind, PGCW_EVENT_GAP);
     assert_int_equal(g->gap_reason, PGCW_GAP_DISCONNECTED);
     pgcw_event_free(g);
@@ -380,7 +381,7 @@ static void test_thread_mode(void **state)
     uint64_t b_gaps = pgcw_sub_gap_count(b);
     assert_int_equal(b_gaps, 2);
     for (int want = 0; want < 3; want++) { /* b: gap, 500, gap */
-        pgcw_event *e = NULL;
+        const pgcw_event *e = NULL;
         assert_int_equal(pgcw_sub_try_get(b, &e), PGCW_OK);
         assert_int_equal(e->kind, want == 1 ? PGCW_EVENT_CHANGE : PGCW_EVENT_GAP);
         pgcw_event_free(e);
@@ -401,7 +402,7 @@ static void test_malformed_and_late(void **state)
     (void)state;
     logcap *cap = cap_new();
     pgcw_watcher_opts o = {.max_latency_ms = 10000, .ping_interval_ms = -1};
-    pgcw_watcher *w = new_watcher(&o, cap);
+    pgcw_watcher *w = new_watcher(&o, NULL, cap);
     pgcw_sub *s = new_sub(w);
     loop_until_healthy(w);
     assert_int_equal(pgcw_watcher_timeout_ms(w), -1); /* no pings: no deadline */
@@ -414,7 +415,7 @@ static void test_malformed_and_late(void **state)
            "00Z\"}");
     notify_now(c, PGCW_DEFAULT_CHANNEL, "valid", 1, "0");
     notify_now(c, PGCW_DEFAULT_CHANNEL, "old", 2, "60 seconds");
-    pgcw_event *ev = next_event(w, s);
+    const pgcw_event *ev = next_event(w, s);
     assert_string_equal(ev->table, "valid");
     pgcw_event_free(ev);
     ev = next_event(w, s);
@@ -447,11 +448,10 @@ static void test_ping(void **state)
 {
     (void)state;
     logcap *cap = cap_new();
-    pgcw_watcher_opts o = {.ping_interval_ms = 100,
-                           .ping_timeout_ms = 1000,
-                           .reconnect_min_ms = 20,
-                           .max_latency_ms = -1};
-    pgcw_watcher *w = new_watcher(&o, cap);
+    pgcw_watcher_opts o = {
+        .ping_interval_ms = 100, .ping_timeout_ms = 1000, .max_latency_ms = -1};
+    pgcw_conn_opts co = {.reconnect_min_ms = 20};
+    pgcw_watcher *w = new_watcher(&o, &co, cap);
     pgcw_sub *s = new_sub(w);
     assert_int_equal(pgcw_watcher_start(w), PGCW_OK);
     assert_int_equal(pgcw_watcher_wait_healthy(w, WAIT_MS), PGCW_OK);
@@ -485,7 +485,7 @@ static void test_ping(void **state)
         cap_free(cap);
         skip(); /* a server on another host or user: cannot freeze its backend */
     }
-    pgcw_event *g = NULL;
+    const pgcw_event *g = NULL;
     pgcw_status gst = pgcw_sub_get(s, WAIT_MS, &g);
     kill(pid, SIGCONT);
     assert_int_equal(gst, PGCW_OK);
@@ -512,18 +512,31 @@ static void test_bad_dsn(void **state)
     snprintf(dsn, sizeof dsn, "%s dbname=pgcw_no_such_db", pgtest_server_dsn());
     for (int threaded = 0; threaded < 2; threaded++) {
         logcap *cap = cap_new();
-        pgcw_watcher_opts o = {.conninfo = dsn, .reconnect_min_ms = 20};
-        pgcw_watcher *w = new_watcher(&o, cap);
+        pgcw_watcher_opts o = {0};
+        pgcw_conn_opts co = {.conninfo = dsn, .reconnect_min_ms = 20};
+        pgcw_watcher *w = new_watcher(&o, &co, cap);
         pgcw_sub *s = new_sub(w);
         if (threaded)
             assert_int_equal(pgcw_watcher_start(w), PGCW_OK);
+        /* A database that does not exist will not appear by retrying: the wait says
+         * so at once (it used to sit out its whole timeout), with the SQLSTATE. */
         int64_t t0 = pgtest_now_ms();
-        assert_int_equal(pgcw_watcher_wait_healthy(w, 2000), PGCW_ETIMEDOUT);
-        assert_true(pgtest_now_ms() - t0 >= 2000);
+        assert_int_equal(pgcw_watcher_wait_healthy(w, 20000), PGCW_ECONNECT);
+        assert_true(pgtest_now_ms() - t0 < 10000);
         const char *msg = pgcw_watcher_errmsg(w);
         assert_non_null(strstr(msg, "database \"pgcw_no_such_db\" does not exist"));
+        assert_non_null(strstr(msg, "(SQLSTATE 3D000)"));
+        /* ... and keeps retrying in the background (it may be created later). */
+        pgcw_watcher_stats st0, st1;
+        pgcw_watcher_stats_get(w, &st0);
+        if (threaded)
+            pgtest_sleep_ms(300);
+        else
+            assert_int_equal(pgcw_watcher_run(w, 300), PGCW_OK);
+        pgcw_watcher_stats_get(w, &st1);
+        assert_true(st1.conn_errors > st0.conn_errors);
         assert_int_equal(pgcw_watcher_stop(w), PGCW_OK); /* joins: every log is in */
-        assert_true(cap_count(cap, "does not exist") >= 1);
+        assert_true(cap_count(cap, "does not exist") >= 2);
         assert_false(pgcw_watcher_healthy(w));
         assert_int_equal(pgcw_sub_pending(s), 0); /* never healthy: no gap */
         pgcw_sub_free(s);
@@ -532,8 +545,9 @@ static void test_bad_dsn(void **state)
     }
 
     /* A URI works too (expand_dbname), and a refused port is an error, not a hang. */
-    pgcw_watcher_opts o = {.conninfo = "postgresql://127.0.0.1:1/x?connect_timeout=2"};
-    pgcw_watcher *w = new_watcher(&o, NULL);
+    pgcw_watcher_opts o = {0};
+    pgcw_conn_opts co = {.conninfo = "postgresql://127.0.0.1:1/x?connect_timeout=2"};
+    pgcw_watcher *w = new_watcher(&o, &co, NULL);
     assert_int_equal(pgcw_watcher_wait_healthy(w, 2000), PGCW_ETIMEDOUT);
     assert_non_null(strstr(pgcw_watcher_errmsg(w), "127.0.0.1"));
     pgcw_watcher_free(w);
@@ -545,8 +559,9 @@ static void test_unquotable_channel(void **state)
 {
     (void)state;
     const char *bad[] = {"ok", "\xff\xfe"};
-    pgcw_watcher_opts o = {.channels = bad, .n_channels = 2, .reconnect_min_ms = 20};
-    pgcw_watcher *w = new_watcher(&o, NULL);
+    pgcw_watcher_opts o = {.channels = bad, .n_channels = 2};
+    pgcw_conn_opts co = {.reconnect_min_ms = 20};
+    pgcw_watcher *w = new_watcher(&o, &co, NULL);
     assert_int_equal(pgcw_watcher_wait_healthy(w, 1000), PGCW_ETIMEDOUT);
     assert_non_null(strstr(pgcw_watcher_errmsg(w), "bad channel name"));
     assert_int_equal(pgcw_watcher_backend_pid(w), 0);
@@ -558,8 +573,9 @@ static void test_free_while_reconnecting(void **state)
     (void)state;
     PGconn *c = pgtest_connect();
     for (int round = 0; round < 3; round++) {
-        pgcw_watcher_opts o = {.reconnect_min_ms = 1000};
-        pgcw_watcher *w = new_watcher(&o, NULL);
+        pgcw_watcher_opts o = {0};
+        pgcw_conn_opts co = {.reconnect_min_ms = 1000};
+        pgcw_watcher *w = new_watcher(&o, &co, NULL);
         pgcw_sub *s = new_sub(w);
         if (round < 2)
             assert_int_equal(pgcw_watcher_start(w), PGCW_OK);
@@ -568,7 +584,7 @@ static void test_free_while_reconnecting(void **state)
         if (round == 2) /* own loop: run until the loss is seen */
             while (pgcw_watcher_healthy(w))
                 assert_int_equal(pgcw_watcher_run(w, 50), PGCW_OK);
-        pgcw_event *g = NULL;
+        const pgcw_event *g = NULL;
         assert_int_equal(pgcw_sub_get(s, WAIT_MS, &g), PGCW_OK);
         assert_int_equal(g->kind, PGCW_EVENT_GAP);
         pgcw_event_free(g);
@@ -593,8 +609,9 @@ static void test_non_utf8_database(void **state)
     char dsn[1400];
     snprintf(dsn, sizeof dsn, "%s dbname=pgcw_latin1 client_encoding=LATIN1",
              pgtest_server_dsn());
-    pgcw_watcher_opts o = {.conninfo = dsn};
-    pgcw_watcher *w = new_watcher(&o, NULL);
+    pgcw_watcher_opts o = {0};
+    pgcw_conn_opts co = {.conninfo = dsn};
+    pgcw_watcher *w = new_watcher(&o, &co, NULL);
     pgcw_sub *s = new_sub(w);
     loop_until_healthy(w);
 
@@ -606,7 +623,7 @@ static void test_non_utf8_database(void **state)
     notify(sender, PGCW_DEFAULT_CHANNEL,
            "{\"operation\":\"update\",\"table\":\"caf\xc3\xa9\",\"sent_at\":"
            "\"2026-01-01T00:00:00Z\"}");
-    pgcw_event *ev = next_event(w, s);
+    const pgcw_event *ev = next_event(w, s);
     assert_int_equal(ev->kind, PGCW_EVENT_CHANGE);
     assert_string_equal(ev->table, "caf\xc3\xa9");
     pgcw_event_free(ev);
@@ -635,7 +652,7 @@ static void test_run_and_interrupt(void **state)
 {
     (void)state;
     pgcw_watcher_opts o = {0};
-    pgcw_watcher *w = new_watcher(&o, NULL);
+    pgcw_watcher *w = new_watcher(&o, NULL, NULL);
     int64_t t0 = pgtest_now_ms();
     assert_int_equal(pgcw_watcher_run(w, 300), PGCW_OK);
     assert_true(pgtest_now_ms() - t0 >= 300);

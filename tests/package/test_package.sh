@@ -7,6 +7,12 @@ build="$1"; src="$2"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 libdir=$(ls -d "$tmp"/prefix/lib*/ | head -1)
+# The installed CMake package names its dependencies, never a path of this machine.
+if grep -rn '/libpq\|/usr/lib\|/usr/include' "$libdir/cmake/pgcachewatch/"; then
+  echo "package: the CMake package holds a path of the build machine" >&2
+  exit 1
+fi
+grep -q 'PostgreSQL::PostgreSQL' "$libdir/cmake/pgcachewatch/pgcachewatchTargets.cmake"
 
 cmake -S "$src/tests/package/consumer" -B "$tmp/consumer" \
   -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null

@@ -43,4 +43,9 @@ void pgtest_assert_same_event(const pgcw_event *a, const pgcw_event *b,
     assert_int_equal(a->part, b->part);
     assert_int_equal(a->gap_reason, b->gap_reason);
     assert_int_equal(a->gap_lost, b->gap_lost);
+    assert_int_equal(a->source, b->source);
+    assert_int_equal(a->key_len, b->key_len);
+    same_string(a->key, b->key, d); /* NUL-terminated, never holds a NUL */
+    assert_int_equal(a->version, b->version);
+    assert_int_equal(a->lsn, b->lsn);
 }

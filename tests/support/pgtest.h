@@ -50,6 +50,14 @@ int pgtest_run(const char *cmd, char **out, char **err);
 /* The whole file at path as a malloc'd string ("" if missing or unreadable). */
 char *pgtest_slurp_path(const char *path);
 
+/* Every CLI run is bounded: a hang fails (exit 124) instead of stalling ctest. */
+#define PGTEST_RUN_LIMIT "timeout -k 5 60 "
+
+/* Runs `$PGCW_CLI <args>` (printf-style), bounded by PGTEST_RUN_LIMIT; captures as
+ * pgtest_run() does and returns its exit status. */
+int pgtest_cli_run(char **out, char **err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Path of the CLI under test ($PGCW_CLI). */
 const char *pgtest_cli(void);
 
@@ -62,5 +70,10 @@ void pgtest_sleep_ms(long ms);
 /* Waits up to ms for child pid to end (0: just look). Returns its exit status
  * (128+signal if killed) once reaped, or -1 if it is still running. */
 int pgtest_wait_pid(pid_t pid, int64_t ms);
+
+/* A TCP listener on 127.0.0.1 that accepts connections (the kernel completes the
+ * handshake) and never answers: a server that hangs. Returns the socket (close it
+ * to stop) and writes its port. Fails the test on error. */
+int pgtest_blackhole_open(int *port);
 
 #endif

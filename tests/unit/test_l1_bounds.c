@@ -238,14 +238,14 @@ static void test_args(void **state)
     pgcw_l1_free(c);
 }
 
-/* The memo's mode: only keys + values count against max_bytes. */
+/* charge_payload_only, the memo's mode: only keys + values count against
+ * max_bytes. */
 static void test_payload_only(void **state)
 {
     (void)state;
-    pgcw_l1_opts o = {.max_bytes = 40};
+    pgcw_l1_opts o = {.max_bytes = 40, .charge_payload_only = true};
     pgcw_l1 *c;
     assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
-    pgcw__l1_count_payload_only(c);
     assert_int_equal(pgcw_l1_set(c, "k1", 2, "0123456789", 10, 0, 0), PGCW_OK);
     assert_int_equal(pgcw_l1_set(c, "k2", 2, "0123456789", 10, 0, 0), PGCW_OK);
     assert_int_equal(pgcw_l1_set(c, "k3", 2, "0123456789", 10, 0, 0), PGCW_OK);

@@ -170,7 +170,7 @@ static void fx_open(fx *f, const pgcw_strategy_opts *so, size_t max_entries,
 {
     memset(f, 0, sizeof *f);
     loader_init(&f->ld);
-    assert_int_equal(pgcw_watcher_new(NULL, &f->w), PGCW_OK);
+    assert_int_equal(pgcw_watcher_new(NULL, NULL, &f->w), PGCW_OK);
     pgcw__watcher_set_healthy(f->w, true);
     /* A generous drain time budget: only the event budget should decide where a
      * drain stops, even on a loaded machine. */
@@ -209,11 +209,10 @@ static void expect(fx *f, const char *key, const char *want)
 {
     void *v = NULL;
     size_t len = 99;
-    char *err = (char *)"junk";
-    pgcw_status st = pgcw_memo_get(f->m, key, strlen(key), &v, &len, &err);
+    pgcw_status st = pgcw_memo_get(f->m, key, strlen(key), &v, &len);
     if (st != PGCW_OK)
-        fail_msg("get %s: %s (%s)", key, pgcw_status_name(st), err ? err : "");
-    assert_null(err);
+        fail_msg("get %s: %s (%s)", key, pgcw_status_name(st), pgcw_memo_errmsg(f->m));
+    assert_string_equal(pgcw_memo_errmsg(f->m), "");
     assert_int_equal(len, strlen(want));
     assert_memory_equal(v, want, len);
     assert_int_equal(((char *)v)[len], '\0');
@@ -226,9 +225,10 @@ static void send_change(pgcw_watcher *w, const char *table)
     pgcw_time_format(pgcw__real_us(), ts, sizeof ts);
     snprintf(payload, sizeof payload,
              "{\"operation\":\"update\",\"table\":\"%s\",\"sent_at\":\"%s\"}", table, ts);
-    pgcw_event *e = NULL;
-    assert_int_equal(pgcw_event_parse("ch", payload, strlen(payload), 0, &e, NULL, 0),
-                     PGCW_OK);
+    const pgcw_event *e = NULL;
+    assert_int_equal(
+        pgcw_event_parse(PGCW_FORMAT_TABLE_CHANGE, "ch", payload, strlen(payload), 0, &e),
+        PGCW_OK);
     assert_int_equal(pgcw_watcher_dispatch(w, e), PGCW_OK);
     pgcw_event_free(e);
 }
@@ -240,15 +240,19 @@ typedef struct getter {
     pgcw_status st;
     char *value;
     size_t len;
-    char *err;
+    char *err;          /* a copy of the thread's pgcw_memo_errmsg() after the get */
+    uintptr_t err_addr; /* where the library kept it: each thread its own */
 } getter;
 
 static void *get_thread(void *arg)
 {
     getter *g = arg;
     void *v = NULL;
-    g->st = pgcw_memo_get(g->f->m, g->key, strlen(g->key), &v, &g->len, &g->err);
+    g->st = pgcw_memo_get(g->f->m, g->key, strlen(g->key), &v, &g->len);
     g->value = v;
+    const char *msg = pgcw_memo_errmsg(g->f->m);
+    g->err_addr = (uintptr_t)msg;
+    g->err = msg[0] ? strdup(msg) : NULL;
     return NULL;
 }
 
@@ -268,7 +272,7 @@ static void join(getter *g)
 static void getter_free(getter *g)
 {
     pgcw_free(g->value);
-    pgcw_free(g->err);
+    free(g->err);
 }
 
 /* --- tests ---------------------------------------------------------------------- */
@@ -288,10 +292,10 @@ static void test_invalid_arguments(void **state)
 
     void *v;
     size_t len;
-    assert_int_equal(pgcw_memo_get(f.m, "k", 1, NULL, &len, NULL), PGCW_EINVAL);
-    assert_int_equal(pgcw_memo_get(f.m, "k", 1, &v, NULL, NULL), PGCW_EINVAL);
-    assert_int_equal(pgcw_memo_get(f.m, NULL, 1, &v, &len, NULL), PGCW_EINVAL);
-    assert_int_equal(pgcw_memo_get(NULL, "k", 1, &v, &len, NULL), PGCW_EINVAL);
+    assert_int_equal(pgcw_memo_get(f.m, "k", 1, NULL, &len), PGCW_EINVAL);
+    assert_int_equal(pgcw_memo_get(f.m, "k", 1, &v, NULL), PGCW_EINVAL);
+    assert_int_equal(pgcw_memo_get(f.m, NULL, 1, &v, &len), PGCW_EINVAL);
+    assert_int_equal(pgcw_memo_get(NULL, "k", 1, &v, &len), PGCW_EINVAL);
     assert_int_equal(atomic_load(&f.ld.calls), 0);
 
     pgcw_memo_free(NULL);
@@ -314,17 +318,17 @@ static void test_hit_miss_and_stats(void **state)
     /* Keys are bytes: embedded NULs and the empty key are keys like any other. */
     void *v;
     size_t len;
-    assert_int_equal(pgcw_memo_get(f.m, "x\0y", 3, &v, &len, NULL), PGCW_OK);
+    assert_int_equal(pgcw_memo_get(f.m, "x\0y", 3, &v, &len), PGCW_OK);
     assert_int_equal(len, 3); /* "x#3" (the loader prints up to the NUL) */
     assert_memory_equal(v, "x#3", 3);
     pgcw_free(v);
-    assert_int_equal(pgcw_memo_get(f.m, "x\0z", 3, &v, &len, NULL), PGCW_OK);
+    assert_int_equal(pgcw_memo_get(f.m, "x\0z", 3, &v, &len), PGCW_OK);
     assert_memory_equal(v, "x#4", 3);
     pgcw_free(v);
-    assert_int_equal(pgcw_memo_get(f.m, NULL, 0, &v, &len, NULL), PGCW_OK);
+    assert_int_equal(pgcw_memo_get(f.m, NULL, 0, &v, &len), PGCW_OK);
     assert_string_equal(v, "#5");
     pgcw_free(v);
-    assert_int_equal(pgcw_memo_get(f.m, "", 0, &v, &len, NULL), PGCW_OK);
+    assert_int_equal(pgcw_memo_get(f.m, "", 0, &v, &len), PGCW_OK);
     assert_string_equal(v, "#5");
     pgcw_free(v);
 
@@ -447,7 +451,7 @@ static void test_loader_error_reaches_every_waiter(void **state)
         assert_non_null(g[i].err);
         assert_string_equal(g[i].err, f.ld.fail_msg);
         for (int j = 0; j < i; j++)
-            assert_ptr_not_equal(g[i].err, g[j].err); /* each its own copy */
+            assert_true(g[i].err_addr != g[j].err_addr); /* each its own copy */
     }
     for (int i = 0; i < FLIGHT; i++)
         getter_free(&g[i]);
@@ -462,18 +466,17 @@ static void test_loader_error_reaches_every_waiter(void **state)
     expect(&f, "k", "k#2");
     assert_int_equal(stats(&f).loads, 2);
 
-    /* A failure without a message: NULL errmsg; and errmsg may be NULL. */
+    /* A failure without a message: an empty errmsg. */
     atomic_store(&f.ld.fail_times, 2);
     f.ld.fail_status = PGCW_ELOADER;
     f.ld.fail_msg = NULL;
     void *v = (void *)&v;
     size_t len = 7;
-    char *err = (char *)"junk";
-    assert_int_equal(pgcw_memo_get(f.m, "j", 1, &v, &len, &err), PGCW_ELOADER);
+    assert_int_equal(pgcw_memo_get(f.m, "j", 1, &v, &len), PGCW_ELOADER);
     assert_null(v);
     assert_int_equal(len, 0);
-    assert_null(err);
-    assert_int_equal(pgcw_memo_get(f.m, "j", 1, &v, &len, NULL), PGCW_ELOADER);
+    assert_string_equal(pgcw_memo_errmsg(f.m), "");
+    assert_int_equal(pgcw_memo_get(f.m, "j", 1, &v, &len), PGCW_ELOADER);
     assert_int_equal(stats(&f).load_errors, 3);
     fx_close(&f);
 }
@@ -486,10 +489,8 @@ static void test_loader_ok_without_value(void **state)
     f.ld.ok_without_value = true;
     void *v;
     size_t len;
-    char *err = NULL;
-    assert_int_equal(pgcw_memo_get(f.m, "k", 1, &v, &len, &err), PGCW_ELOADER);
-    assert_non_null(err);
-    pgcw_free(err);
+    assert_int_equal(pgcw_memo_get(f.m, "k", 1, &v, &len), PGCW_ELOADER);
+    assert_true(strlen(pgcw_memo_errmsg(f.m)) > 0);
     assert_int_equal(stats(&f).entries, 0);
     assert_int_equal(pgcw_memo_result_set(NULL, "x", 1), PGCW_EINVAL);
     pgcw_memo_result_error(NULL, "x");
@@ -519,10 +520,8 @@ static void test_bypass_when_unhealthy(void **state)
     f.ld.fail_msg = "down";
     void *v;
     size_t len;
-    char *err = NULL;
-    assert_int_equal(pgcw_memo_get(f.m, "a", 1, &v, &len, &err), PGCW_ELOADER);
-    assert_string_equal(err, "down");
-    pgcw_free(err);
+    assert_int_equal(pgcw_memo_get(f.m, "a", 1, &v, &len), PGCW_ELOADER);
+    assert_string_equal(pgcw_memo_errmsg(f.m), "down");
 
     /* Healthy again: the gap drops what was stored before the loss. */
     pgcw__watcher_set_healthy(f.w, true);
@@ -671,13 +670,13 @@ static void test_max_bytes(void **state)
     f.ld.pad = 100;
     void *v;
     size_t len;
-    assert_int_equal(pgcw_memo_get(f.m, "big", 3, &v, &len, NULL), PGCW_OK);
+    assert_int_equal(pgcw_memo_get(f.m, "big", 3, &v, &len), PGCW_OK);
     assert_int_equal(len, 100);
     pgcw_free(v);
     st = stats(&f);
     assert_true(st.bytes <= 40);
     assert_int_equal(st.entries, 3);
-    assert_int_equal(pgcw_memo_get(f.m, "big", 3, &v, &len, NULL), PGCW_OK);
+    assert_int_equal(pgcw_memo_get(f.m, "big", 3, &v, &len), PGCW_OK);
     pgcw_free(v);
     assert_int_equal(stats(&f).loads, 7);
     fx_close(&f);
@@ -698,7 +697,7 @@ static pgcw_status nested_load(void *ctx, const void *key, size_t key_len,
         return pgcw_memo_result_set(r, "I", 1);
     void *v;
     size_t len;
-    pgcw_status st = pgcw_memo_get(n->m, "inner", 5, &v, &len, NULL);
+    pgcw_status st = pgcw_memo_get(n->m, "inner", 5, &v, &len);
     if (st != PGCW_OK)
         return st;
     char out[16];
@@ -712,7 +711,7 @@ static void test_loader_reenters(void **state)
     (void)state;
     pgcw_watcher *w;
     pgcw_strategy *s;
-    assert_int_equal(pgcw_watcher_new(NULL, &w), PGCW_OK);
+    assert_int_equal(pgcw_watcher_new(NULL, NULL, &w), PGCW_OK);
     pgcw__watcher_set_healthy(w, true);
     assert_int_equal(pgcw_strategy_new(w, NULL, &s), PGCW_OK);
     nested n = {0};
@@ -721,7 +720,7 @@ static void test_loader_reenters(void **state)
     for (int i = 0; i < 2; i++) {
         void *v;
         size_t len;
-        assert_int_equal(pgcw_memo_get(n.m, "outer", 5, &v, &len, NULL), PGCW_OK);
+        assert_int_equal(pgcw_memo_get(n.m, "outer", 5, &v, &len), PGCW_OK);
         assert_string_equal(v, "outer(I)");
         pgcw_free(v);
     }
@@ -752,7 +751,7 @@ static void *stress_thread(void *arg)
         snprintf(key, sizeof key, "k%u", (x >> 16) % 8);
         void *v;
         size_t len;
-        if (pgcw_memo_get(s->f->m, key, strlen(key), &v, &len, NULL) != PGCW_OK) {
+        if (pgcw_memo_get(s->f->m, key, strlen(key), &v, &len) != PGCW_OK) {
             atomic_fetch_add(&s->bad, 1);
             continue;
         }

@@ -21,7 +21,7 @@ static void parse_ok(const char *text, const char *schema, const char *name)
 {
     pgcw_qualified_name q;
     char err[256] = "";
-    pgcw_status st = pgcw_parse_qualified_name(text, &q, err, sizeof err);
+    pgcw_status st = pgcw__parse_qualified_name(text, &q, err, sizeof err);
     if (st != PGCW_OK)
         fail_msg("parsing [%s]: %s", text, err);
     assert_string_equal(q.schema, schema);
@@ -35,7 +35,7 @@ static void parse_bad(const char *text, const char *why)
     q.name[PGCW_MAX_IDENTIFIER] = '\0';
     q.schema[PGCW_MAX_IDENTIFIER] = '\0';
     char err[256] = "";
-    pgcw_status st = pgcw_parse_qualified_name(text, &q, err, sizeof err);
+    pgcw_status st = pgcw__parse_qualified_name(text, &q, err, sizeof err);
     if (st != PGCW_EINVAL)
         fail_msg("[%s] parsed as [%s].[%s]", text ? text : "(null)", q.schema, q.name);
     if (!strstr(err, why))
@@ -120,7 +120,7 @@ static void test_parse_length_limit(void **state)
     memset(quoted + 1, 'b', 62);
     memcpy(quoted + 63, "\"\"\"", 4);
     pgcw_qualified_name q;
-    assert_int_equal(pgcw_parse_qualified_name(quoted, &q, NULL, 0), PGCW_OK);
+    assert_int_equal(pgcw_parse_qualified_name(quoted, &q), PGCW_OK);
     assert_int_equal(strlen(q.name), 63);
     assert_int_equal(q.name[62], '"');
     memcpy(quoted + 63, "c\"\"\"", 5);
@@ -216,14 +216,20 @@ static void test_templates_are_well_formed(void **state)
 }
 
 /* Out of line: inlined, GCC 12's -Wdangling-pointer mistakes the returned script
- * for the address of the local `sql` (a known false positive). */
+ * for the address of the local `sql` (a known false positive). A handle of its own
+ * per call, since the tests change the options between calls; its message is copied
+ * to err. */
 __attribute__((noinline)) static char *script(const pgcw_install_opts *o,
                                               const char *table, pgcw_status want,
                                               char *err, size_t errlen)
 {
     char *sql = (char *)1;
     const char *tables[] = {table};
-    pgcw_status st = pgcw_install_sql(o, tables, 1, &sql, err, errlen);
+    pgcw_install *in = NULL;
+    assert_int_equal(pgcw_install_new(o, &in), PGCW_OK);
+    pgcw_status st = pgcw_install_sql(in, tables, 1, &sql);
+    snprintf(err, errlen, "%s", pgcw_install_errmsg(in));
+    pgcw_install_free(in);
     if (st != want)
         fail_msg("install_sql(%s): %s (%s)", table, pgcw_status_name(st), err);
     if (st != PGCW_OK)
@@ -372,21 +378,23 @@ static void test_install_sql_refuses(void **state)
     script(&o, "t", PGCW_EINVAL, err, sizeof err);
 
     /* Argument errors. */
+    pgcw_install *in = NULL;
+    assert_int_equal(pgcw_install_new(NULL, &in), PGCW_OK);
     char *out = (char *)1;
-    assert_int_equal(pgcw_install_sql(NULL, NULL, 1, &out, err, sizeof err), PGCW_EINVAL);
+    assert_int_equal(pgcw_install_sql(in, NULL, 1, &out), PGCW_EINVAL);
     assert_null(out);
-    assert_int_equal(pgcw_install_sql(NULL, NULL, 0, NULL, NULL, 0), PGCW_EINVAL);
+    assert_int_equal(pgcw_install_sql(in, NULL, 0, NULL), PGCW_EINVAL);
     /* No tables: just the function. */
-    assert_int_equal(pgcw_install_sql(NULL, NULL, 0, &out, NULL, 0), PGCW_OK);
+    assert_int_equal(pgcw_install_sql(in, NULL, 0, &out), PGCW_OK);
     assert_non_null(strstr(out, "CREATE OR REPLACE FUNCTION"));
     assert_null(strstr(out, "CREATE TRIGGER"));
     pgcw_free(out);
     /* One bad table in a list fails the whole call. */
     const char *tables[] = {"good", "bad name"};
-    assert_int_equal(pgcw_install_sql(NULL, tables, 2, &out, err, sizeof err),
-                     PGCW_EINVAL);
+    assert_int_equal(pgcw_install_sql(in, tables, 2, &out), PGCW_EINVAL);
     assert_null(out);
-    assert_non_null(strstr(err, "bad name"));
+    assert_non_null(strstr(pgcw_install_errmsg(in), "bad name"));
+    pgcw_install_free(in);
 }
 
 int main(void)

@@ -27,7 +27,7 @@
 static pgcw_watcher *new_watcher(void)
 {
     pgcw_watcher *w = NULL;
-    assert_int_equal(pgcw_watcher_new(NULL, &w), PGCW_OK);
+    assert_int_equal(pgcw_watcher_new(NULL, NULL, &w), PGCW_OK);
     pgcw__watcher_set_healthy(w, true);
     return w;
 }
@@ -42,8 +42,8 @@ static pgcw_event *make_event(pgcw_op op, const char *table, int64_t sent_at_us)
              "\"sent_at\":\"%s\"}",
              pgcw_op_name(op), table, ts);
     pgcw_event *e = NULL;
-    pgcw_status st =
-        pgcw_event_parse("ch", payload, strlen(payload), 0, &e, err, sizeof err);
+    pgcw_status st = pgcw__event_decode(PGCW_FORMAT_TABLE_CHANGE, "ch", payload,
+                                        strlen(payload), 0, &e, err, sizeof err);
     if (st != PGCW_OK)
         fail_msg("parse %s: %s", payload, err);
     return e;

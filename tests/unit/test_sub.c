@@ -29,15 +29,16 @@ static int64_t now_ms(void)
 }
 
 /* A change event whose payload carries seq as "part" (our payload format). */
-static pgcw_event *make_event(int seq)
+static const pgcw_event *make_event(int seq)
 {
     char payload[160];
     snprintf(payload, sizeof payload,
              "{\"operation\":\"update\",\"table\":\"t\",\"schema\":\"s\","
              "\"sent_at\":\"2024-05-01T12:00:00Z\",\"part\":%d}",
              seq);
-    pgcw_event *ev = NULL;
-    assert_int_equal(pgcw_event_parse("ch", payload, strlen(payload), 0, &ev, NULL, 0),
+    const pgcw_event *ev = NULL;
+    assert_int_equal(pgcw_event_parse(PGCW_FORMAT_TABLE_CHANGE, "ch", payload,
+                                      strlen(payload), 0, &ev),
                      PGCW_OK);
     return ev;
 }
@@ -52,14 +53,14 @@ static int seq_of(const pgcw_event *ev)
 
 static void dispatch_seq(pgcw_watcher *w, int seq)
 {
-    pgcw_event *ev = make_event(seq);
+    const pgcw_event *ev = make_event(seq);
     assert_int_equal(pgcw_watcher_dispatch(w, ev), PGCW_OK);
     pgcw_event_free(ev);
 }
 
 static void expect_seq(pgcw_sub *s, int seq)
 {
-    pgcw_event *ev = NULL;
+    const pgcw_event *ev = NULL;
     assert_int_equal(pgcw_sub_try_get(s, &ev), PGCW_OK);
     assert_int_equal(seq_of(ev), seq);
     pgcw_event_free(ev);
@@ -67,7 +68,7 @@ static void expect_seq(pgcw_sub *s, int seq)
 
 static void expect_gap(pgcw_sub *s, pgcw_gap_reason reason, uint64_t lost)
 {
-    pgcw_event *ev = NULL;
+    const pgcw_event *ev = NULL;
     assert_int_equal(pgcw_sub_try_get(s, &ev), PGCW_OK);
     assert_int_equal(ev->kind, PGCW_EVENT_GAP);
     assert_int_equal(ev->gap_reason, reason);
@@ -78,7 +79,7 @@ static void expect_gap(pgcw_sub *s, pgcw_gap_reason reason, uint64_t lost)
 
 static void expect_empty(pgcw_sub *s)
 {
-    pgcw_event *ev = (pgcw_event *)1;
+    const pgcw_event *ev = (const pgcw_event *)1;
     assert_int_equal(pgcw_sub_try_get(s, &ev), PGCW_EAGAIN);
     assert_null(ev);
     assert_int_equal(pgcw_sub_pending(s), 0);
@@ -88,7 +89,7 @@ static pgcw_watcher *new_watcher(size_t capacity)
 {
     pgcw_watcher_opts o = {.queue_capacity = capacity};
     pgcw_watcher *w = NULL;
-    assert_int_equal(pgcw_watcher_new(&o, &w), PGCW_OK);
+    assert_int_equal(pgcw_watcher_new(&o, NULL, &w), PGCW_OK);
     return w;
 }
 
@@ -107,28 +108,28 @@ static void test_new_validates(void **state)
     pgcw_watcher *w = (pgcw_watcher *)1;
     const char *empty[] = {""};
     pgcw_watcher_opts o = {.channels = empty, .n_channels = 1};
-    assert_int_equal(pgcw_watcher_new(&o, &w), PGCW_EINVAL);
+    assert_int_equal(pgcw_watcher_new(&o, NULL, &w), PGCW_EINVAL);
     assert_null(w);
     char long_name[65];
     memset(long_name, 'a', 64);
     long_name[64] = '\0';
     const char *too_long[] = {"ok", long_name};
     o = (pgcw_watcher_opts){.channels = too_long, .n_channels = 2};
-    assert_int_equal(pgcw_watcher_new(&o, &w), PGCW_EINVAL);
+    assert_int_equal(pgcw_watcher_new(&o, NULL, &w), PGCW_EINVAL);
     const char *nulls[] = {NULL};
     o = (pgcw_watcher_opts){.channels = nulls, .n_channels = 1};
-    assert_int_equal(pgcw_watcher_new(&o, &w), PGCW_EINVAL);
+    assert_int_equal(pgcw_watcher_new(&o, NULL, &w), PGCW_EINVAL);
     o = (pgcw_watcher_opts){.channels = NULL, .n_channels = 1};
-    assert_int_equal(pgcw_watcher_new(&o, &w), PGCW_EINVAL);
-    assert_int_equal(pgcw_watcher_new(NULL, NULL), PGCW_EINVAL);
+    assert_int_equal(pgcw_watcher_new(&o, NULL, &w), PGCW_EINVAL);
+    assert_int_equal(pgcw_watcher_new(NULL, NULL, NULL), PGCW_EINVAL);
 
     long_name[63] = '\0'; /* 63 bytes is PostgreSQL's limit: accepted */
     const char *max_len[] = {long_name};
     o = (pgcw_watcher_opts){.channels = max_len, .n_channels = 1};
-    assert_int_equal(pgcw_watcher_new(&o, &w), PGCW_OK);
+    assert_int_equal(pgcw_watcher_new(&o, NULL, &w), PGCW_OK);
     pgcw_watcher_free(w);
 
-    assert_int_equal(pgcw_watcher_new(NULL, &w), PGCW_OK); /* all defaults */
+    assert_int_equal(pgcw_watcher_new(NULL, NULL, &w), PGCW_OK); /* all defaults */
     assert_false(pgcw_watcher_healthy(w));
     assert_int_equal(pgcw_watcher_epoch(w), 0);
     assert_int_equal(pgcw_watcher_backend_pid(w), 0);
@@ -230,7 +231,7 @@ static void test_get_timeout(void **state)
     (void)state;
     pgcw_watcher *w = new_watcher(0);
     pgcw_sub *s = new_sub(w, 0);
-    pgcw_event *ev = NULL;
+    const pgcw_event *ev = NULL;
     int64_t t0 = now_ms();
     assert_int_equal(pgcw_sub_get(s, 200, &ev), PGCW_ETIMEDOUT);
     int64_t took = now_ms() - t0;
@@ -280,7 +281,7 @@ static void test_blocking_get_wakes(void **state)
     struct delayed d = {w, s};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, dispatch_when_waiting, &d), 0);
-    pgcw_event *ev = NULL;
+    const pgcw_event *ev = NULL;
     assert_int_equal(pgcw_sub_get(s, 10000, &ev), PGCW_OK);
     assert_int_equal(seq_of(ev), 42);
     pgcw_event_free(ev);
@@ -310,7 +311,7 @@ static void *consumer(void *arg)
 {
     struct mc *m = arg;
     while (atomic_load(&m->taken) < MC_EVENTS) {
-        pgcw_event *ev = NULL;
+        const pgcw_event *ev = NULL;
         pgcw_status st = pgcw_sub_get(m->s, 20, &ev);
         if (st == PGCW_ETIMEDOUT)
             continue;
@@ -368,7 +369,7 @@ static void test_several_subscribers(void **state)
     pgcw_watcher *w = new_watcher(16);
     pgcw_sub *a = new_sub(w, 0), *b = new_sub(w, 0), *c = new_sub(w, 0);
     dispatch_seq(w, 1);
-    pgcw_event *ea = NULL, *eb = NULL, *ec = NULL;
+    const pgcw_event *ea = NULL, *eb = NULL, *ec = NULL;
     assert_int_equal(pgcw_sub_try_get(a, &ea), PGCW_OK);
     assert_int_equal(pgcw_sub_try_get(b, &eb), PGCW_OK);
     assert_int_equal(pgcw_sub_try_get(c, &ec), PGCW_OK);
@@ -399,7 +400,7 @@ static void test_several_subscribers(void **state)
     expect_seq(d, 4);
 
     /* Dispatched gaps reach everyone and count. */
-    pgcw_event *gap = NULL;
+    const pgcw_event *gap = NULL;
     assert_int_equal(pgcw_event_new_gap(NULL, PGCW_GAP_OVERFLOW, 5, 0, &gap), PGCW_OK);
     assert_int_equal(pgcw_watcher_dispatch(w, gap), PGCW_OK);
     pgcw_event_free(gap);
@@ -443,7 +444,7 @@ static void test_add_remove_while_producing(void **state)
     assert_int_equal(pthread_create(&t, NULL, producer, &c), 0);
     while (!atomic_load(&c.done)) {
         pgcw_sub *tmp = new_sub(c.w, 8);
-        pgcw_event *ev = NULL;
+        const pgcw_event *ev = NULL;
         if (pgcw_sub_try_get(tmp, &ev) == PGCW_OK)
             pgcw_event_free(ev);
         pgcw_sub_free(tmp);
@@ -481,7 +482,7 @@ static void test_health_hook(void **state)
     assert_int_equal(pgcw_sub_gap_count(a), 1);
     assert_int_equal(pgcw_sub_gap_count(b), 1);
     expect_seq(a, 1);
-    pgcw_event *ev = NULL;
+    const pgcw_event *ev = NULL;
     assert_int_equal(pgcw_sub_try_get(a, &ev), PGCW_OK);
     assert_int_equal(ev->kind, PGCW_EVENT_GAP);
     assert_int_equal(ev->gap_reason, PGCW_GAP_DISCONNECTED);
@@ -537,11 +538,11 @@ static void test_disconnect_gap_on_full_queue(void **state)
 static void test_bad_dsn_times_out(void **state)
 {
     (void)state;
-    pgcw_watcher_opts o = {.conninfo = "host=/nonexistent/pgcw port=1 connect_timeout=2",
-                           .reconnect_min_ms = 20,
-                           .reconnect_max_ms = 40};
+    pgcw_conn_opts co = {.conninfo = "host=/nonexistent/pgcw port=1 connect_timeout=2",
+                         .reconnect_min_ms = 20,
+                         .reconnect_max_ms = 40};
     pgcw_watcher *w = NULL;
-    assert_int_equal(pgcw_watcher_new(&o, &w), PGCW_OK);
+    assert_int_equal(pgcw_watcher_new(NULL, &co, &w), PGCW_OK);
     int64_t t0 = now_ms();
     assert_int_equal(pgcw_watcher_wait_healthy(w, 300), PGCW_ETIMEDOUT);
     assert_true(now_ms() - t0 >= 300);

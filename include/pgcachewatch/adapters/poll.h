@@ -19,16 +19,31 @@
 extern "C" {
 #endif
 
+/* PGCW_IO_* as poll(2) events, and poll(2)'s revents as PGCW_IO_* (an error or a
+ * hangup is both: let the library's read or write find out what happened). The
+ * library's own loops use these too. */
+static inline short pgcw_poll_events(int io)
+{
+    return (short)((io & PGCW_IO_READ ? POLLIN : 0) | (io & PGCW_IO_WRITE ? POLLOUT : 0));
+}
+
+static inline int pgcw_poll_io(short revents)
+{
+    int io =
+        (revents & POLLIN ? PGCW_IO_READ : 0) | (revents & POLLOUT ? PGCW_IO_WRITE : 0);
+    if (revents & (POLLERR | POLLHUP | POLLNVAL))
+        io |= PGCW_IO_READ | PGCW_IO_WRITE;
+    return io;
+}
+
 /* Fills *pfd for the watcher (fd -1 when it has none: poll(2) then ignores the
  * entry) and returns the poll timeout to use: the watcher's deadline, capped at
  * max_wait_ms (< 0: no cap), -1 for none. Call again before every poll(). */
 static inline int pgcw_poll_prepare(const pgcw_watcher *w, struct pollfd *pfd,
                                     int max_wait_ms)
 {
-    int want = pgcw_watcher_events(w);
     pfd->fd = pgcw_watcher_fd(w);
-    pfd->events = (short)((want & PGCW_IO_READ ? POLLIN : 0) |
-                          (want & PGCW_IO_WRITE ? POLLOUT : 0));
+    pfd->events = pgcw_poll_events(pgcw_watcher_events(w));
     pfd->revents = 0;
     int64_t t = pgcw_watcher_timeout_ms(w);
     if (max_wait_ms >= 0 && (t < 0 || t > max_wait_ms))

@@ -1,0 +1,34 @@
+/*
+ * install_internal.h - what the install module's two files share: the names derived
+ * from the options (install_script.c builds the install script from them;
+ * install.c runs scripts and reads the catalogs for uninstall).
+ */
+#ifndef PGCW_INSTALL_INTERNAL_H
+#define PGCW_INSTALL_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "pgcachewatch/install.h"
+
+/* The options with defaults applied, and every name derived from them. */
+typedef struct pgcw__install_names {
+    const char *channel;
+    const char *function_name;
+    const char *trigger_prefix;
+    bool with_keys;
+    char function[PGCW_MAX_IDENTIFIER + 1];
+    char keys_function[PGCW_MAX_IDENTIFIER + 1];
+} pgcw__install_names;
+
+/* Applies the defaults and checks the channel, function name and trigger prefix;
+ * PGCW_EINVAL with the reason in errbuf. */
+pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_names *n,
+                                  char *errbuf, size_t errlen);
+
+/* The install script for the tables (pgcw_install_sql() on a handle's options). */
+pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *const *tables,
+                                 size_t n_tables, char **sql_out, char *errbuf,
+                                 size_t errlen);
+
+#endif

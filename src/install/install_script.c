@@ -1,0 +1,244 @@
+/*
+ * install_script.c - generating the install script (install.h): names derived
+ * from the options and the tables, quoted, then pasted into the templates of sql/.
+ * No unquoted input ever reaches SQL, and nothing is produced before every name
+ * has been checked. Never connects.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core_util.h"
+#include "install_internal.h"
+#include "sql_names.h"
+#include "sql_template.h"
+
+static const char *const key_suffixes[] = {"_ins", "_upd", "_del"};
+
+/*
+ * Derives the name a + b + c. Names that fit in PGCW_MAX_IDENTIFIER bytes are the
+ * plain concatenation (the Python tool's names). Longer ones would be truncated by
+ * PostgreSQL, silently and so that two tables could share a trigger name; instead
+ * they keep as much of a + b as fits (cut on a UTF-8 boundary), then "_" and 8 hex
+ * digits of a hash of the whole a + b, then c, so the result is deterministic (a
+ * reinstall replaces it) and distinct per table.
+ */
+static void derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
+                        const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    if (la + lb + lc <= PGCW_MAX_IDENTIFIER) {
+        memcpy(out, a, la);
+        memcpy(out + la, b, lb);
+        memcpy(out + la + lb, c, lc);
+        out[la + lb + lc] = '\0';
+        return;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    char head[2 * (PGCW_MAX_IDENTIFIER + 1)];
+    snprintf(head, sizeof head, "%s%s", a, b);
+    size_t keep = PGCW_MAX_IDENTIFIER - lc - 9; /* "_" + 8 hex digits */
+    while (keep > 0 && ((unsigned char)head[keep] & 0xC0) == 0x80)
+        keep--; /* never split a multi-byte character */
+    snprintf(out, PGCW_MAX_IDENTIFIER + 1, "%.*s_%08x%s", (int)keep, head, (unsigned)h,
+             c);
+}
+
+pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_names *n,
+                                  char *errbuf, size_t errlen)
+{
+    pgcw_install_opts o = opts ? *opts : (pgcw_install_opts){0};
+    n->channel = o.channel ? o.channel : PGCW_DEFAULT_CHANNEL;
+    n->function_name = o.function_name ? o.function_name : PGCW_DEFAULT_FUNCTION_NAME;
+    n->trigger_prefix = o.trigger_prefix ? o.trigger_prefix : PGCW_DEFAULT_TRIGGER_PREFIX;
+    n->with_keys = o.with_keys;
+    if (n->channel[0] == '\0') {
+        pgcw__errf(errbuf, errlen, "the channel name is empty");
+        return PGCW_EINVAL;
+    }
+    if (strlen(n->channel) > PGCW_MAX_IDENTIFIER) {
+        pgcw__errf(errbuf, errlen, "channel name \"%s\" is longer than %d bytes",
+                   n->channel, PGCW_MAX_IDENTIFIER);
+        return PGCW_EINVAL;
+    }
+    if (n->function_name[0] == '\0') {
+        pgcw__errf(errbuf, errlen, "the function name is empty");
+        return PGCW_EINVAL;
+    }
+    if (strlen(n->function_name) > PGCW_MAX_IDENTIFIER ||
+        strlen(n->trigger_prefix) > PGCW_MAX_IDENTIFIER) {
+        pgcw__errf(errbuf, errlen,
+                   "function name or trigger prefix is longer than %d bytes",
+                   PGCW_MAX_IDENTIFIER);
+        return PGCW_EINVAL;
+    }
+    char base[2 * PGCW_MAX_IDENTIFIER + 2];
+    snprintf(base, sizeof base, "%s_", n->function_name);
+    derive_name(n->function, base, n->channel, "");
+    derive_name(n->keys_function, base, n->channel, "_keys");
+    return PGCW_OK;
+}
+
+/* A dollar-quote tag that does not occur in the quoted channel, the only
+ * caller-provided text inside function bodies. */
+static void body_tag(const char *quoted_channel, char tag[32])
+{
+    snprintf(tag, 32, "$pgcw$");
+    for (unsigned i = 1; strstr(quoted_channel, tag); i++)
+        snprintf(tag, 32, "$pgcw_%u$", i);
+}
+
+/* The owned, quoted values every template may use; freed by quoted_free(). */
+typedef struct quoted {
+    char *channel, *function, *keys_function, *table;
+    char *trigger, *trigger_ins, *trigger_upd, *trigger_del;
+} quoted;
+
+static void quoted_free(quoted *q)
+{
+    free(q->channel);
+    free(q->function);
+    free(q->keys_function);
+    free(q->table);
+    free(q->trigger);
+    free(q->trigger_ins);
+    free(q->trigger_upd);
+    free(q->trigger_del);
+    *q = (quoted){0};
+}
+
+/* Quotes a possibly schema-qualified table name. */
+static char *quote_table(const pgcw_qualified_name *t)
+{
+    char *name = pgcw_quote_ident(t->name);
+    if (!name || t->schema[0] == '\0')
+        return name;
+    char *schema = pgcw_quote_ident(t->schema);
+    char *out = NULL;
+    if (schema) {
+        pgcw__buf b = {0};
+        pgcw__buf_appendf(&b, "%s.%s", schema, name);
+        out = pgcw__buf_take(&b);
+    }
+    free(schema);
+    free(name);
+    return out;
+}
+
+/* Appends the triggers of one table. */
+static pgcw_status append_table(pgcw__buf *out, const pgcw__install_names *n,
+                                const quoted *fq, const char *table_text, char *errbuf,
+                                size_t errlen)
+{
+    pgcw_qualified_name t;
+    pgcw_status st = pgcw__parse_qualified_name(table_text, &t, errbuf, errlen);
+    if (st != PGCW_OK)
+        return st;
+    char trig[PGCW_MAX_IDENTIFIER + 1], sub[3][PGCW_MAX_IDENTIFIER + 1];
+    derive_name(trig, n->trigger_prefix, t.name, "");
+    for (int i = 0; i < 3; i++)
+        derive_name(sub[i], n->trigger_prefix, t.name, key_suffixes[i]);
+
+    quoted q = {0};
+    q.table = quote_table(&t);
+    q.trigger = pgcw_quote_ident(trig);
+    q.trigger_ins = pgcw_quote_ident(sub[0]);
+    q.trigger_upd = pgcw_quote_ident(sub[1]);
+    q.trigger_del = pgcw_quote_ident(sub[2]);
+    st = PGCW_OK;
+    if (!q.table || !q.trigger || !q.trigger_ins || !q.trigger_upd || !q.trigger_del)
+        st = PGCW_ENOMEM;
+
+    if (st == PGCW_OK && n->with_keys) {
+        const pgcw__sql_var vars[] = {
+            {"table", q.table},
+            {"trigger", q.trigger},
+            {"trigger_ins", q.trigger_ins},
+            {"trigger_upd", q.trigger_upd},
+            {"trigger_del", q.trigger_del},
+            {"function", fq->function},
+            {"keys_function", fq->keys_function},
+        };
+        st = pgcw__sql_expand(out, pgcw__sql_keys_triggers, vars,
+                              sizeof vars / sizeof vars[0]);
+    } else if (st == PGCW_OK) {
+        /* Switching from with_keys: drop that variant's triggers. */
+        const char *others[] = {q.trigger_ins, q.trigger_upd, q.trigger_del};
+        for (int i = 0; i < 3 && st == PGCW_OK; i++) {
+            const pgcw__sql_var vars[] = {{"table", q.table}, {"trigger", others[i]}};
+            st = pgcw__sql_expand(out, pgcw__sql_drop_trigger_if_exists, vars, 2);
+        }
+        const pgcw__sql_var vars[] = {
+            {"table", q.table}, {"trigger", q.trigger}, {"function", fq->function}};
+        if (st == PGCW_OK)
+            st = pgcw__sql_expand(out, pgcw__sql_table_triggers, vars, 3);
+    }
+    quoted_free(&q);
+    if (st == PGCW_EINVAL)
+        pgcw__errf(errbuf, errlen, "internal error: bad SQL template");
+    return st;
+}
+
+pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *const *tables,
+                                 size_t n_tables, char **sql_out, char *errbuf,
+                                 size_t errlen)
+{
+    if (sql_out)
+        *sql_out = NULL;
+    if (!sql_out || (n_tables && !tables)) {
+        pgcw__errf(errbuf, errlen, "invalid arguments");
+        return PGCW_EINVAL;
+    }
+    pgcw__install_names n;
+    pgcw_status st = pgcw__install_resolve(opts, &n, errbuf, errlen);
+    if (st != PGCW_OK)
+        return st;
+
+    quoted fq = {0};
+    fq.channel = pgcw_quote_literal(n.channel);
+    fq.function = pgcw_quote_ident(n.function);
+    fq.keys_function = pgcw_quote_ident(n.keys_function);
+    if (!fq.channel || !fq.function || !fq.keys_function) {
+        quoted_free(&fq);
+        pgcw__errf(errbuf, errlen, "out of memory");
+        return PGCW_ENOMEM;
+    }
+    char tag[32];
+    body_tag(fq.channel, tag);
+
+    pgcw__buf out = {0};
+    pgcw__buf_append(&out,
+                     "BEGIN;\n"
+                     "-- DROP TRIGGER IF EXISTS reports missing triggers as NOTICEs.\n"
+                     "SET LOCAL client_min_messages = warning;\n");
+    const pgcw__sql_var fvars[] = {
+        {"function", fq.function}, {"channel", fq.channel}, {"tag", tag}};
+    st = pgcw__sql_expand(&out, pgcw__sql_notify_function, fvars, 3);
+    if (st == PGCW_OK && n.with_keys) {
+        const pgcw__sql_var kvars[] = {
+            {"function", fq.keys_function}, {"channel", fq.channel}, {"tag", tag}};
+        st = pgcw__sql_expand(&out, pgcw__sql_notify_keys_function, kvars, 3);
+    }
+    if (st == PGCW_EINVAL)
+        pgcw__errf(errbuf, errlen, "internal error: bad SQL template");
+    for (size_t i = 0; i < n_tables && st == PGCW_OK; i++)
+        st = append_table(&out, &n, &fq, tables[i], errbuf, errlen);
+    quoted_free(&fq);
+    if (st == PGCW_OK)
+        pgcw__buf_append(&out, "COMMIT;\n");
+    if (st == PGCW_OK && out.failed)
+        st = PGCW_ENOMEM;
+    if (st != PGCW_OK) {
+        if (st == PGCW_ENOMEM)
+            pgcw__errf(errbuf, errlen, "out of memory");
+        pgcw__buf_free(&out);
+        return st;
+    }
+    *sql_out = pgcw__buf_take(&out);
+    return PGCW_OK;
+}

@@ -1,0 +1,92 @@
+/*
+ * source.h - an event source behind one small interface: the watcher (the hub,
+ * src/watch/) drives sources and knows nothing of how they get events; a source
+ * knows nothing of subscribers, sinks or epochs and reports to the hub only
+ * through pgcw__hub_ops. One file per implementation: source_listen.c
+ * (LISTEN/NOTIFY) now; logical decoding and polling plug in the same way.
+ *
+ * A source is driven by one thread at a time (the watcher's driving thread):
+ * step() does whatever is due without blocking; fd(), events() and deadline_us()
+ * say what to wait for before the next step. A source reports:
+ *   healthy     it now receives everything that is sent (e.g. connected, every
+ *               LISTEN acknowledged);
+ *   unhealthy   it may have missed events from now on (lost, or an attempt failed);
+ *               `permanent` when retrying the same settings will not fix it;
+ *   deliver     decoded events, in order; the hub takes over the references;
+ *   error       the detail of its last problem ("" when it is healthy again).
+ * It must never call the hub with a lock of its own held, and never block.
+ */
+#ifndef PGCW_SOURCE_H
+#define PGCW_SOURCE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pgcachewatch/conn.h"
+#include "pgcachewatch/event.h"
+
+typedef struct pgcw__source pgcw__source;
+
+/* What the hub offers its sources; hub is the first argument of every call. */
+typedef struct pgcw__hub_ops {
+    void (*healthy)(void *hub, pgcw__source *src);
+    void (*unhealthy)(void *hub, pgcw__source *src, bool lost, bool permanent);
+    /* events[0..n) are the caller's references, handed over. */
+    void (*deliver)(void *hub, pgcw__source *src, pgcw_event **events, size_t n);
+    /* msg: one line, no password; "" clears. */
+    void (*error)(void *hub, pgcw__source *src, const char *msg);
+    /* The hub's epoch (stamped on delivered events). */
+    uint64_t (*epoch)(void *hub);
+} pgcw__hub_ops;
+
+typedef struct pgcw__source_vt {
+    const char *name; /* "listen" */
+    /* One non-blocking step. revents: what poll(2) reported for fd() as PGCW_IO_*,
+     * or -1 when unknown (then input is tried). */
+    void (*step)(pgcw__source *s, int revents);
+    int (*fd)(const pgcw__source *s);     /* -1: none right now */
+    int (*events)(const pgcw__source *s); /* PGCW_IO_* */
+    /* Monotonic time (us) by which step() must run even without I/O; PGCW__NEVER
+     * for none; <= now: at once. */
+    int64_t (*deadline_us)(const pgcw__source *s);
+    /* Drops the connection and goes idle; the next step() starts over. Reports
+     * unhealthy (not lost) if it was healthy. */
+    void (*close)(pgcw__source *s);
+    /* The server backend serving it, 0 when none. Thread-safe. */
+    int (*backend_pid)(const pgcw__source *s);
+    void (*free)(pgcw__source *s);
+} pgcw__source_vt;
+
+/* The part every source shares; implementations embed it first. */
+struct pgcw__source {
+    const pgcw__source_vt *vt;
+    const pgcw__hub_ops *hub_ops;
+    void *hub;
+    pgcw_log_fn log;
+    void *log_ctx;
+    atomic_bool healthy; /* written by the hub's healthy/unhealthy */
+    /* Counters (relaxed atomics, summed by the hub's stats). */
+    atomic_uint_fast64_t st_notifications, st_events, st_key_events, st_malformed,
+        st_late, st_connects, st_disconnects, st_conn_errors;
+};
+
+/* What the LISTEN source needs; strings and arrays are copied. */
+typedef struct pgcw__listen_cfg {
+    const pgcw_conn_opts *conn;
+    const char *const *channels;        /* n_channels >= 1, each 1..63 bytes */
+    const pgcw_payload_format *formats; /* parallel; NULL: AUTO */
+    size_t n_channels;
+    int64_t max_latency_us;   /* < 0: never warn */
+    int64_t ping_interval_us; /* < 0: no pings */
+    int64_t ping_timeout_us;
+    pgcw_log_fn log;
+    void *log_ctx;
+} pgcw__listen_cfg;
+
+/* Creates the LISTEN source (no I/O). Returns PGCW_OK or PGCW_ENOMEM. */
+pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub_ops *ops,
+                                    void *hub, pgcw__source **out);
+
+#endif

@@ -1,0 +1,541 @@
+/*
+ * source_listen.c - the LISTEN/NOTIFY source: one libpq connection as a
+ * non-blocking state machine. Connect (conn module), exempt the session from
+ * idle_session_timeout, LISTEN on every channel in one round trip, decode each
+ * notification with its channel's decoder, ping when idle, notice a loss, back off
+ * and reconnect.
+ *
+ * Every libpq call here is non-blocking: PQgetResult only when !PQisBusy, output
+ * through PQflush. Must never block, never hand a PGnotify/PGresult out, never hold
+ * a lock while calling libpq, the hub or the log callback, and never let one bad
+ * payload cost the connection.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn_internal.h"
+#include "core_time.h"
+#include "core_util.h"
+#include "event_internal.h"
+#include "source.h"
+
+#define BATCH 64
+
+typedef enum state {
+    ST_IDLE = 0,   /* no connection; connect at the next step */
+    ST_CONNECTING, /* the conn module's attempt in progress */
+    ST_LISTENING,  /* SET and LISTEN statements sent, waiting for their results */
+    ST_READY,      /* healthy: reading notifications, pinging when idle */
+    ST_BACKOFF     /* lost or failed: waiting before the next attempt */
+} state;
+
+enum { Q_NONE = 0, Q_LISTEN = 1, Q_PING = 2 };
+
+typedef struct listen_source {
+    pgcw__source base;
+
+    /* Settings, fixed at creation. */
+    pgcw__conn_params params;
+    char **channels;
+    pgcw_payload_format *formats;
+    size_t n_channels;
+    int64_t max_latency_us, ping_interval_us, ping_timeout_us;
+
+    /* Touched only by the driving thread. */
+    pgcw__conn conn;
+    pgcw__backoff backoff;
+    state st;
+    bool flush_pending;   /* output queued in libpq that the socket did not take */
+    int query;            /* Q_*: what the outstanding query is */
+    int results_want;     /* COMMAND_OK results the LISTEN round trip must bring */
+    int results_ok;       /* ... and how many it brought so far */
+    char *listen_error;   /* first failure of this round trip (owned) */
+    int64_t deadline_us;  /* LISTEN deadline, or end of the backoff */
+    int64_t last_rx_us;   /* last time the server answered or notified */
+    int64_t ping_sent_us; /* when the outstanding ping left */
+
+    atomic_int backend_pid;
+} listen_source;
+
+static void warn(listen_source *s, const char *msg)
+{
+    pgcw__logf(s->base.log, s->base.log_ctx, PGCW_LOG_WARNING, "%s", msg);
+}
+
+static void count(atomic_uint_fast64_t *c, uint64_t n)
+{
+    if (n)
+        atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static void drop_connection(listen_source *s)
+{
+    pgcw__conn_close(&s->conn);
+    atomic_store_explicit(&s->backend_pid, 0, memory_order_relaxed);
+    s->query = Q_NONE;
+    s->flush_pending = false;
+    s->results_ok = s->results_want = 0;
+    free(s->listen_error);
+    s->listen_error = NULL;
+}
+
+/* Ends the current attempt or connection (s->conn.err holds why): drops it,
+ * reports unhealthy (lost, if it was healthy), schedules the next attempt. */
+static void failed(listen_source *s)
+{
+    drop_connection(s);
+    bool lost = atomic_load(&s->base.healthy);
+    if (lost)
+        count(&s->base.st_disconnects, 1);
+    else
+        count(&s->base.st_conn_errors, 1);
+    s->base.hub_ops->error(s->base.hub, &s->base, s->conn.err);
+    s->base.hub_ops->unhealthy(s->base.hub, &s->base, lost, s->conn.permanent);
+    int64_t delay = pgcw__backoff_next(&s->backoff);
+    s->st = ST_BACKOFF;
+    s->deadline_us = pgcw__deadline_in_us(delay);
+
+    char msg[sizeof s->conn.err + 64];
+    pgcw__errf(msg, sizeof msg, "%s%s; retrying in %lld ms",
+               lost ? "LISTEN connection: " : "", s->conn.err,
+               (long long)(delay / 1000 + (delay % 1000 != 0)));
+    warn(s, msg);
+}
+
+/* A failure on an established connection: "what: libpq's message". */
+static void lost(listen_source *s, const char *what, const char *detail)
+{
+    pgcw__conn_fail(&s->conn, what, detail);
+    failed(s);
+}
+
+static const char *lost_what(const listen_source *s)
+{
+    return s->st == ST_READY ? "connection lost" : "could not connect";
+}
+
+static bool flush(listen_source *s)
+{
+    int r = PQflush(s->conn.pg);
+    if (r < 0) {
+        lost(s, lost_what(s), NULL);
+        return false;
+    }
+    s->flush_pending = r == 1;
+    return true;
+}
+
+/* Connected: in one round trip, make the session immune to idle_session_timeout
+ * (a LISTEN session is always idle to the server, and being killed for it would be
+ * a gap every few seconds), receive notifications without conversion in a
+ * SQL_ASCII database (converting to UTF-8 there makes the server end the session
+ * on the first payload that is not UTF-8: one bad NOTIFY would disconnect every
+ * watcher), and LISTEN on every channel. Channel names are quoted identifiers, so
+ * "Orders" and "a-b" work and nothing is pasted into SQL. */
+static void send_listen(listen_source *s)
+{
+    PGconn *pg = s->conn.pg;
+    if (PQsetnonblocking(pg, 1) != 0) {
+        lost(s, "could not connect", NULL);
+        return;
+    }
+    atomic_store_explicit(&s->backend_pid, PQbackendPID(pg), memory_order_relaxed);
+    pgcw__buf sql = {0};
+    int want = 0;
+    if (PQserverVersion(pg) >= 140000) {
+        pgcw__buf_append(&sql, "SET idle_session_timeout = 0;");
+        want++;
+    }
+    const char *enc = PQparameterStatus(pg, "server_encoding");
+    if (enc && strcmp(enc, "SQL_ASCII") == 0) {
+        pgcw__buf_append(&sql, "SET client_encoding = 'SQL_ASCII';");
+        want++;
+    }
+    for (size_t i = 0; i < s->n_channels; i++) {
+        char *q = PQescapeIdentifier(pg, s->channels[i], strlen(s->channels[i]));
+        if (!q) {
+            pgcw__buf_free(&sql);
+            lost(s, "bad channel name", NULL);
+            return;
+        }
+        pgcw__buf_appendf(&sql, "LISTEN %s;", q);
+        PQfreemem(q);
+        want++;
+    }
+    if (sql.failed) {
+        pgcw__buf_free(&sql);
+        lost(s, "could not connect", "out of memory");
+        return;
+    }
+    int ok = PQsendQuery(pg, sql.data);
+    pgcw__buf_free(&sql);
+    if (!ok) {
+        lost(s, "LISTEN failed", NULL);
+        return;
+    }
+    s->query = Q_LISTEN;
+    s->results_want = want;
+    s->results_ok = 0;
+    s->st = ST_LISTENING;
+    s->deadline_us = pgcw__deadline_in_us(s->params.connect_timeout_us);
+    flush(s);
+}
+
+static void start_connect(listen_source *s)
+{
+    /* Payloads are decoded as UTF-8 (invalid sequences are refused), so have the
+     * server convert them whatever the database's encoding; applied after the
+     * settings so it wins over a client_encoding in them. */
+    static const char *const keys[] = {"client_encoding", NULL};
+    static const char *const vals[] = {"UTF8", NULL};
+    pgcw__conn_step r = pgcw__conn_start(&s->conn, &s->params, keys, vals);
+    if (r == PGCW__CONN_FAILED) {
+        failed(s);
+        return;
+    }
+    s->st = ST_CONNECTING;
+    if (r == PGCW__CONN_OK)
+        send_listen(s);
+}
+
+static void connect_step(listen_source *s, int revents)
+{
+    pgcw__conn_step r = pgcw__conn_poll(&s->conn, revents);
+    if (r == PGCW__CONN_OK)
+        send_listen(s);
+    else if (r == PGCW__CONN_FAILED)
+        failed(s);
+}
+
+static void listen_result(listen_source *s, PGresult *res)
+{
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        s->results_ok++;
+    } else if (!s->listen_error) {
+        char msg[512];
+        pgcw__result_message(res, s->conn.pg, msg, sizeof msg);
+        s->listen_error = pgcw__strdup(msg);
+    }
+}
+
+/* The LISTEN round trip finished. Returns false if the connection was dropped. */
+static bool listen_done(listen_source *s)
+{
+    s->query = Q_NONE;
+    if (s->listen_error || s->results_ok != s->results_want) {
+        char d[512];
+        pgcw__errf(d, sizeof d, "%s", s->listen_error ? s->listen_error : "no result");
+        lost(s, "LISTEN failed", d);
+        return false;
+    }
+    s->st = ST_READY;
+    s->last_rx_us = pgcw__mono_us();
+    pgcw__backoff_reset(&s->backoff);
+    count(&s->base.st_connects, 1);
+    s->base.hub_ops->error(s->base.hub, &s->base, "");
+    s->base.hub_ops->healthy(s->base.hub, &s->base);
+    pgcw__logf(s->base.log, s->base.log_ctx, PGCW_LOG_INFO,
+               "listening on %zu channel(s), backend pid %d, epoch %llu", s->n_channels,
+               PQbackendPID(s->conn.pg),
+               (unsigned long long)s->base.hub_ops->epoch(s->base.hub));
+    return true;
+}
+
+/* Results of our own queries (SET/LISTEN, ping). Returns false if the connection
+ * was dropped. */
+static bool read_results(listen_source *s)
+{
+    while (s->query != Q_NONE && !PQisBusy(s->conn.pg)) {
+        PGresult *res = PQgetResult(s->conn.pg);
+        s->last_rx_us = pgcw__mono_us();
+        if (!res) {
+            if (s->query == Q_LISTEN)
+                return listen_done(s);
+            s->query = Q_NONE; /* ping answered */
+            return true;
+        }
+        if (s->query == Q_LISTEN)
+            listen_result(s, res);
+        PQclear(res);
+    }
+    return true;
+}
+
+static pgcw_payload_format format_of(const listen_source *s, const char *channel)
+{
+    if (s->n_channels == 1)
+        return s->formats[0];
+    for (size_t i = 0; i < s->n_channels; i++)
+        if (strcmp(s->channels[i], channel) == 0)
+            return s->formats[i];
+    return PGCW_FORMAT_AUTO;
+}
+
+static void warn_malformed(listen_source *s, const char *channel, const char *payload,
+                           const char *why)
+{
+    char msg[768];
+    pgcw__errf(msg, sizeof msg,
+               "malformed notification on channel \"%s\" skipped: %s: %.200s", channel,
+               why, payload);
+    warn(s, msg);
+}
+
+static void warn_late(listen_source *s, const pgcw_event *ev)
+{
+    char msg[512];
+    pgcw__errf(msg, sizeof msg,
+               "latency %.3f ms above max_latency %lld ms: %s %s%s%s on channel \"%s\"",
+               (double)ev->latency_us / 1000.0, (long long)(s->max_latency_us / 1000),
+               pgcw_op_name(ev->operation), ev->schema ? ev->schema : "",
+               ev->schema ? "." : "", ev->table ? ev->table : "", ev->channel);
+    warn(s, msg);
+}
+
+/* Turns every queued notification into an event and hands them to the hub in
+ * batches, so its consumers are visited once per batch, not per event. */
+static void read_notifies(listen_source *s)
+{
+    pgcw_event *batch[BATCH];
+    size_t n = 0;
+    uint64_t notified = 0, decoded = 0, keys = 0, malformed = 0, late = 0;
+    int64_t now_us = 0;
+    uint64_t epoch = s->base.hub_ops->epoch(s->base.hub);
+    PGnotify *nf;
+    while ((nf = PQnotifies(s->conn.pg)) != NULL) {
+        notified++;
+        if (!now_us)
+            now_us = pgcw__real_us();
+        pgcw_event *ev = NULL;
+        char why[160];
+        pgcw_status st =
+            pgcw__event_decode(format_of(s, nf->relname), nf->relname, nf->extra,
+                               strlen(nf->extra), now_us, &ev, why, sizeof why);
+        if (st != PGCW_OK) {
+            malformed++;
+            warn_malformed(s, nf->relname, nf->extra, why);
+            PQfreemem(nf);
+            continue;
+        }
+        /* Still the only reference: these fields are ours to fill in. */
+        ev->epoch = epoch;
+        ev->backend_pid = nf->be_pid;
+        ev->source = PGCW_SOURCE_LISTEN;
+        PQfreemem(nf);
+        decoded++;
+        if (ev->kind == PGCW_EVENT_KEY)
+            keys++;
+        else if (s->max_latency_us >= 0 && ev->latency_us > s->max_latency_us) {
+            late++;
+            warn_late(s, ev);
+        }
+        batch[n++] = ev;
+        if (n == BATCH) {
+            s->base.hub_ops->deliver(s->base.hub, &s->base, batch, n);
+            n = 0;
+        }
+    }
+    if (n)
+        s->base.hub_ops->deliver(s->base.hub, &s->base, batch, n);
+    if (notified) {
+        s->last_rx_us = pgcw__mono_us();
+        count(&s->base.st_notifications, notified);
+        count(&s->base.st_events, decoded);
+        count(&s->base.st_key_events, keys);
+        count(&s->base.st_malformed, malformed);
+        count(&s->base.st_late, late);
+    }
+}
+
+static void online_step(listen_source *s, int revents)
+{
+    if (s->flush_pending && (revents < 0 || (revents & PGCW_IO_WRITE)) && !flush(s))
+        return;
+    if (revents < 0 || (revents & PGCW_IO_READ)) {
+        if (!PQconsumeInput(s->conn.pg) || PQstatus(s->conn.pg) == CONNECTION_BAD) {
+            lost(s, lost_what(s), NULL);
+            return;
+        }
+    }
+    if (!read_results(s))
+        return;
+    if (s->st == ST_READY)
+        read_notifies(s);
+
+    int64_t now = pgcw__mono_us();
+    if (s->st == ST_LISTENING) {
+        if (now >= s->deadline_us)
+            lost(s, "could not connect", "LISTEN not acknowledged in time");
+        return;
+    }
+    if (s->ping_interval_us < 0)
+        return;
+    if (s->query == Q_PING) {
+        if (now - s->ping_sent_us >= s->ping_timeout_us) {
+            char d[96];
+            pgcw__errf(d, sizeof d, "no answer to a ping within %lld ms",
+                       (long long)(s->ping_timeout_us / 1000));
+            lost(s, "connection lost", d);
+        }
+    } else if (s->query == Q_NONE && now - s->last_rx_us >= s->ping_interval_us) {
+        /* An empty query: the cheapest round trip the server answers. */
+        if (!PQsendQuery(s->conn.pg, "")) {
+            lost(s, "connection lost", NULL);
+            return;
+        }
+        s->query = Q_PING;
+        s->ping_sent_us = now;
+        flush(s);
+    }
+}
+
+static void step(pgcw__source *base, int revents)
+{
+    listen_source *s = (listen_source *)base;
+    switch (s->st) {
+    case ST_IDLE:
+    case ST_BACKOFF:
+        if (s->st == ST_BACKOFF && pgcw__mono_us() < s->deadline_us)
+            return;
+        start_connect(s);
+        return;
+    case ST_CONNECTING:
+        connect_step(s, revents);
+        return;
+    case ST_LISTENING:
+    case ST_READY:
+        online_step(s, revents);
+        return;
+    }
+}
+
+static int source_fd(const pgcw__source *base)
+{
+    const listen_source *s = (const listen_source *)base;
+    return pgcw__conn_fd(&s->conn);
+}
+
+static int source_events(const pgcw__source *base)
+{
+    const listen_source *s = (const listen_source *)base;
+    if (!s->conn.pg)
+        return 0;
+    if (s->st == ST_CONNECTING)
+        return pgcw__conn_events(&s->conn);
+    return PGCW_IO_READ | (s->flush_pending ? PGCW_IO_WRITE : 0);
+}
+
+/* a + b, saturating (both >= 0 here, one may be PGCW__NEVER-sized). */
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? PGCW__NEVER : r;
+}
+
+static int64_t source_deadline(const pgcw__source *base)
+{
+    const listen_source *s = (const listen_source *)base;
+    switch (s->st) {
+    case ST_IDLE:
+        return 0;
+    case ST_CONNECTING:
+        return s->conn.deadline_us;
+    case ST_BACKOFF:
+    case ST_LISTENING:
+        return s->deadline_us;
+    case ST_READY:
+        if (s->ping_interval_us < 0)
+            return PGCW__NEVER;
+        if (s->query == Q_PING)
+            return add_sat(s->ping_sent_us, s->ping_timeout_us);
+        if (s->query != Q_NONE)
+            return PGCW__NEVER;
+        return add_sat(s->last_rx_us, s->ping_interval_us);
+    }
+    return PGCW__NEVER;
+}
+
+static void source_close(pgcw__source *base)
+{
+    listen_source *s = (listen_source *)base;
+    if (s->st == ST_IDLE)
+        return;
+    drop_connection(s);
+    s->st = ST_IDLE;
+    pgcw__backoff_reset(&s->backoff);
+    s->base.hub_ops->unhealthy(s->base.hub, &s->base, false, false);
+}
+
+static int source_backend_pid(const pgcw__source *base)
+{
+    const listen_source *s = (const listen_source *)base;
+    return atomic_load_explicit(&s->backend_pid, memory_order_relaxed);
+}
+
+static void source_free(pgcw__source *base)
+{
+    listen_source *s = (listen_source *)base;
+    if (!s)
+        return;
+    drop_connection(s);
+    for (size_t i = 0; s->channels && i < s->n_channels; i++)
+        free(s->channels[i]);
+    free(s->channels);
+    free(s->formats);
+    pgcw__conn_params_free(&s->params);
+    free(s);
+}
+
+static const pgcw__source_vt listen_vt = {
+    .name = "listen",
+    .step = step,
+    .fd = source_fd,
+    .events = source_events,
+    .deadline_us = source_deadline,
+    .close = source_close,
+    .backend_pid = source_backend_pid,
+    .free = source_free,
+};
+
+pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub_ops *ops,
+                                    void *hub, pgcw__source **out)
+{
+    *out = NULL;
+    listen_source *s = calloc(1, sizeof *s);
+    if (!s)
+        return PGCW_ENOMEM;
+    s->base.vt = &listen_vt;
+    s->base.hub_ops = ops;
+    s->base.hub = hub;
+    s->base.log = cfg->log;
+    s->base.log_ctx = cfg->log_ctx;
+    s->max_latency_us = cfg->max_latency_us;
+    s->ping_interval_us = cfg->ping_interval_us;
+    s->ping_timeout_us = cfg->ping_timeout_us;
+    s->st = ST_IDLE;
+    s->channels = calloc(cfg->n_channels, sizeof *s->channels);
+    s->formats = calloc(cfg->n_channels, sizeof *s->formats);
+    bool ok = s->channels && s->formats &&
+              pgcw__conn_params_init(&s->params, cfg->conn) == PGCW_OK;
+    if (ok)
+        s->n_channels = cfg->n_channels;
+    for (size_t i = 0; ok && i < cfg->n_channels; i++) {
+        ok = (s->channels[i] = pgcw__strdup(cfg->channels[i])) != NULL;
+        s->formats[i] = cfg->formats ? cfg->formats[i] : PGCW_FORMAT_AUTO;
+    }
+    if (!ok) {
+        source_free(&s->base);
+        return PGCW_ENOMEM;
+    }
+    /* Jitter only has to differ between processes that lost the same server. */
+    uint64_t seed = (uint64_t)pgcw__real_us() ^ ((uint64_t)(uintptr_t)s << 16) ^
+                    ((uint64_t)getpid() << 40);
+    pgcw__backoff_init(&s->backoff, s->params.reconnect_min_us,
+                       s->params.reconnect_max_us, seed);
+    *out = &s->base;
+    return PGCW_OK;
+}
