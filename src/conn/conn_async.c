@@ -186,11 +186,7 @@ void pgcw__conn_fail(pgcw__conn *c, const char *what, const char *detail)
     char libpq_msg[512] = "";
     if (!detail && c->pg) {
         pgcw__errf(libpq_msg, sizeof libpq_msg, "%s", PQerrorMessage(c->pg));
-        for (char *p = libpq_msg; *p; p++)
-            if (*p == '\n')
-                *p = ' ';
-        pgcw__trim_end(libpq_msg);
-        detail = libpq_msg;
+        detail = pgcw__one_line(libpq_msg);
     }
     char notice[sizeof c->notice];
     memcpy(notice, c->notice, sizeof notice);

@@ -19,12 +19,7 @@ void pgcw__result_message(const PGresult *res, const PGconn *conn, char *buf, si
         if ((!libpq || !*libpq) && conn)
             libpq = PQerrorMessage(conn);
         pgcw__errf(msg, sizeof msg, "%s", libpq && *libpq ? libpq : "unknown error");
-        /* One line: libpq separates its parts with newlines. */
-        for (char *p = msg; *p; p++)
-            if (*p == '\n')
-                *p = ' ';
-        pgcw__trim_end(msg);
-        pgcw__errf(buf, len, "%s", msg);
+        pgcw__errf(buf, len, "%s", pgcw__one_line(msg));
         return;
     }
     const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
@@ -33,9 +28,8 @@ void pgcw__result_message(const PGresult *res, const PGconn *conn, char *buf, si
     pgcw__errf(buf, len, "%s%s%s%s%s%s%s%s", primary, detail ? " DETAIL: " : "",
                detail ? detail : "", hint ? " HINT: " : "", hint ? hint : "",
                state ? " (SQLSTATE " : "", state ? state : "", state ? ")" : "");
-    for (char *p = buf; p && *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    if (buf && len)
+        pgcw__one_line(buf);
 }
 
 bool pgcw__sqlstate_permanent(const char *sqlstate)

@@ -49,14 +49,19 @@ int64_t pgcw__ms_or(int64_t ms, int64_t dflt_ms)
     return pgcw__ms_to_us(ms != 0 ? ms : dflt_ms);
 }
 
-int64_t pgcw__deadline_in_us(int64_t us)
+int64_t pgcw__deadline_from(int64_t from_us, int64_t us)
 {
     if (us < 0 || us == PGCW__NEVER)
         return PGCW__NEVER;
     int64_t d;
-    if (__builtin_add_overflow(pgcw__mono_us(), us, &d))
+    if (__builtin_add_overflow(from_us, us, &d))
         return PGCW__NEVER;
     return d;
+}
+
+int64_t pgcw__deadline_in_us(int64_t us)
+{
+    return pgcw__deadline_from(pgcw__mono_us(), us);
 }
 
 int64_t pgcw__deadline_in_ms(int64_t ms)

@@ -32,8 +32,12 @@ int64_t pgcw__ms_to_us(int64_t ms);
  * to interpret before calling. */
 int64_t pgcw__ms_or(int64_t ms, int64_t dflt_ms);
 
-/* now + us, saturating: PGCW__NEVER when us < 0, us == PGCW__NEVER or the sum
- * would overflow. */
+/* from_us + us, saturating: PGCW__NEVER when us < 0, us == PGCW__NEVER or the sum
+ * would overflow (a deadline counted from a past instant: the last answer, a ping
+ * sent). */
+int64_t pgcw__deadline_from(int64_t from_us, int64_t us);
+
+/* pgcw__deadline_from(now, us). */
 int64_t pgcw__deadline_in_us(int64_t us);
 
 /* pgcw__deadline_in_us(ms * 1000): ms < 0 means never. */

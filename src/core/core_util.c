@@ -80,6 +80,14 @@ char *pgcw__trim_end(char *s)
     return s;
 }
 
+char *pgcw__one_line(char *s)
+{
+    for (char *p = s; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    return pgcw__trim_end(s);
+}
+
 static bool buf_reserve(pgcw__buf *b, size_t extra)
 {
     if (b->failed)

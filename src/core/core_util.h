@@ -35,6 +35,10 @@ bool pgcw__utf8_valid(const char *s, size_t n);
  * returns s. */
 char *pgcw__trim_end(char *s);
 
+/* Makes s one line in place: every newline (libpq separates a message's parts with
+ * them) becomes a space, then trailing blanks go. Returns s. */
+char *pgcw__one_line(char *s);
+
 /* A growable NUL-terminated string. A zeroed pgcw__buf is empty and valid. Once an
  * append fails, `failed` stays set and later appends are no-ops. */
 typedef struct pgcw__buf {

@@ -18,12 +18,6 @@
 #include "install_internal.h"
 #include "sql_template.h"
 
-/* "message (SQLSTATE xxxxx)" from a failed result, or libpq's message. */
-static void query_error(PGconn *conn, const PGresult *res, char *errbuf, size_t errlen)
-{
-    pgcw__result_message(res, conn, errbuf, errlen);
-}
-
 static pgcw_status check_idle(PGconn *conn, char *errbuf, size_t errlen)
 {
     if (!conn) {
@@ -49,7 +43,7 @@ static pgcw_status run_script(PGconn *conn, const char *sql, char *errbuf, size_
     ExecStatusType rs = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     pgcw_status st = PGCW_OK;
     if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
-        query_error(conn, res, errbuf, errlen);
+        pgcw__result_message(res, conn, errbuf, errlen);
         st = PGCW_EQUERY;
     }
     PQclear(res);
@@ -121,7 +115,7 @@ static pgcw_status uninstall_body(PGconn *conn, const pgcw__install_names *n,
         PQexecParams(conn, pgcw__sql_uninstall_objects, 1, NULL, params, NULL, NULL, 0);
     pgcw__buf_free(&arr);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        query_error(conn, res, errbuf, errlen);
+        pgcw__result_message(res, conn, errbuf, errlen);
         PQclear(res);
         return PQstatus(conn) == CONNECTION_OK ? PGCW_EQUERY : PGCW_ECONNLOST;
     }
@@ -196,7 +190,7 @@ static pgcw_status exec_ok(PGconn *conn, const char *sql, char *errbuf, size_t e
     PGresult *res = PQexec(conn, sql);
     pgcw_status st = PGCW_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        query_error(conn, res, errbuf, errlen);
+        pgcw__result_message(res, conn, errbuf, errlen);
         st = PQstatus(conn) == CONNECTION_OK ? PGCW_EQUERY : PGCW_ECONNLOST;
     }
     PQclear(res);

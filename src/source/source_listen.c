@@ -429,13 +429,6 @@ static int source_events(const pgcw__source *base)
     return PGCW_IO_READ | (s->flush_pending ? PGCW_IO_WRITE : 0);
 }
 
-/* a + b, saturating (both >= 0 here, one may be PGCW__NEVER-sized). */
-static int64_t add_sat(int64_t a, int64_t b)
-{
-    int64_t r;
-    return __builtin_add_overflow(a, b, &r) ? PGCW__NEVER : r;
-}
-
 static int64_t source_deadline(const pgcw__source *base)
 {
     const listen_source *s = (const listen_source *)base;
@@ -451,10 +444,10 @@ static int64_t source_deadline(const pgcw__source *base)
         if (s->ping_interval_us < 0)
             return PGCW__NEVER;
         if (s->query == Q_PING)
-            return add_sat(s->ping_sent_us, s->ping_timeout_us);
+            return pgcw__deadline_from(s->ping_sent_us, s->ping_timeout_us);
         if (s->query != Q_NONE)
             return PGCW__NEVER;
-        return add_sat(s->last_rx_us, s->ping_interval_us);
+        return pgcw__deadline_from(s->last_rx_us, s->ping_interval_us);
     }
     return PGCW__NEVER;
 }

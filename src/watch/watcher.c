@@ -52,9 +52,7 @@ static pgcw_status make_listen_source(pgcw_watcher *w, const pgcw_watcher_opts *
         size_t len = chans[i] ? strlen(chans[i]) : 0;
         if (len == 0 || len > CHANNEL_MAX)
             return PGCW_EINVAL;
-        if (o->formats && (o->formats[i] == PGCW_FORMAT_AUTO
-                               ? false
-                               : !pgcw__payload_format_valid(o->formats[i])))
+        if (o->formats && !pgcw__payload_format_valid(o->formats[i]))
             return PGCW_EINVAL;
     }
     pgcw__listen_cfg cfg = {
