@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
-PACKAGES=(build-essential cmake pkg-config clang-format libpq-dev libjson-c-dev libcmocka-dev
+PACKAGES=(build-essential cmake pkg-config clang-format libpq-dev libjson-c-dev libb2-dev libcmocka-dev
   libmicrohttpd-dev postgresql curl)
 
 install_deps() {

@@ -21,5 +21,6 @@
 #include "strategy.h"
 #include "memo.h"
 #include "l1.h"
+#include "cache.h"
 
 #endif

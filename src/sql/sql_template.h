@@ -34,5 +34,8 @@ extern const char pgcw__sql_table_triggers[];
 extern const char pgcw__sql_keys_triggers[];
 extern const char pgcw__sql_drop_trigger_if_exists[];
 extern const char pgcw__sql_uninstall_objects[];
+extern const char pgcw__sql_cache_migration_1[];
+extern const char pgcw__sql_cache_migration_2[];
+extern const char pgcw__sql_cache_migration_3[];
 
 #endif

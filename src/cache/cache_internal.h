@@ -1,0 +1,171 @@
+/*
+ * cache_internal.h - the cache module's shared state: the handle, its schema names
+ * and statements, the L1 gate, and the helpers every operation file uses.
+ *
+ *   cache.c         the handle: options, new/free, statistics, errors
+ *   cache_schema.c  names from the prefix, the pool's setup SQL, init_db migrations
+ *   cache_local.c   the L1 side: the sink that evicts, the health gate, fills
+ *   cache_ops.c     get / set / delete and their batches over the pool
+ *   cache_load.c    get_or_set: single flight, advisory lock, lease
+ *   cache_hash.c    postgres-cache's advisory-lock key (BLAKE2b-64)
+ */
+#ifndef PGCW_CACHE_INTERNAL_H
+#define PGCW_CACHE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn_internal.h"
+#include "conn_pool.h"
+#include "core_sflight.h"
+#include "core_util.h"
+#include "pgcachewatch/cache.h"
+#include "pgcachewatch/l1.h"
+#include "pgcachewatch/watcher.h"
+
+/* Names of the schema objects, quoted, for a prefix (cache_schema.c). */
+typedef struct pgcw__cache_names {
+    char *entries_table;
+    char *expires_index;
+    char *set_updated_function;
+    char *set_updated_trigger;
+    char *broadcast_function;
+    char *broadcast_trigger;
+    char *cleanup_function;
+    char *schema_table;
+    char *notify_channel_literal;
+} pgcw__cache_names;
+
+/* Validated settings with defaults applied. */
+typedef struct pgcw__cache_cfg {
+    char channel[64];
+    char prefix[64]; /* folded to lower case, as PostgreSQL folds the unquoted names
+                      * postgres-cache pastes */
+    bool notify;     /* L1 evicted by notifications */
+    bool l1;
+    size_t pool_size;
+    size_t l1_max_entries, l1_max_bytes;
+    int64_t l1_ttl_us; /* 0: no cap */
+    int64_t default_ttl_ms;
+    size_t queue_size;
+    int64_t lock_timeout_ms;
+    int cleanup_batch;
+    pgcw_cache_durability durability;
+    int64_t statement_timeout_ms; /* < 0: none */
+    pgcw_log_fn log;
+    void *log_ctx;
+} pgcw__cache_cfg;
+
+typedef struct pgcw__cache_counters {
+    atomic_uint_fast64_t l1_hits, l1_misses, l2_hits, l2_misses, bypasses, sets, deletes,
+        loads, load_errors, flight_waits, lock_waits, lock_timeouts, lease_refusals,
+        inv_received, inv_applied, refused_fills, flushes, retries, errors;
+} pgcw__cache_counters;
+
+struct pgcw_cache {
+    bool null; /* pgcw_cache_new_null() */
+    pgcw__cache_cfg cfg;
+    pgcw__cache_names names;
+    pgcw__conn_params params;
+    pgcw__pool *pool;
+    pgcw_l1 *l1;           /* NULL with disable_l1 */
+    pgcw_watcher *watcher; /* NULL with disable_notify */
+    bool own_watcher;
+    pgcw_sink *sink;
+    pgcw__sflight *flights;
+    pgcw__cache_counters n;
+};
+
+#define PGCW__CACHE_COUNT(c, field)                                                      \
+    atomic_fetch_add_explicit(&(c)->n.field, 1, memory_order_relaxed)
+
+/* --- settings and schema (cache_schema.c) -------------------------------------- */
+
+/* Checks opts and fills cfg with defaults. Returns PGCW_OK or PGCW_EINVAL with the
+ * reason in why. */
+pgcw_status pgcw__cache_cfg_init(pgcw__cache_cfg *cfg, const pgcw_cache_opts *o,
+                                 char *why, size_t whylen);
+pgcw_status pgcw__cache_names_init(pgcw__cache_names *n, const pgcw__cache_cfg *cfg);
+void pgcw__cache_names_free(pgcw__cache_names *n);
+/* The setup SQL of every pool connection (session settings, PREPAREs). Owned. */
+char *pgcw__cache_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache_names *n);
+
+/* Prepared statement names (the setup SQL prepares them). */
+#define PGCW__ST_GET "pgcw_cache_get"
+#define PGCW__ST_PEEK "pgcw_cache_peek"
+#define PGCW__ST_SET "pgcw_cache_set"
+#define PGCW__ST_DEL "pgcw_cache_del"
+#define PGCW__ST_FILL_NEW "pgcw_cache_fill_new"
+#define PGCW__ST_FILL_OLD "pgcw_cache_fill_old"
+#define PGCW__ST_TRYLOCK "pgcw_cache_trylock"
+#define PGCW__ST_LOCK "pgcw_cache_lock"
+#define PGCW__ST_UNLOCK "pgcw_cache_unlock"
+#define PGCW__ST_CLEANUP "pgcw_cache_cleanup"
+
+/* --- the L1 side (cache_local.c) ------------------------------------------------ */
+
+/* What a reader saw of the watcher before it went to PostgreSQL. */
+typedef struct pgcw__cache_gate {
+    bool usable; /* the L1 may be filled */
+    uint64_t epoch;
+    int64_t t0_us; /* monotonic time before the read */
+    pgcw_l1_ticket ticket;
+} pgcw__cache_gate;
+
+/* Adds the eviction sink to the watcher (and starts the own watcher's thread). */
+pgcw_status pgcw__cache_local_start(pgcw_cache *c);
+void pgcw__cache_local_stop(pgcw_cache *c);
+/* Whether key may live in the L1 at all (not too long to be notified). */
+bool pgcw__cache_l1_key_ok(const pgcw_cache *c, size_t key_len);
+/* Whether the L1 may be used now (watcher healthy, when there is one). */
+bool pgcw__cache_l1_open(const pgcw_cache *c);
+/* Takes a fill ticket for key before a read of the table. */
+void pgcw__cache_gate_take(pgcw_cache *c, const void *key, size_t key_len,
+                           pgcw__cache_gate *g);
+/* Stores what was read after the gate was taken, unless the watcher lost
+ * notifications meanwhile or the key was invalidated (refused fill). remain_ms:
+ * the row's remaining TTL (< 0: none). */
+bool pgcw__cache_fill(pgcw_cache *c, const pgcw__cache_gate *g, const void *key,
+                      size_t key_len, const void *value, size_t len, int64_t version,
+                      int64_t remain_ms);
+/* After this process's own write of key (version, remain_ms as written): stores the
+ * new value, or, when that is refused, removes any older copy. */
+void pgcw__cache_own_write(pgcw_cache *c, const pgcw__cache_gate *g, const void *key,
+                           size_t key_len, const void *value, size_t len, int64_t version,
+                           int64_t remain_ms);
+
+/* --- operations (cache_ops.c) --------------------------------------------------- */
+
+/* Sets the per-thread error and counts it; returns st. */
+pgcw_status pgcw__cache_fail(pgcw_cache *c, pgcw_status st, const char *fmt, ...)
+    PGCW__PRINTF(3, 4);
+/* Validates a key (UTF-8, no NUL). */
+pgcw_status pgcw__cache_check_key(pgcw_cache *c, const void *key, size_t key_len);
+/* The deadline of one call: statement timeout + lock timeout + 1 s. */
+int64_t pgcw__cache_deadline(const pgcw_cache *c);
+/* TTL argument to the ms sent to SQL (> 0, or 0 for none). */
+int64_t pgcw__cache_ttl(const pgcw_cache *c, int64_t ttl_ms);
+
+/* Runs stmts on a pool connection under one call's deadline, retrying once on a
+ * fresh connection when an old one turns out lost; the failure's detail goes to
+ * the thread's error as "what: detail". fn must tolerate being run again. */
+pgcw_status pgcw__cache_run(pgcw_cache *c, const char *what, const pgcw__stmt *stmts,
+                            size_t n, pgcw__result_fn fn, void *ctx);
+
+/* A row as read by GET or PEEK. */
+typedef struct pgcw__cache_row {
+    bool found; /* a row exists (PEEK) / a live row (GET) */
+    bool live;
+    int64_t version;
+    int64_t remain_ms; /* < 0: no expiry */
+    char *value;       /* owned (malloc), NUL-terminated */
+    size_t len;
+} pgcw__cache_row;
+pgcw_status pgcw__cache_row_take(const PGresult *res, pgcw__cache_row *row, bool peek);
+
+/* --- the lock key (cache_hash.c) ------------------------------------------------- */
+int64_t pgcw__cache_hash(const void *data, size_t len);
+
+#endif

@@ -1,0 +1,353 @@
+/*
+ * cache_ops.c - get, set, delete and their batches: the L1 first, then one round
+ * trip on a pool connection.
+ *
+ * A statement that finds its connection lost is retried once on a fresh one when
+ * the connection was not new (a backend terminated or a server restarted while it
+ * sat idle): every statement here is safe to repeat (a set writes the same value
+ * again, a delete the same tombstone). Must never return a value it did not read
+ * in this call, nor leave an L1 copy older than this process's own write.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_internal.h"
+#include "core_err.h"
+#include "core_time.h"
+#include "core_util.h"
+
+pgcw_status pgcw__cache_check_key(pgcw_cache *c, const void *key, size_t key_len)
+{
+    if (!key && key_len > 0)
+        return pgcw__cache_fail(c, PGCW_EINVAL, "key is NULL");
+    if (key_len > 0 && memchr(key, '\0', key_len))
+        return pgcw__cache_fail(c, PGCW_EINVAL,
+                                "key holds a NUL byte (a text key cannot)");
+    if (!pgcw__utf8_valid(key, key_len))
+        return pgcw__cache_fail(c, PGCW_EINVAL, "key is not valid UTF-8");
+    return PGCW_OK;
+}
+
+int64_t pgcw__cache_deadline(const pgcw_cache *c)
+{
+    if (c->cfg.statement_timeout_ms < 0)
+        return PGCW__NEVER;
+    return pgcw__deadline_in_ms(c->cfg.statement_timeout_ms + c->cfg.lock_timeout_ms +
+                                1000);
+}
+
+int64_t pgcw__cache_ttl(const pgcw_cache *c, int64_t ttl_ms)
+{
+    if (ttl_ms == PGCW_CACHE_TTL_DEFAULT)
+        ttl_ms = c->cfg.default_ttl_ms;
+    return ttl_ms > 0 ? ttl_ms : 0;
+}
+
+pgcw_status pgcw__cache_row_take(const PGresult *res, pgcw__cache_row *row, bool peek)
+{
+    free(row->value);
+    memset(row, 0, sizeof *row);
+    if (PQntuples(res) == 0)
+        return PGCW_OK;
+    size_t len = (size_t)PQgetlength(res, 0, 0);
+    row->value = malloc(len + 1);
+    if (!row->value)
+        return PGCW_ENOMEM;
+    memcpy(row->value, PQgetvalue(res, 0, 0), len);
+    row->value[len] = '\0';
+    row->len = len;
+    row->version = pgcw__res_int64(res, 0, 1);
+    row->remain_ms = pgcw__res_int64(res, 0, 2);
+    row->found = true;
+    row->live = peek ? pgcw__res_bool(res, 0, 3) : true;
+    return PGCW_OK;
+}
+
+pgcw_status pgcw__cache_run(pgcw_cache *c, const char *what, const pgcw__stmt *stmts,
+                            size_t n, pgcw__result_fn fn, void *ctx)
+{
+    int64_t deadline = pgcw__cache_deadline(c);
+    char err[1024];
+    for (int attempt = 0;; attempt++) {
+        pgcw__pooled *pc;
+        pgcw_status st = pgcw__pool_checkout(c->pool, deadline, &pc, err, sizeof err);
+        if (st != PGCW_OK)
+            return pgcw__cache_fail(c, st, "%s: %s", what, err);
+        bool broken = false;
+        st = pgcw__exec(pc->conn.pg, stmts, n, deadline, fn, ctx, err, sizeof err,
+                        &broken);
+        bool fresh = pc->fresh;
+        pgcw__pool_checkin(c->pool, pc, broken);
+        if (st == PGCW_ECONNLOST && !fresh && attempt == 0) {
+            PGCW__CACHE_COUNT(c, retries);
+            continue;
+        }
+        if (st != PGCW_OK)
+            return pgcw__cache_fail(c, st, "%s: %s", what,
+                                    err[0] ? err : pgcw_strerror(st));
+        return PGCW_OK;
+    }
+}
+
+/* --- get ------------------------------------------------------------------------ */
+
+static pgcw_status take_row(void *ctx, size_t i, const PGresult *res)
+{
+    (void)i;
+    return pgcw__cache_row_take(res, ctx, false);
+}
+
+/* The L1 and then the table. Copies into buf (dup NULL) or allocates (*dup). */
+static pgcw_status get(pgcw_cache *c, const void *key, size_t key_len, void *buf,
+                       size_t buf_len, void **dup, size_t *value_len)
+{
+    if (!c || !value_len || (dup == NULL && !buf && buf_len > 0))
+        return PGCW_EINVAL;
+    pgcw__err_clear(c);
+    if (c->null)
+        return PGCW_ENOTFOUND;
+    pgcw_status st = pgcw__cache_check_key(c, key, key_len);
+    if (st != PGCW_OK)
+        return st;
+    if (!key)
+        key = "";
+    if (pgcw__cache_l1_key_ok(c, key_len)) {
+        if (pgcw__cache_l1_open(c)) {
+            st = dup ? pgcw_l1_get_dup(c->l1, key, key_len, dup, value_len, NULL)
+                     : pgcw_l1_get(c->l1, key, key_len, buf, buf_len, value_len, NULL);
+            if (st == PGCW_OK || st == PGCW_ETOOBIG) {
+                PGCW__CACHE_COUNT(c, l1_hits);
+                return st;
+            }
+            if (st == PGCW_ENOMEM)
+                return pgcw__cache_fail(c, st, "get: out of memory");
+            PGCW__CACHE_COUNT(c, l1_misses);
+        } else {
+            PGCW__CACHE_COUNT(c, bypasses);
+        }
+    }
+    pgcw__cache_gate g;
+    pgcw__cache_gate_take(c, key, key_len, &g);
+    const char *values[1] = {key};
+    int lengths[1] = {(int)key_len};
+    pgcw__stmt s = {PGCW__ST_GET, 1, values, lengths};
+    pgcw__cache_row row = {0};
+    st = pgcw__cache_run(c, "get", &s, 1, take_row, &row);
+    if (st != PGCW_OK) {
+        free(row.value);
+        return st;
+    }
+    if (!row.found) {
+        PGCW__CACHE_COUNT(c, l2_misses);
+        return PGCW_ENOTFOUND;
+    }
+    PGCW__CACHE_COUNT(c, l2_hits);
+    pgcw__cache_fill(c, &g, key, key_len, row.value, row.len, row.version, row.remain_ms);
+    *value_len = row.len;
+    if (dup) {
+        *dup = row.value;
+        return PGCW_OK;
+    }
+    if (row.len > buf_len) {
+        free(row.value);
+        return PGCW_ETOOBIG;
+    }
+    if (row.len)
+        memcpy(buf, row.value, row.len);
+    free(row.value);
+    return PGCW_OK;
+}
+
+pgcw_status pgcw_cache_get(pgcw_cache *c, const void *key, size_t key_len, void **value,
+                           size_t *value_len)
+{
+    if (!value)
+        return PGCW_EINVAL;
+    *value = NULL;
+    return get(c, key, key_len, NULL, 0, value, value_len);
+}
+
+pgcw_status pgcw_cache_get_into(pgcw_cache *c, const void *key, size_t key_len, void *buf,
+                                size_t buf_len, size_t *value_len)
+{
+    return get(c, key, key_len, buf, buf_len, NULL, value_len);
+}
+
+/* --- set and delete ------------------------------------------------------------- */
+
+typedef struct write_ctx {
+    int64_t *versions; /* one per statement */
+} write_ctx;
+
+static pgcw_status take_version(void *ctx, size_t i, const PGresult *res)
+{
+    write_ctx *w = ctx;
+    w->versions[i] = PQntuples(res) > 0 ? pgcw__res_int64(res, 0, 0) : 0;
+    return PGCW_OK;
+}
+
+/* The parameters of one set or delete: key, value, TTL (8 bytes). */
+typedef struct write_params {
+    const char *values[3];
+    int lengths[3];
+    char ttl[8];
+} write_params;
+
+static void set_params(write_params *p, const void *key, size_t key_len,
+                       const void *value, size_t value_len, int64_t ttl_ms)
+{
+    p->values[0] = key ? key : "";
+    p->lengths[0] = (int)key_len;
+    p->values[1] = value ? value : "";
+    p->lengths[1] = (int)value_len;
+    pgcw__put_int64(p->ttl, ttl_ms);
+    p->values[2] = p->ttl;
+    p->lengths[2] = 8;
+}
+
+/* Writes n entries (deletes when del) in one transaction, then updates the L1. */
+static pgcw_status write_batch(pgcw_cache *c, const char *what, const pgcw_cache_entry *e,
+                               size_t n, bool del)
+{
+    pgcw__err_clear(c);
+    for (size_t i = 0; i < n; i++) {
+        pgcw_status st = pgcw__cache_check_key(c, e[i].key, e[i].key_len);
+        if (st != PGCW_OK)
+            return st;
+        if ((!e[i].value && e[i].value_len > 0) || e[i].value_len > INT32_MAX ||
+            e[i].key_len > INT32_MAX)
+            return pgcw__cache_fail(c, PGCW_EINVAL, "%s: bad value or key length", what);
+    }
+    if (n == 0)
+        return PGCW_OK;
+    write_params *p = calloc(n, sizeof *p);
+    pgcw__stmt *s = calloc(n, sizeof *s);
+    pgcw__cache_gate *g = calloc(n, sizeof *g);
+    int64_t *versions = calloc(n, sizeof *versions);
+    int64_t *ttls = calloc(n, sizeof *ttls);
+    pgcw_status st = PGCW_ENOMEM;
+    if (p && s && g && versions && ttls) {
+        for (size_t i = 0; i < n; i++) {
+            ttls[i] = del ? 0 : pgcw__cache_ttl(c, e[i].ttl_ms);
+            set_params(&p[i], e[i].key, e[i].key_len, e[i].value, e[i].value_len,
+                       ttls[i]);
+            s[i] = (pgcw__stmt){del ? PGCW__ST_DEL : PGCW__ST_SET, del ? 1 : 3,
+                                p[i].values, p[i].lengths};
+            pgcw__cache_gate_take(c, p[i].values[0], e[i].key_len, &g[i]);
+        }
+        write_ctx w = {versions};
+        st = pgcw__cache_run(c, what, s, n, take_version, &w);
+        for (size_t i = 0; i < n && c->l1; i++) {
+            if (st == PGCW_OK && !del)
+                pgcw__cache_own_write(c, &g[i], p[i].values[0], e[i].key_len, e[i].value,
+                                      e[i].value_len, versions[i],
+                                      ttls[i] > 0 ? ttls[i] : -1);
+            else
+                (void)pgcw_l1_delete(c->l1, p[i].values[0], e[i].key_len);
+        }
+        if (st == PGCW_OK)
+            atomic_fetch_add_explicit(del ? &c->n.deletes : &c->n.sets, n,
+                                      memory_order_relaxed);
+    } else {
+        st = pgcw__cache_fail(c, st, "%s: out of memory", what);
+    }
+    free(p);
+    free(s);
+    free(g);
+    free(versions);
+    free(ttls);
+    return st;
+}
+
+pgcw_status pgcw_cache_set(pgcw_cache *c, const void *key, size_t key_len,
+                           const void *value, size_t value_len, int64_t ttl_ms)
+{
+    if (!c)
+        return PGCW_EINVAL;
+    if (c->null) {
+        pgcw__err_clear(c);
+        return PGCW_OK;
+    }
+    pgcw_cache_entry e = {key, key_len, value, value_len, ttl_ms};
+    return write_batch(c, "set", &e, 1, false);
+}
+
+pgcw_status pgcw_cache_set_many(pgcw_cache *c, const pgcw_cache_entry *entries, size_t n)
+{
+    if (!c || (!entries && n > 0))
+        return PGCW_EINVAL;
+    if (c->null)
+        return PGCW_OK;
+    return write_batch(c, "set_many", entries, n, false);
+}
+
+static pgcw_status delete_keys(pgcw_cache *c, const char *what,
+                               const pgcw_cache_key *keys, size_t n)
+{
+    if (!c || (!keys && n > 0))
+        return PGCW_EINVAL;
+    if (c->null)
+        return PGCW_OK;
+    pgcw_cache_entry one, *e = n == 1 ? &one : calloc(n ? n : 1, sizeof *e);
+    if (!e)
+        return pgcw__cache_fail(c, PGCW_ENOMEM, "%s: out of memory", what);
+    for (size_t i = 0; i < n; i++)
+        e[i] = (pgcw_cache_entry){.key = keys[i].key, .key_len = keys[i].key_len};
+    pgcw_status st = write_batch(c, what, e, n, true);
+    if (e != &one)
+        free(e);
+    return st;
+}
+
+pgcw_status pgcw_cache_delete(pgcw_cache *c, const void *key, size_t key_len)
+{
+    pgcw_cache_key k = {key, key_len};
+    return delete_keys(c, "delete", &k, 1);
+}
+
+pgcw_status pgcw_cache_invalidate(pgcw_cache *c, const void *key, size_t key_len)
+{
+    pgcw_cache_key k = {key, key_len};
+    return delete_keys(c, "invalidate", &k, 1);
+}
+
+pgcw_status pgcw_cache_delete_many(pgcw_cache *c, const pgcw_cache_key *keys, size_t n)
+{
+    return delete_keys(c, "delete_many", keys, n);
+}
+
+/* --- cleanup -------------------------------------------------------------------- */
+
+static pgcw_status take_int4(void *ctx, size_t i, const PGresult *res)
+{
+    (void)i;
+    int *out = ctx;
+    if (PQntuples(res) > 0 && PQgetlength(res, 0, 0) == 4) {
+        const unsigned char *p = (const unsigned char *)PQgetvalue(res, 0, 0);
+        *out = (int)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+                     ((uint32_t)p[2] << 8) | p[3]);
+    }
+    return PGCW_OK;
+}
+
+pgcw_status pgcw_cache_cleanup_expired(pgcw_cache *c, int *removed)
+{
+    if (!c)
+        return PGCW_EINVAL;
+    pgcw__err_clear(c);
+    int n = 0;
+    if (removed)
+        *removed = 0;
+    if (c->null)
+        return PGCW_OK;
+    uint32_t b = (uint32_t)c->cfg.cleanup_batch;
+    char limit[4] = {(char)(b >> 24), (char)(b >> 16), (char)(b >> 8), (char)b};
+    const char *values[1] = {limit};
+    int lengths[1] = {4};
+    pgcw__stmt s = {PGCW__ST_CLEANUP, 1, values, lengths};
+    pgcw_status st = pgcw__cache_run(c, "cleanup_expired", &s, 1, take_int4, &n);
+    if (st == PGCW_OK && removed)
+        *removed = n;
+    return st;
+}

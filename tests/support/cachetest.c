@@ -1,0 +1,92 @@
+/*
+ * cachetest.c - helpers for the cache's integration tests (cachetest.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cachetest.h"
+#include "pgtest.h"
+
+int cachetest_init(const char *prefix)
+{
+    pgcw_cache_opts o = {.schema_prefix = prefix};
+    pgcw_conn_opts co = {.conninfo = pgtest_dsn()};
+    int version = 0;
+    char *err = NULL;
+    pgcw_status st = pgcw_cache_init_db(&o, &co, &version, &err);
+    if (st != PGCW_OK)
+        fail_msg("init_db(%s): %s: %s", prefix, pgcw_status_name(st), err ? err : "");
+    pgcw_free(err);
+    return version;
+}
+
+pgcw_cache *cachetest_new(const char *prefix, const pgcw_cache_opts *opts)
+{
+    pgcw_cache_opts o = opts ? *opts : (pgcw_cache_opts){0};
+    o.schema_prefix = prefix;
+    pgcw_conn_opts co = {.conninfo = pgtest_dsn()};
+    pgcw_cache *c = NULL;
+    pgcw_status st = pgcw_cache_new(&o, &co, &c);
+    if (st != PGCW_OK)
+        fail_msg("pgcw_cache_new: %s", pgcw_status_name(st));
+    st = pgcw_cache_wait_healthy(c, CACHETEST_WAIT_MS);
+    if (st != PGCW_OK)
+        fail_msg("wait_healthy: %s: %s", pgcw_status_name(st), pgcw_cache_errmsg(c));
+    return c;
+}
+
+char *cachetest_get(pgcw_cache *c, const char *key)
+{
+    void *v = NULL;
+    size_t len = 0;
+    pgcw_status st = pgcw_cache_get(c, key, strlen(key), &v, &len);
+    if (st == PGCW_ENOTFOUND)
+        return NULL;
+    if (st != PGCW_OK)
+        fail_msg("get(%s): %s: %s", key, pgcw_status_name(st), pgcw_cache_errmsg(c));
+    char *s = malloc(len + 1);
+    assert_non_null(s);
+    memcpy(s, v, len);
+    s[len] = '\0';
+    pgcw_free(v);
+    return s;
+}
+
+void cachetest_set(pgcw_cache *c, const char *key, const char *value, int64_t ttl_ms)
+{
+    pgcw_status st = pgcw_cache_set(c, key, strlen(key), value, strlen(value), ttl_ms);
+    if (st != PGCW_OK)
+        fail_msg("set(%s): %s: %s", key, pgcw_status_name(st), pgcw_cache_errmsg(c));
+}
+
+int64_t cachetest_wait_value(pgcw_cache *c, const char *key, const char *want)
+{
+    int64_t start = pgtest_now_ms();
+    for (;;) {
+        char *got = cachetest_get(c, key);
+        bool same = (!got && !want) || (got && want && strcmp(got, want) == 0);
+        if (same) {
+            free(got);
+            return pgtest_now_ms() - start;
+        }
+        if (pgtest_now_ms() - start > CACHETEST_WAIT_MS)
+            fail_msg("get(%s) is still \"%s\", not \"%s\"", key, got ? got : "(miss)",
+                     want ? want : "(miss)");
+        free(got);
+        pgtest_sleep_ms(2);
+    }
+}
+
+pgcw_cache_stats cachetest_stats(pgcw_cache *c)
+{
+    pgcw_cache_stats s;
+    pgcw_cache_stats_get(c, &s);
+    return s;
+}
