@@ -293,13 +293,12 @@ static void test_quoted_and_qualified_names(void **state)
             assert_int_equal(ns.n, 4);
             notes_free(&ns);
         }
-        /* The hostile name was created as that literal name. */
+        /* The hostile table got its trigger under that literal name. */
         assert_int_equal(
             pgtest_query_int(f->writer,
                              "SELECT count(*) FROM pg_trigger WHERE tgname = "
-                             "'tg_pgcachewatch_table_change_x\"; DROP TABLE y; "
-                             "--' AND tgrelid = '\"x\"\"; DROP TABLE y; --\"'"
-                             "::regclass"),
+                             "'tg_pgcachewatch_table_change_names' AND tgrelid = "
+                             "'\"x\"\"; DROP TABLE y; --\"'::regclass"),
             1);
     }
     pgtest_exec(f->listener, "UNLISTEN *");
@@ -734,27 +733,27 @@ static void test_install_twice_and_switch(void **state)
 {
     fixture *f = *state;
     pgtest_exec(f->writer, "CREATE TABLE sw (id int PRIMARY KEY)");
-    pgcw_install_opts o = {.channel = "sw"};
+    pgcw_install_opts o = {.channel = "swc"};
     const char *tables[] = {"sw", "sw"};
     install_ok(f->writer, &o, tables, 2);
     install_ok(f->writer, &o, tables, 1);
     char *names = trigger_names(f->writer, "sw");
-    assert_string_equal(names, "tg_pgcachewatch_table_change_sw");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_swc");
     free(names);
     o.with_keys = true;
     install_ok(f->writer, &o, tables, 1);
     install_ok(f->writer, &o, tables, 1);
     names = trigger_names(f->writer, "sw");
-    assert_string_equal(names, "tg_pgcachewatch_table_change_sw,"
-                               "tg_pgcachewatch_table_change_sw_del,"
-                               "tg_pgcachewatch_table_change_sw_ins,"
-                               "tg_pgcachewatch_table_change_sw_upd");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_swc,"
+                               "tg_pgcachewatch_table_change_swc_del,"
+                               "tg_pgcachewatch_table_change_swc_ins,"
+                               "tg_pgcachewatch_table_change_swc_upd");
     free(names);
     /* One notification per statement with keys (the table-level trigger is now
      * TRUNCATE only). */
-    do_listen(f->listener, "sw");
+    do_listen(f->listener, "swc");
     pgtest_exec(f->writer, "INSERT INTO sw VALUES (7)");
-    notes ns = collect(f->listener, f->writer, "sw");
+    notes ns = collect(f->listener, f->writer, "swc");
     assert_int_equal(ns.n, 1);
     assert_non_null(strstr(ns.items[0].payload, "\"keys\" : [[7]]"));
     notes_free(&ns);
@@ -762,75 +761,88 @@ static void test_install_twice_and_switch(void **state)
     o.with_keys = false;
     install_ok(f->writer, &o, tables, 1);
     names = trigger_names(f->writer, "sw");
-    assert_string_equal(names, "tg_pgcachewatch_table_change_sw");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_swc");
     free(names);
     pgtest_exec(f->writer, "INSERT INTO sw VALUES (8)");
-    ns = collect(f->listener, f->writer, "sw");
+    ns = collect(f->listener, f->writer, "swc");
     assert_int_equal(ns.n, 1);
     assert_null(strstr(ns.items[0].payload, "keys"));
     notes_free(&ns);
-    pgtest_exec(f->listener, "UNLISTEN *");
 
-    /* Same prefix, another channel: the table's trigger now calls that channel's
-     * function (as with the Python tool), and uninstalling either leaves none. */
-    pgcw_install_opts o2 = {.channel = "sw2"};
+    /* Another channel on the same table gets triggers of its own: both notify,
+     * and uninstalling one leaves the other's. */
+    pgcw_install_opts o2 = {.channel = "swc2"};
     install_ok(f->writer, &o2, tables, 1);
-    assert_int_equal(
-        pgtest_query_int(
-            f->writer, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'sw'::regclass "
-                       "AND tgfoid = 'fn_pgcachewatch_table_change_sw2()'::regprocedure"),
-        1);
+    do_listen(f->listener, "swc2");
+    pgtest_exec(f->writer, "INSERT INTO sw VALUES (9)");
+    ns = collect(f->listener, f->writer, "swc2");
+    assert_int_equal(ns.n, 2);
+    assert_string_not_equal(ns.items[0].channel, ns.items[1].channel);
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
     uninstall_ok(f->writer, &o);
+    names = trigger_names(f->writer, "sw");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_swc2");
+    free(names);
     uninstall_ok(f->writer, &o2);
     names = trigger_names(f->writer, "sw");
     assert_string_equal(names, "");
     free(names);
 }
 
-/* Names PostgreSQL would truncate: two long table names that share their first 63
- * bytes get distinct, complete triggers (with and without keys), each fires, and
- * uninstall finds them all. */
-static void test_long_table_names(void **state)
+/* Names PostgreSQL would truncate: two long channel names whose derived names share
+ * their first 63 bytes get distinct, complete objects (with and without keys), on
+ * tables with long names too; each fires, and uninstall finds them all. */
+static void test_long_names(void **state)
 {
     fixture *f = *state;
     char *before = catalog_snapshot(f->writer);
     const char *a = "orders_with_a_very_long_descriptive_name_that_goes_on_and_on_a";
     const char *b = "orders_with_a_very_long_descriptive_name_that_goes_on_and_on_b";
+    const char *ca = "changes_of_orders_with_a_long_channel_name_a";
+    const char *cb = "changes_of_orders_with_a_long_channel_name_b";
     char sql[512];
     snprintf(sql, sizeof sql,
              "CREATE TABLE %s (id int PRIMARY KEY); CREATE TABLE %s (id int PRIMARY KEY)",
              a, b);
     pgtest_exec(f->writer, sql);
-    pgcw_install_opts o = {.channel = "ch_long"};
+    pgcw_install_opts oa = {.channel = ca};
     const char *const plain[] = {a};
-    install_ok(f->writer, &o, plain, 1);
-    o.with_keys = true;
+    install_ok(f->writer, &oa, plain, 1);
+    pgcw_install_opts ob = {.channel = cb, .with_keys = true};
     const char *const keyed[] = {b};
-    install_ok(f->writer, &o, keyed, 1);
+    install_ok(f->writer, &ob, keyed, 1);
 
     char *ta = trigger_names(f->writer, a), *tb = trigger_names(f->writer, b);
     assert_int_equal(strchr(ta, ',') ? 0 : 1, 1); /* one trigger on a */
     assert_int_equal(strlen(ta), 63);
     assert_non_null(strstr(tb, "_ins"));
-    assert_string_not_equal(ta, tb);
+    assert_memory_not_equal(ta, tb, 63);
     free(ta);
     free(tb);
+    assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_%"),
+                     3);
 
-    do_listen(f->listener, "ch_long");
+    do_listen(f->listener, ca);
+    do_listen(f->listener, cb);
     snprintf(sql, sizeof sql, "INSERT INTO %s VALUES (1); INSERT INTO %s VALUES (2)", a,
              b);
     pgtest_exec(f->writer, sql);
-    notes ns = collect(f->listener, f->writer, "ch_long");
+    notes ns = collect(f->listener, f->writer, cb);
     assert_int_equal(ns.n, 2);
-    json_object *oa = parse(ns.items[0].payload), *ob = parse(ns.items[1].payload);
-    assert_string_equal(member_str(oa, "table"), a);
-    assert_string_equal(member_str(ob, "table"), b);
-    assert_true(has_member(ob, "keys"));
-    json_object_put(oa);
-    json_object_put(ob);
+    assert_string_equal(ns.items[0].channel, ca);
+    assert_string_equal(ns.items[1].channel, cb);
+    json_object *ja = parse(ns.items[0].payload), *jb = parse(ns.items[1].payload);
+    assert_string_equal(member_str(ja, "table"), a);
+    assert_string_equal(member_str(jb, "table"), b);
+    assert_true(has_member(jb, "keys"));
+    json_object_put(ja);
+    json_object_put(jb);
     notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
 
-    uninstall_ok(f->writer, &o);
+    uninstall_ok(f->writer, &oa);
+    uninstall_ok(f->writer, &ob);
     snprintf(sql, sizeof sql, "DROP TABLE %s, %s", a, b);
     pgtest_exec(f->writer, sql);
     char *after = catalog_snapshot(f->writer);
@@ -850,9 +862,7 @@ static void test_uninstall_leaves_no_trace(void **state)
                 "CREATE TRIGGER user_tg AFTER INSERT ON un.a FOR EACH ROW "
                 "EXECUTE FUNCTION user_fn()");
     char *s0 = catalog_snapshot(f->writer);
-    /* Trigger names do not include the channel: a second channel on the same
-     * table needs its own prefix. */
-    pgcw_install_opts other = {.channel = "other", .trigger_prefix = "tg_other_"};
+    pgcw_install_opts other = {.channel = "other"};
     pgcw_install_opts mine = {.channel = "mine", .with_keys = true};
     const char *tables[] = {"un.a", "\"un b\""};
     install_ok(f->writer, &other, tables, 1);
@@ -877,9 +887,9 @@ static void test_uninstall_leaves_no_trace(void **state)
      * nothing by itself. */
     char *s2 = catalog_snapshot(f->writer);
     assert_int_equal(pgcw_uninstall_sql(in_mine, f->writer, &sql), PGCW_OK);
-    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_a_ins\" ON "
-                                "\"un\".\"a\";"));
-    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_un b\" ON "
+    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_mine_ins\" "
+                                "ON \"un\".\"a\";"));
+    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_mine\" ON "
                                 "\"public\".\"un b\";"));
     assert_non_null(strstr(
         sql, "DROP FUNCTION \"public\".\"fn_pgcachewatch_table_change_mine_keys\"();"));
@@ -1016,7 +1026,7 @@ int main(void)
         cmocka_unit_test(test_keys_payload_bound_exact),
         cmocka_unit_test(test_keys_without_primary_key),
         cmocka_unit_test(test_install_twice_and_switch),
-        cmocka_unit_test(test_long_table_names),
+        cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_uninstall_leaves_no_trace),
         cmocka_unit_test(test_search_path_and_python_names),
         cmocka_unit_test(test_odd_channel_and_no_notices),
