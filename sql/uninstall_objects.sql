@@ -1,9 +1,11 @@
 -- What uninstall drops, read from the catalogs: $1 holds the signatures of this
 -- channel's functions, resolved with to_regprocedure() through search_path exactly
--- as they were created. Rows: kind ('t' trigger, 'f' function), then names, raw
--- (quoted by the caller). Triggers cloned onto partitions go with their parent.
+-- as they were created (two signatures may name one function: DISTINCT). Rows: kind
+-- ('t' trigger, 'f' function), then names, raw (quoted by the caller). Triggers are
+-- found by the function they call, whatever their names; those cloned onto
+-- partitions go with their parent.
 WITH fn AS (
-    SELECT p.oid, n.nspname, p.proname
+    SELECT DISTINCT p.oid, n.nspname, p.proname
       FROM unnest($1::text[]) AS s(signature)
       JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure(s.signature)
       JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace

@@ -3,23 +3,29 @@
  *
  * `pgcachewatch install TABLE...` puts statement-level AFTER triggers on each table
  * that pg_notify() a JSON payload (see event.h) on one channel. The names are the
- * Python pgcachewatch ones, so either tool can uninstall the other's objects:
+ * Python pgcachewatch ones (0.4 and later), the same on every table:
  *
  *   function  <function_name>_<channel>()          table-level payloads
  *   function  <function_name>_<channel>_keys()     payloads with primary keys
- *   trigger   <trigger_prefix><table>              INSERT/UPDATE/DELETE/TRUNCATE, or
+ *   trigger   <trigger_prefix><channel>            INSERT/UPDATE/DELETE/TRUNCATE, or
  *                                                  only TRUNCATE with keys
- *   triggers  <trigger_prefix><table>_ins/_upd/_del with keys (transition tables)
+ *   triggers  <trigger_prefix><channel>_ins/_upd/_del  with keys (transition tables)
+ *
+ * ASCII capitals in these names are folded to lower case: the Python tool pastes
+ * its names unquoted, so PostgreSQL folds them, and ours are then its objects. (The
+ * channel itself keeps its capitals: pg_notify() takes it as a string.) So channels
+ * that differ only in ASCII case share their functions and triggers. Without keys,
+ * the Python uninstall removes everything we install (README.md says when it
+ * cannot); with keys it removes nothing, since information_schema.triggers, where
+ * it looks, lists no TRUNCATE-only trigger.
  *
  * A derived name longer than PostgreSQL's 63 bytes is not truncated the way
- * PostgreSQL would (silently, so that two long table names could collide): it keeps
- * its first bytes, then "_" and 8 hex digits of a hash of the full name, then its
- * suffix, exactly 63 bytes, the same on every install. Uninstall finds triggers by
- * the function they call, so their names never matter to it.
- *
- * Trigger names do not include the channel: installing another channel on the same
- * table with the same trigger_prefix replaces the first channel's triggers (as the
- * Python tool does); give the second channel its own trigger_prefix instead.
+ * PostgreSQL would (silently, so that two long channel names could collide): it
+ * keeps its first bytes, then "_" and 8 hex digits of a hash of the full name, then
+ * its suffix, exactly 63 bytes, the same on every install; such names are not the
+ * Python tool's. Uninstall finds triggers by the function they call, so their
+ * names never matter to it; it also finds the unfolded function names that earlier
+ * versions created.
  *
  * Functions are created unqualified, i.e. in the first schema of search_path, as
  * the Python tool does. Every identifier and literal in the generated SQL is quoted;

@@ -43,7 +43,8 @@ static const char install_help[] =
     "      --function-name NAME    trigger function name prefix\n"
     "                              (default " PGCW_DEFAULT_FUNCTION_NAME ")\n"
     "      --trigger-name PREFIX   trigger name prefix, also --trigger-name-prefix\n"
-    "                              (default " PGCW_DEFAULT_TRIGGER_PREFIX ")\n"
+    "                              (default " PGCW_DEFAULT_TRIGGER_PREFIX ");\n"
+    "                              each table's trigger is PREFIX<channel>\n"
     "      --with-keys             add the changed rows' primary-key values to events\n"
     "      --commit                run the SQL instead of printing it only\n"
     "  -h, --help                  show this help and exit\n";

@@ -79,33 +79,32 @@ static pgcw_status install_run(PGconn *conn, const pgcw_install_opts *opts,
     return st;
 }
 
-/* Builds the DROP statements (without BEGIN/COMMIT) for n's functions. */
+/* Builds the DROP statements (without BEGIN/COMMIT) for n's functions: the folded
+ * names install makes now, and the unfolded ones of earlier versions. */
 static pgcw_status uninstall_body(PGconn *conn, const pgcw__install_names *n,
                                   pgcw__buf *out, char *errbuf, size_t errlen)
 {
-    char *fn = pgcw_quote_ident(n->function);
-    char *kfn = pgcw_quote_ident(n->keys_function);
+    const char *names[] = {n->function, n->keys_function, n->unfolded_function,
+                           n->unfolded_keys_function};
     pgcw__buf arr = {0};
+    bool oom = false;
     /* A text[] literal of the signatures: {"\"fn\"()", ...}. Quoting for the array
      * literal is separate from SQL quoting: it is sent as a parameter. */
-    const char *sigs[2] = {fn, kfn};
     pgcw__buf_append(&arr, "{");
-    for (int i = 0; i < 2; i++) {
-        if (i)
-            pgcw__buf_append(&arr, ",");
-        pgcw__buf_append(&arr, "\"");
-        for (const char *p = sigs[i]; *p; p++) {
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !oom; i++) {
+        char *sig = pgcw_quote_ident(names[i]);
+        oom = !sig;
+        pgcw__buf_append(&arr, i ? ",\"" : "\"");
+        for (const char *p = sig; p && *p; p++) {
             if (*p == '"' || *p == '\\')
                 pgcw__buf_append(&arr, "\\");
             pgcw__buf_appendn(&arr, p, 1);
         }
         pgcw__buf_append(&arr, "()\"");
+        free(sig);
     }
     pgcw__buf_append(&arr, "}");
-    bool oom = !fn || !kfn || arr.failed;
-    free(fn);
-    free(kfn);
-    if (oom) {
+    if (oom || arr.failed) {
         pgcw__buf_free(&arr);
         pgcw__errf(errbuf, errlen, "out of memory");
         return PGCW_ENOMEM;

@@ -11,14 +11,25 @@
 
 #include "pgcachewatch/install.h"
 
-/* The options with defaults applied, and every name derived from them. */
+/* The keyed triggers' suffixes, in the order of pgcw__install_names.keys_triggers. */
+#define PGCW__N_KEYS_TRIGGERS 3
+
+/* The options with defaults applied, and every name derived from them (raw, not
+ * quoted). Derived names are folded to lower case, as PostgreSQL folds the Python
+ * tool's unquoted names (install.h). */
 typedef struct pgcw__install_names {
     const char *channel;
     const char *function_name;
     const char *trigger_prefix;
     bool with_keys;
-    char function[PGCW_MAX_IDENTIFIER + 1];
-    char keys_function[PGCW_MAX_IDENTIFIER + 1];
+    char function[PGCW_MAX_IDENTIFIER + 1];      /* <function_name>_<channel> */
+    char keys_function[PGCW_MAX_IDENTIFIER + 1]; /* ... _keys */
+    char trigger[PGCW_MAX_IDENTIFIER + 1];       /* <trigger_prefix><channel> */
+    char keys_triggers[PGCW__N_KEYS_TRIGGERS][PGCW_MAX_IDENTIFIER + 1]; /* _ins... */
+    /* The function names as earlier versions made them (not folded); uninstall
+     * looks for these too. */
+    char unfolded_function[PGCW_MAX_IDENTIFIER + 1];
+    char unfolded_keys_function[PGCW_MAX_IDENTIFIER + 1];
 } pgcw__install_names;
 
 /* Applies the defaults and checks the channel, function name and trigger prefix;

@@ -1,6 +1,6 @@
 /*
  * install_script.c - generating the install script (install.h): names derived
- * from the options and the tables, quoted, then pasted into the templates of sql/.
+ * from the options, quoted, then pasted with the tables into the templates of sql/.
  * No unquoted input ever reaches SQL, and nothing is produced before every name
  * has been checked. Never connects.
  */
@@ -14,15 +14,16 @@
 #include "sql_names.h"
 #include "sql_template.h"
 
-static const char *const key_suffixes[] = {"_ins", "_upd", "_del"};
+static const char *const key_suffixes[PGCW__N_KEYS_TRIGGERS] = {"_ins", "_upd", "_del"};
 
 /*
  * Derives the name a + b + c. Names that fit in PGCW_MAX_IDENTIFIER bytes are the
  * plain concatenation (the Python tool's names). Longer ones would be truncated by
- * PostgreSQL, silently and so that two tables could share a trigger name; instead
- * they keep as much of a + b as fits (cut on a UTF-8 boundary), then "_" and 8 hex
- * digits of a hash of the whole a + b, then c, so the result is deterministic (a
- * reinstall replaces it) and distinct per table.
+ * PostgreSQL, silently and so that two channels could share a name, or the keyed
+ * triggers lose the suffixes that tell them apart; instead they keep as much of
+ * a + b as fits (cut on a UTF-8 boundary), then "_" and 8 hex digits of a hash of
+ * the whole a + b, then c, so the result is deterministic (a reinstall replaces
+ * it) and distinct per channel.
  */
 static void derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
                         const char *c)
@@ -47,6 +48,15 @@ static void derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const 
         keep--; /* never split a multi-byte character */
     snprintf(out, PGCW_MAX_IDENTIFIER + 1, "%.*s_%08x%s", (int)keep, head, (unsigned)h,
              c);
+}
+
+/* Lower-cases ASCII letters in place: what PostgreSQL does to an unquoted name in a
+ * multibyte encoding (sql_names.c folds table names the same way). */
+static void fold_case(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
 }
 
 pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_names *n,
@@ -79,8 +89,22 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     }
     char base[2 * PGCW_MAX_IDENTIFIER + 2];
     snprintf(base, sizeof base, "%s_", n->function_name);
-    derive_name(n->function, base, n->channel, "");
-    derive_name(n->keys_function, base, n->channel, "_keys");
+    derive_name(n->unfolded_function, base, n->channel, "");
+    derive_name(n->unfolded_keys_function, base, n->channel, "_keys");
+
+    /* The Python tool pastes its names unquoted, so PostgreSQL folds them; folding
+     * ours the same way makes them the same objects. */
+    char channel[PGCW_MAX_IDENTIFIER + 1], prefix[PGCW_MAX_IDENTIFIER + 1];
+    snprintf(channel, sizeof channel, "%s", n->channel);
+    snprintf(prefix, sizeof prefix, "%s", n->trigger_prefix);
+    fold_case(base);
+    fold_case(channel);
+    fold_case(prefix);
+    derive_name(n->function, base, channel, "");
+    derive_name(n->keys_function, base, channel, "_keys");
+    derive_name(n->trigger, prefix, channel, "");
+    for (int i = 0; i < PGCW__N_KEYS_TRIGGERS; i++)
+        derive_name(n->keys_triggers[i], prefix, channel, key_suffixes[i]);
     return PGCW_OK;
 }
 
@@ -93,10 +117,11 @@ static void body_tag(const char *quoted_channel, char tag[32])
         snprintf(tag, 32, "$pgcw_%u$", i);
 }
 
-/* The owned, quoted values every template may use; freed by quoted_free(). */
+/* The owned, quoted names of one channel that every template may use; freed by
+ * quoted_free(). */
 typedef struct quoted {
-    char *channel, *function, *keys_function, *table;
-    char *trigger, *trigger_ins, *trigger_upd, *trigger_del;
+    char *channel, *function, *keys_function, *trigger;
+    char *keys_triggers[PGCW__N_KEYS_TRIGGERS];
 } quoted;
 
 static void quoted_free(quoted *q)
@@ -104,12 +129,23 @@ static void quoted_free(quoted *q)
     free(q->channel);
     free(q->function);
     free(q->keys_function);
-    free(q->table);
     free(q->trigger);
-    free(q->trigger_ins);
-    free(q->trigger_upd);
-    free(q->trigger_del);
+    for (int i = 0; i < PGCW__N_KEYS_TRIGGERS; i++)
+        free(q->keys_triggers[i]);
     *q = (quoted){0};
+}
+
+/* Quotes n's names into q; false on OOM (q holds what was done: free it). */
+static bool quote_names(const pgcw__install_names *n, quoted *q)
+{
+    q->channel = pgcw_quote_literal(n->channel);
+    q->function = pgcw_quote_ident(n->function);
+    q->keys_function = pgcw_quote_ident(n->keys_function);
+    q->trigger = pgcw_quote_ident(n->trigger);
+    bool ok = q->channel && q->function && q->keys_function && q->trigger;
+    for (int i = 0; i < PGCW__N_KEYS_TRIGGERS; i++)
+        ok = (q->keys_triggers[i] = pgcw_quote_ident(n->keys_triggers[i])) && ok;
+    return ok;
 }
 
 /* Quotes a possibly schema-qualified table name. */
@@ -139,28 +175,17 @@ static pgcw_status append_table(pgcw__buf *out, const pgcw__install_names *n,
     pgcw_status st = pgcw__parse_qualified_name(table_text, &t, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
-    char trig[PGCW_MAX_IDENTIFIER + 1], sub[3][PGCW_MAX_IDENTIFIER + 1];
-    derive_name(trig, n->trigger_prefix, t.name, "");
-    for (int i = 0; i < 3; i++)
-        derive_name(sub[i], n->trigger_prefix, t.name, key_suffixes[i]);
-
-    quoted q = {0};
-    q.table = quote_table(&t);
-    q.trigger = pgcw_quote_ident(trig);
-    q.trigger_ins = pgcw_quote_ident(sub[0]);
-    q.trigger_upd = pgcw_quote_ident(sub[1]);
-    q.trigger_del = pgcw_quote_ident(sub[2]);
-    st = PGCW_OK;
-    if (!q.table || !q.trigger || !q.trigger_ins || !q.trigger_upd || !q.trigger_del)
+    char *table = quote_table(&t);
+    if (!table)
         st = PGCW_ENOMEM;
 
     if (st == PGCW_OK && n->with_keys) {
         const pgcw__sql_var vars[] = {
-            {"table", q.table},
-            {"trigger", q.trigger},
-            {"trigger_ins", q.trigger_ins},
-            {"trigger_upd", q.trigger_upd},
-            {"trigger_del", q.trigger_del},
+            {"table", table},
+            {"trigger", fq->trigger},
+            {"trigger_ins", fq->keys_triggers[0]},
+            {"trigger_upd", fq->keys_triggers[1]},
+            {"trigger_del", fq->keys_triggers[2]},
             {"function", fq->function},
             {"keys_function", fq->keys_function},
         };
@@ -168,17 +193,17 @@ static pgcw_status append_table(pgcw__buf *out, const pgcw__install_names *n,
                               sizeof vars / sizeof vars[0]);
     } else if (st == PGCW_OK) {
         /* Switching from with_keys: drop that variant's triggers. */
-        const char *others[] = {q.trigger_ins, q.trigger_upd, q.trigger_del};
-        for (int i = 0; i < 3 && st == PGCW_OK; i++) {
-            const pgcw__sql_var vars[] = {{"table", q.table}, {"trigger", others[i]}};
+        for (int i = 0; i < PGCW__N_KEYS_TRIGGERS && st == PGCW_OK; i++) {
+            const pgcw__sql_var vars[] = {{"table", table},
+                                          {"trigger", fq->keys_triggers[i]}};
             st = pgcw__sql_expand(out, pgcw__sql_drop_trigger_if_exists, vars, 2);
         }
         const pgcw__sql_var vars[] = {
-            {"table", q.table}, {"trigger", q.trigger}, {"function", fq->function}};
+            {"table", table}, {"trigger", fq->trigger}, {"function", fq->function}};
         if (st == PGCW_OK)
             st = pgcw__sql_expand(out, pgcw__sql_table_triggers, vars, 3);
     }
-    quoted_free(&q);
+    free(table);
     if (st == PGCW_EINVAL)
         pgcw__errf(errbuf, errlen, "internal error: bad SQL template");
     return st;
@@ -200,10 +225,7 @@ pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *cons
         return st;
 
     quoted fq = {0};
-    fq.channel = pgcw_quote_literal(n.channel);
-    fq.function = pgcw_quote_ident(n.function);
-    fq.keys_function = pgcw_quote_ident(n.keys_function);
-    if (!fq.channel || !fq.function || !fq.keys_function) {
+    if (!quote_names(&n, &fq)) {
         quoted_free(&fq);
         pgcw__errf(errbuf, errlen, "out of memory");
         return PGCW_ENOMEM;

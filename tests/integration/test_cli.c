@@ -30,6 +30,8 @@
 #include "pgtest.h"
 
 static PGconn *conn;
+/* The name of the default channel's trigger, the same on every table. */
+#define DEFAULT_TRIGGER PGCW_DEFAULT_TRIGGER_PREFIX PGCW_DEFAULT_CHANNEL
 static char dsn_arg[1400]; /* --pg-dsn '<private db>' */
 
 /* Triggers and non-system functions, as one sorted string: equal snapshots mean
@@ -201,8 +203,9 @@ static void test_option_order(void **state)
         if (!first) {
             first = out;
             assert_non_null(strstr(out, "chx"));
-            assert_non_null(strstr(out, "p_items"));
-            assert_non_null(strstr(out, "p_other"));
+            assert_non_null(strstr(out, "TRIGGER \"p_chx\" AFTER TRUNCATE ON \"items\""));
+            assert_non_null(
+                strstr(out, "TRIGGER \"p_chx_ins\" AFTER INSERT ON \"other\""));
             assert_non_null(strstr(out, "fx_chx"));
         } else {
             assert_string_equal(out, first);
@@ -270,7 +273,7 @@ static void test_install_commit(void **state)
     assert_null(strstr(err, "--commit")); /* no dry-run hint */
     char *after = catalog_snapshot();
     assert_string_not_equal(before, after);
-    assert_non_null(strstr(after, "trigger items.tg_pgcachewatch_table_change_items"));
+    assert_non_null(strstr(after, "trigger items." DEFAULT_TRIGGER));
     assert_null(strstr(after, "trigger other."));
 
     PGconn *listener = pgtest_connect();
@@ -311,7 +314,7 @@ static void test_connection_override(void **state)
         fail_msg("exited %d: %s", rc, err);
     free(err);
     char *snap = catalog_snapshot();
-    assert_non_null(strstr(snap, "trigger items.tg_pgcachewatch_table_change_items"));
+    assert_non_null(strstr(snap, "trigger items." DEFAULT_TRIGGER));
     free(snap);
     /* And $PGDSN is the DSN when --pg-dsn is absent. */
     char *out = NULL;
@@ -396,7 +399,7 @@ static void test_uninstall(void **state)
     free(err);
     snap = catalog_snapshot();
     assert_string_not_equal(snap, with_keep);
-    assert_null(strstr(snap, "tg_pgcachewatch_table_change_items"));
+    assert_null(strstr(snap, "items." DEFAULT_TRIGGER));
     assert_non_null(strstr(snap, "keep"));
     free(snap);
     rc = pgtest_cli_run(&out, &err, "uninstall --commit --channel-name keep %s", dsn_arg);

@@ -293,13 +293,12 @@ static void test_quoted_and_qualified_names(void **state)
             assert_int_equal(ns.n, 4);
             notes_free(&ns);
         }
-        /* The hostile name was created as that literal name. */
+        /* The hostile table got its trigger under that literal name. */
         assert_int_equal(
             pgtest_query_int(f->writer,
                              "SELECT count(*) FROM pg_trigger WHERE tgname = "
-                             "'tg_pgcachewatch_table_change_x\"; DROP TABLE y; "
-                             "--' AND tgrelid = '\"x\"\"; DROP TABLE y; --\"'"
-                             "::regclass"),
+                             "'tg_pgcachewatch_table_change_names' AND tgrelid = "
+                             "'\"x\"\"; DROP TABLE y; --\"'::regclass"),
             1);
     }
     pgtest_exec(f->listener, "UNLISTEN *");
@@ -734,27 +733,27 @@ static void test_install_twice_and_switch(void **state)
 {
     fixture *f = *state;
     pgtest_exec(f->writer, "CREATE TABLE sw (id int PRIMARY KEY)");
-    pgcw_install_opts o = {.channel = "sw"};
+    pgcw_install_opts o = {.channel = "swc"};
     const char *tables[] = {"sw", "sw"};
     install_ok(f->writer, &o, tables, 2);
     install_ok(f->writer, &o, tables, 1);
     char *names = trigger_names(f->writer, "sw");
-    assert_string_equal(names, "tg_pgcachewatch_table_change_sw");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_swc");
     free(names);
     o.with_keys = true;
     install_ok(f->writer, &o, tables, 1);
     install_ok(f->writer, &o, tables, 1);
     names = trigger_names(f->writer, "sw");
-    assert_string_equal(names, "tg_pgcachewatch_table_change_sw,"
-                               "tg_pgcachewatch_table_change_sw_del,"
-                               "tg_pgcachewatch_table_change_sw_ins,"
-                               "tg_pgcachewatch_table_change_sw_upd");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_swc,"
+                               "tg_pgcachewatch_table_change_swc_del,"
+                               "tg_pgcachewatch_table_change_swc_ins,"
+                               "tg_pgcachewatch_table_change_swc_upd");
     free(names);
     /* One notification per statement with keys (the table-level trigger is now
      * TRUNCATE only). */
-    do_listen(f->listener, "sw");
+    do_listen(f->listener, "swc");
     pgtest_exec(f->writer, "INSERT INTO sw VALUES (7)");
-    notes ns = collect(f->listener, f->writer, "sw");
+    notes ns = collect(f->listener, f->writer, "swc");
     assert_int_equal(ns.n, 1);
     assert_non_null(strstr(ns.items[0].payload, "\"keys\" : [[7]]"));
     notes_free(&ns);
@@ -762,75 +761,88 @@ static void test_install_twice_and_switch(void **state)
     o.with_keys = false;
     install_ok(f->writer, &o, tables, 1);
     names = trigger_names(f->writer, "sw");
-    assert_string_equal(names, "tg_pgcachewatch_table_change_sw");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_swc");
     free(names);
     pgtest_exec(f->writer, "INSERT INTO sw VALUES (8)");
-    ns = collect(f->listener, f->writer, "sw");
+    ns = collect(f->listener, f->writer, "swc");
     assert_int_equal(ns.n, 1);
     assert_null(strstr(ns.items[0].payload, "keys"));
     notes_free(&ns);
-    pgtest_exec(f->listener, "UNLISTEN *");
 
-    /* Same prefix, another channel: the table's trigger now calls that channel's
-     * function (as with the Python tool), and uninstalling either leaves none. */
-    pgcw_install_opts o2 = {.channel = "sw2"};
+    /* Another channel on the same table gets triggers of its own: both notify,
+     * and uninstalling one leaves the other's. */
+    pgcw_install_opts o2 = {.channel = "swc2"};
     install_ok(f->writer, &o2, tables, 1);
-    assert_int_equal(
-        pgtest_query_int(
-            f->writer, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'sw'::regclass "
-                       "AND tgfoid = 'fn_pgcachewatch_table_change_sw2()'::regprocedure"),
-        1);
+    do_listen(f->listener, "swc2");
+    pgtest_exec(f->writer, "INSERT INTO sw VALUES (9)");
+    ns = collect(f->listener, f->writer, "swc2");
+    assert_int_equal(ns.n, 2);
+    assert_string_not_equal(ns.items[0].channel, ns.items[1].channel);
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
     uninstall_ok(f->writer, &o);
+    names = trigger_names(f->writer, "sw");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_swc2");
+    free(names);
     uninstall_ok(f->writer, &o2);
     names = trigger_names(f->writer, "sw");
     assert_string_equal(names, "");
     free(names);
 }
 
-/* Names PostgreSQL would truncate: two long table names that share their first 63
- * bytes get distinct, complete triggers (with and without keys), each fires, and
- * uninstall finds them all. */
-static void test_long_table_names(void **state)
+/* Names PostgreSQL would truncate: two long channel names whose derived names share
+ * their first 63 bytes get distinct, complete objects (with and without keys), on
+ * tables with long names too; each fires, and uninstall finds them all. */
+static void test_long_names(void **state)
 {
     fixture *f = *state;
     char *before = catalog_snapshot(f->writer);
     const char *a = "orders_with_a_very_long_descriptive_name_that_goes_on_and_on_a";
     const char *b = "orders_with_a_very_long_descriptive_name_that_goes_on_and_on_b";
+    const char *ca = "changes_of_orders_with_a_long_channel_name_a";
+    const char *cb = "changes_of_orders_with_a_long_channel_name_b";
     char sql[512];
     snprintf(sql, sizeof sql,
              "CREATE TABLE %s (id int PRIMARY KEY); CREATE TABLE %s (id int PRIMARY KEY)",
              a, b);
     pgtest_exec(f->writer, sql);
-    pgcw_install_opts o = {.channel = "ch_long"};
+    pgcw_install_opts oa = {.channel = ca};
     const char *const plain[] = {a};
-    install_ok(f->writer, &o, plain, 1);
-    o.with_keys = true;
+    install_ok(f->writer, &oa, plain, 1);
+    pgcw_install_opts ob = {.channel = cb, .with_keys = true};
     const char *const keyed[] = {b};
-    install_ok(f->writer, &o, keyed, 1);
+    install_ok(f->writer, &ob, keyed, 1);
 
     char *ta = trigger_names(f->writer, a), *tb = trigger_names(f->writer, b);
     assert_int_equal(strchr(ta, ',') ? 0 : 1, 1); /* one trigger on a */
     assert_int_equal(strlen(ta), 63);
     assert_non_null(strstr(tb, "_ins"));
-    assert_string_not_equal(ta, tb);
+    assert_memory_not_equal(ta, tb, 63);
     free(ta);
     free(tb);
+    assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_%"),
+                     3);
 
-    do_listen(f->listener, "ch_long");
+    do_listen(f->listener, ca);
+    do_listen(f->listener, cb);
     snprintf(sql, sizeof sql, "INSERT INTO %s VALUES (1); INSERT INTO %s VALUES (2)", a,
              b);
     pgtest_exec(f->writer, sql);
-    notes ns = collect(f->listener, f->writer, "ch_long");
+    notes ns = collect(f->listener, f->writer, cb);
     assert_int_equal(ns.n, 2);
-    json_object *oa = parse(ns.items[0].payload), *ob = parse(ns.items[1].payload);
-    assert_string_equal(member_str(oa, "table"), a);
-    assert_string_equal(member_str(ob, "table"), b);
-    assert_true(has_member(ob, "keys"));
-    json_object_put(oa);
-    json_object_put(ob);
+    assert_string_equal(ns.items[0].channel, ca);
+    assert_string_equal(ns.items[1].channel, cb);
+    json_object *ja = parse(ns.items[0].payload), *jb = parse(ns.items[1].payload);
+    assert_string_equal(member_str(ja, "table"), a);
+    assert_string_equal(member_str(jb, "table"), b);
+    assert_true(has_member(jb, "keys"));
+    json_object_put(ja);
+    json_object_put(jb);
     notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
 
-    uninstall_ok(f->writer, &o);
+    uninstall_ok(f->writer, &oa);
+    uninstall_ok(f->writer, &ob);
     snprintf(sql, sizeof sql, "DROP TABLE %s, %s", a, b);
     pgtest_exec(f->writer, sql);
     char *after = catalog_snapshot(f->writer);
@@ -850,9 +862,7 @@ static void test_uninstall_leaves_no_trace(void **state)
                 "CREATE TRIGGER user_tg AFTER INSERT ON un.a FOR EACH ROW "
                 "EXECUTE FUNCTION user_fn()");
     char *s0 = catalog_snapshot(f->writer);
-    /* Trigger names do not include the channel: a second channel on the same
-     * table needs its own prefix. */
-    pgcw_install_opts other = {.channel = "other", .trigger_prefix = "tg_other_"};
+    pgcw_install_opts other = {.channel = "other"};
     pgcw_install_opts mine = {.channel = "mine", .with_keys = true};
     const char *tables[] = {"un.a", "\"un b\""};
     install_ok(f->writer, &other, tables, 1);
@@ -877,9 +887,9 @@ static void test_uninstall_leaves_no_trace(void **state)
      * nothing by itself. */
     char *s2 = catalog_snapshot(f->writer);
     assert_int_equal(pgcw_uninstall_sql(in_mine, f->writer, &sql), PGCW_OK);
-    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_a_ins\" ON "
-                                "\"un\".\"a\";"));
-    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_un b\" ON "
+    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_mine_ins\" "
+                                "ON \"un\".\"a\";"));
+    assert_non_null(strstr(sql, "DROP TRIGGER \"tg_pgcachewatch_table_change_mine\" ON "
                                 "\"public\".\"un b\";"));
     assert_non_null(strstr(
         sql, "DROP FUNCTION \"public\".\"fn_pgcachewatch_table_change_mine_keys\"();"));
@@ -920,8 +930,8 @@ static void test_uninstall_leaves_no_trace(void **state)
 }
 
 /* Functions live in the first schema of search_path, and uninstall finds them the
- * same way. A Python-installed function (same name) is found too. */
-static void test_search_path_and_python_names(void **state)
+ * same way. */
+static void test_search_path(void **state)
 {
     fixture *f = *state;
     pgtest_exec(f->writer, "CREATE SCHEMA sp; CREATE TABLE sp.t (id int);"
@@ -938,24 +948,349 @@ static void test_search_path_and_python_names(void **state)
     assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_sp"),
                      0);
     pgtest_exec(f->writer, "RESET search_path");
+}
 
-    /* What the Python tool ran (names pasted unquoted). */
+/* --- the Python tool ------------------------------------------------------------ */
+
+/*
+ * What the Python pgcachewatch CLI runs (0.4 and later: cli.py and queries.py), as
+ * plain SQL, with its default --function-name and --trigger-name. It pastes every
+ * name into its SQL unquoted, so PostgreSQL folds it to lower case, and runs each
+ * script with asyncpg's execute() without arguments: one simple-protocol query,
+ * hence one implicit transaction, as one PQexec() is here. Each run has a
+ * connection of its own, as the Python CLI's pool does.
+ */
+#define PY_FN "fn_pgcachewatch_table_change"
+#define PY_TG "tg_pgcachewatch_table_change"
+
+static void quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message; /* DROP ... IF EXISTS notices */
+}
+
+static PGconn *python_connect(void)
+{
+    PGconn *py = pgtest_connect();
+    PQsetNoticeProcessor(py, quiet, NULL);
+    return py;
+}
+
+static void python_install(const char *channel, const char *const *tables, size_t n)
+{
+    pgcw__buf sql = {0};
+    /* cli.main: pg_fn_name = f"{function_name}_{channel_name}", then
+     * queries.create_notify_function(channel_name, pg_fn_name): */
+    pgcw__buf_appendf(&sql,
+                      "CREATE OR REPLACE FUNCTION " PY_FN "_%s() RETURNS TRIGGER AS $$\n"
+                      "  BEGIN PERFORM pg_notify('%s', json_build_object("
+                      "'operation', lower(TG_OP), 'table', TG_TABLE_NAME, "
+                      "'sent_at', NOW())::text); RETURN NEW; END;\n"
+                      "  $$ LANGUAGE plpgsql;\n",
+                      channel, channel);
+    /* pg_tg_name = f"{trigger_name}_{channel_name}", then for each table
+     * queries.create_after_change_trigger(pg_tg_name, table, pg_fn_name): */
+    for (size_t i = 0; i < n; i++)
+        pgcw__buf_appendf(&sql,
+                          "CREATE OR REPLACE TRIGGER " PY_TG "_%s\n"
+                          "  AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s\n"
+                          "  EXECUTE FUNCTION " PY_FN "_%s();\n",
+                          channel, tables[i], channel);
+    assert_false(sql.failed);
+    PGconn *py = python_connect();
+    pgtest_exec(py, sql.data); /* pool.execute(install) */
+    PQfinish(py);
+    pgcw__buf_free(&sql);
+}
+
+/* The Python uninstall of channel. Returns "" when it succeeded, else the SQLSTATE
+ * of the error that rolled it back (static storage). */
+static const char *python_uninstall(const char *channel)
+{
+    static char sqlstate[6];
+    PGconn *py = python_connect();
+    char sql[512];
+    /* pool.fetch(queries.fetch_trigger_names(pg_tg_name)): */
+    snprintf(sql, sizeof sql,
+             "SELECT event_object_table AS table, trigger_name "
+             "FROM information_schema.triggers "
+             "WHERE trigger_name LIKE '" PY_TG "_%s%%'",
+             channel);
+    PGresult *r = PQexec(py, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("fetch_trigger_names: %s", PQresultErrorMessage(r));
+    pgcw__buf drop = {0};
+    /* "\n".join(queries.drop_trigger(t["trigger_name"], t["table"]) for each row): */
+    for (int i = 0; i < PQntuples(r); i++)
+        pgcw__buf_appendf(&drop, "%sDROP TRIGGER IF EXISTS %s ON %s;", i ? "\n" : "",
+                          PQgetvalue(r, i, 1), PQgetvalue(r, i, 0));
+    PQclear(r);
+    /* "\n".join((those, queries.drop_function(pg_fn_name))): */
+    pgcw__buf_appendf(&drop, "\nDROP FUNCTION IF EXISTS " PY_FN "_%s();", channel);
+    assert_false(drop.failed);
+    r = PQexec(py, drop.data); /* pool.execute(combined) */
+    pgcw__buf_free(&drop);
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    snprintf(sqlstate, sizeof sqlstate, "%s",
+             PQresultStatus(r) == PGRES_COMMAND_OK ? ""
+             : code                                ? code
+                                                   : "?????");
+    PQclear(r);
+    PQfinish(py);
+    return sqlstate;
+}
+
+/* The triggers (table, name, type, function) and the non-system functions, by
+ * name: equal for objects that are the same but for their OIDs and bodies. */
+static char *names_snapshot(PGconn *conn)
+{
+    return pgtest_query_value(
+        conn, "SELECT coalesce(string_agg(x, ', ' ORDER BY x), '') FROM ("
+              " SELECT format('%s.%s %s %s', tgrelid::regclass, tgname, tgtype,"
+              "               tgfoid::regprocedure) AS x"
+              "  FROM pg_trigger WHERE NOT tgisinternal"
+              " UNION ALL"
+              " SELECT oid::regprocedure::text FROM pg_proc"
+              "  WHERE pronamespace NOT IN ('pg_catalog'::regnamespace,"
+              "                             'information_schema'::regnamespace)) s");
+}
+
+/* Fails unless the catalogs hold exactly the triggers and functions of want. */
+static void expect_snapshot(PGconn *conn, const char *want)
+{
+    char *now = catalog_snapshot(conn);
+    assert_string_equal(now, want);
+    free(now);
+}
+
+/* The Python uninstall of channel fails on DROP FUNCTION (2BP01: triggers still
+ * call it) and, being one transaction, removes nothing. */
+static void expect_python_uninstall_fails(PGconn *conn, const char *channel)
+{
+    char *installed = catalog_snapshot(conn);
+    assert_string_equal(python_uninstall(channel), "2BP01");
+    expect_snapshot(conn, installed);
+    free(installed);
+}
+
+static long long triggers_on(PGconn *conn, const char *tables)
+{
+    char sql[256];
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass"
+        "::text IN (%s)",
+        tables);
+    return pgtest_query_int(conn, sql);
+}
+
+/* The plain install is the Python tool's, object for object: its uninstall removes
+ * all of it, TRUNCATE included, since the one trigger per table is listed in
+ * information_schema.triggers under INSERT, UPDATE and DELETE. */
+static void test_python_uninstall_removes_plain_install(void **state)
+{
+    fixture *f = *state;
     pgtest_exec(f->writer,
-                "CREATE TABLE py (id int);"
-                "CREATE OR REPLACE FUNCTION fn_pgcachewatch_table_change_py() RETURNS "
-                "TRIGGER AS $$ BEGIN PERFORM pg_notify('py', json_build_object("
-                "'operation', lower(TG_OP), 'table', TG_TABLE_NAME, 'sent_at', "
-                "NOW())::text); RETURN NEW; END; $$ LANGUAGE plpgsql;"
-                "CREATE OR REPLACE TRIGGER tg_pgcachewatch_table_change_py AFTER INSERT "
-                "OR UPDATE OR DELETE OR TRUNCATE ON py EXECUTE FUNCTION "
-                "fn_pgcachewatch_table_change_py()");
-    pgcw_install_opts py = {.channel = "py"};
-    uninstall_ok(f->writer, &py);
-    char *names = trigger_names(f->writer, "py");
-    assert_string_equal(names, "");
-    free(names);
-    assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_py"),
+                "CREATE TABLE pa (id int PRIMARY KEY); CREATE TABLE pb (id int)");
+    char *before = catalog_snapshot(f->writer);
+    const char *tables[] = {"pa", "pb"};
+    install_ok(f->writer, NULL, tables, 2);
+    assert_int_equal(
+        pgtest_query_int(
+            f->writer,
+            "SELECT count(*) FROM information_schema.triggers "
+            "WHERE trigger_name = '" PGCW_DEFAULT_TRIGGER_PREFIX PGCW_DEFAULT_CHANNEL
+            "'"),
+        6);
+    assert_string_equal(python_uninstall(PGCW_DEFAULT_CHANNEL), "");
+    expect_snapshot(f->writer, before);
+
+    /* Its pattern 'tg_..._pyu%' also matches channel pyu2's triggers, so it drops
+     * them, and leaves pyu2's function alone. */
+    pgcw_install_opts o = {.channel = "pyu"}, o2 = {.channel = "pyu2"};
+    install_ok(f->writer, &o, tables, 2);
+    install_ok(f->writer, &o2, tables, 1);
+    assert_string_equal(python_uninstall("pyu"), "");
+    assert_int_equal(triggers_on(f->writer, "'pa', 'pb'"), 0);
+    assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_pyu"),
                      0);
+    assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_pyu2"),
+                     1);
+    uninstall_ok(f->writer, &o2);
+    expect_snapshot(f->writer, before);
+
+    /* Installed --with-keys, then plain again: the _keys function stays (nothing
+     * calls it), the Python uninstall leaves it, ours removes it. */
+    o.with_keys = true;
+    install_ok(f->writer, &o, tables, 2);
+    o.with_keys = false;
+    install_ok(f->writer, &o, tables, 2);
+    assert_string_equal(python_uninstall("pyu"), "");
+    assert_int_equal(triggers_on(f->writer, "'pa', 'pb'"), 0);
+    assert_int_equal(count_functions_like(f->writer, "fn_pgcachewatch_table_change_pyu%"),
+                     1);
+    assert_int_equal(
+        count_functions_like(f->writer, "fn_pgcachewatch_table_change_pyu_keys"), 1);
+    uninstall_ok(f->writer, &o);
+    expect_snapshot(f->writer, before);
+    free(before);
+}
+
+/* The Python uninstall drops each trigger ON the table's bare name (unqualified,
+ * unquoted): on a table outside search_path, or with capitals, that drop misses, so
+ * DROP FUNCTION fails (2BP01) and nothing at all is removed. Its own install on
+ * such tables fares the same; ours removes either. */
+static void test_python_uninstall_bare_table_names(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer,
+                "CREATE SCHEMA pyoff; CREATE TABLE pyoff.t (id int);"
+                "CREATE TABLE \"PyUpper\" (id int); CREATE TABLE pyok (id int)");
+    char *before = catalog_snapshot(f->writer);
+    pgcw_install_opts o = {.channel = "pybare"};
+    const char *out_of_reach[] = {"pyoff.t", "\"PyUpper\""};
+    for (int python = 0; python < 2; python++) {
+        for (int i = 0; i < 2; i++) {
+            const char *tables[] = {"pyok", out_of_reach[i]};
+            if (python)
+                python_install("pybare", tables, 2);
+            else
+                install_ok(f->writer, &o, tables, 2);
+            expect_python_uninstall_fails(f->writer, "pybare");
+            uninstall_ok(f->writer, &o);
+            expect_snapshot(f->writer, before);
+        }
+    }
+    free(before);
+}
+
+/* With --with-keys the Python uninstall removes nothing: it finds and drops the
+ * _ins/_upd/_del triggers, but information_schema.triggers lists no TRUNCATE-only
+ * trigger, so that one still calls the table-level function, DROP FUNCTION fails
+ * (2BP01) and the transaction rolls back. The install keeps working; ours removes
+ * all of it. */
+static void test_python_uninstall_with_keys(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE pk (id int PRIMARY KEY)");
+    char *before = catalog_snapshot(f->writer);
+    pgcw_install_opts o = {.channel = "pyk", .with_keys = true};
+    const char *tables[] = {"pk"};
+    install_ok(f->writer, &o, tables, 1);
+    assert_int_equal(pgtest_query_int(f->writer,
+                                      "SELECT count(*) FROM information_schema.triggers "
+                                      "WHERE trigger_name LIKE 'tg_pgcachewatch_table_"
+                                      "change_pyk%'"),
+                     3);
+    expect_python_uninstall_fails(f->writer, "pyk");
+
+    do_listen(f->listener, "pyk");
+    pgtest_exec(f->writer, "INSERT INTO pk VALUES (1); TRUNCATE pk");
+    notes ns = collect(f->listener, f->writer, "pyk");
+    assert_int_equal(ns.n, 2);
+    assert_non_null(strstr(ns.items[0].payload, "\"keys\" : [[1]]"));
+    assert_non_null(strstr(ns.items[1].payload, "\"truncate\""));
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+
+    uninstall_ok(f->writer, &o);
+    expect_snapshot(f->writer, before);
+    free(before);
+}
+
+/* A channel with capitals. The Python tool's names fold to lower case but its LIKE
+ * pattern keeps the capitals, so its uninstall given "MyChan" finds no trigger and
+ * fails on DROP FUNCTION (2BP01), for its own install as for ours; given "mychan"
+ * it removes either. Our objects for "MyChan" are the Python tool's, and notify
+ * "MyChan" as its do; our uninstall, given either spelling, removes either. */
+static void test_python_capital_channel(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer,
+                "CREATE TABLE capa (id int PRIMARY KEY); CREATE TABLE capb (id int)");
+    char *before = catalog_snapshot(f->writer);
+    const char *tables[] = {"capa", "capb"};
+    pgcw_install_opts mixed = {.channel = "MyChan"}, lower = {.channel = "mychan"};
+
+    python_install("MyChan", tables, 2);
+    char *python_names = names_snapshot(f->writer);
+    expect_python_uninstall_fails(f->writer, "MyChan");
+    uninstall_ok(f->writer, &mixed);
+    expect_snapshot(f->writer, before);
+
+    install_ok(f->writer, &mixed, tables, 2);
+    char *our_names = names_snapshot(f->writer);
+    assert_string_equal(our_names, python_names);
+    assert_non_null(strstr(our_names, "capa.tg_pgcachewatch_table_change_mychan"));
+    do_listen(f->listener, "MyChan");
+    pgtest_exec(f->writer, "INSERT INTO capa VALUES (1)");
+    notes ns = collect(f->listener, f->writer, "MyChan");
+    assert_int_equal(ns.n, 1);
+    assert_string_equal(ns.items[0].channel, "MyChan");
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+    expect_python_uninstall_fails(f->writer, "MyChan");
+    assert_string_equal(python_uninstall("mychan"), "");
+    expect_snapshot(f->writer, before);
+
+    python_install("MyChan", tables, 2);
+    assert_string_equal(python_uninstall("mychan"), "");
+    expect_snapshot(f->writer, before);
+    python_install("MyChan", tables, 2);
+    uninstall_ok(f->writer, &lower);
+    expect_snapshot(f->writer, before);
+    /* Channels that differ only in case share their objects: installing "mychan"
+     * on capa replaces the trigger there and the function behind capb's too. */
+    install_ok(f->writer, &mixed, tables, 2);
+    install_ok(f->writer, &lower, tables, 1);
+    assert_int_equal(triggers_on(f->writer, "'capa', 'capb'"), 2);
+    do_listen(f->listener, "mychan");
+    pgtest_exec(f->writer, "INSERT INTO capb VALUES (1)");
+    ns = collect(f->listener, f->writer, "mychan");
+    assert_int_equal(ns.n, 1);
+    assert_string_equal(ns.items[0].channel, "mychan");
+    notes_free(&ns);
+    pgtest_exec(f->listener, "UNLISTEN *");
+    uninstall_ok(f->writer, &mixed);
+    expect_snapshot(f->writer, before);
+    free(our_names);
+    free(python_names);
+    free(before);
+}
+
+/* What earlier versions of ours installed for a channel with capitals: function
+ * names quoted as given, not folded, and triggers named after the table. Today's
+ * uninstall still finds them. */
+static void test_uninstall_earlier_names(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer, "CREATE TABLE old_t (id int PRIMARY KEY)");
+    char *before = catalog_snapshot(f->writer);
+    pgtest_exec(
+        f->writer,
+        "CREATE FUNCTION \"fn_pgcachewatch_table_change_OldCh\"() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;"
+        "CREATE FUNCTION \"fn_pgcachewatch_table_change_OldCh_keys\"() RETURNS "
+        "trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;"
+        "CREATE TRIGGER \"tg_pgcachewatch_table_change_old_t\" AFTER TRUNCATE ON "
+        "old_t FOR EACH STATEMENT EXECUTE FUNCTION "
+        "\"fn_pgcachewatch_table_change_OldCh\"();"
+        "CREATE TRIGGER \"tg_pgcachewatch_table_change_old_t_ins\" AFTER INSERT "
+        "ON old_t REFERENCING NEW TABLE AS pgcw_new FOR EACH STATEMENT EXECUTE "
+        "FUNCTION \"fn_pgcachewatch_table_change_OldCh_keys\"()");
+    /* Installing again adds today's triggers and leaves those; uninstall takes
+     * both. */
+    pgcw_install_opts o = {.channel = "OldCh"};
+    const char *tables[] = {"old_t"};
+    install_ok(f->writer, &o, tables, 1);
+    char *names = trigger_names(f->writer, "old_t");
+    assert_string_equal(names, "tg_pgcachewatch_table_change_old_t,"
+                               "tg_pgcachewatch_table_change_old_t_ins,"
+                               "tg_pgcachewatch_table_change_oldch");
+    free(names);
+    uninstall_ok(f->writer, &o);
+    expect_snapshot(f->writer, before);
+    free(before);
 }
 
 /* A channel that is not a plain identifier, on a connection that shows notices:
@@ -1016,9 +1351,14 @@ int main(void)
         cmocka_unit_test(test_keys_payload_bound_exact),
         cmocka_unit_test(test_keys_without_primary_key),
         cmocka_unit_test(test_install_twice_and_switch),
-        cmocka_unit_test(test_long_table_names),
+        cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_uninstall_leaves_no_trace),
-        cmocka_unit_test(test_search_path_and_python_names),
+        cmocka_unit_test(test_search_path),
+        cmocka_unit_test(test_python_uninstall_removes_plain_install),
+        cmocka_unit_test(test_python_uninstall_bare_table_names),
+        cmocka_unit_test(test_python_uninstall_with_keys),
+        cmocka_unit_test(test_python_capital_channel),
+        cmocka_unit_test(test_uninstall_earlier_names),
         cmocka_unit_test(test_odd_channel_and_no_notices),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -249,28 +249,36 @@ static void test_install_sql_quotes_everything(void **state)
         strstr(sql, "CREATE OR REPLACE FUNCTION "
                     "\"fn_pgcachewatch_table_change_ch_pgcachewatch_table_change\"()"));
     assert_non_null(strstr(sql, "pg_notify('ch_pgcachewatch_table_change'"));
+    /* One trigger name per channel, the same on every table (the Python tool's). */
     assert_non_null(strstr(
-        sql, "CREATE TRIGGER \"tg_pgcachewatch_table_change_Order Items\" AFTER "
+        sql, "CREATE TRIGGER "
+             "\"tg_pgcachewatch_table_change_ch_pgcachewatch_table_change\" AFTER "
              "INSERT OR UPDATE OR DELETE OR TRUNCATE ON \"sales\".\"Order Items\""));
     assert_non_null(strstr(sql, "FOR EACH STATEMENT"));
     /* Switching with_keys off drops the keyed variant. */
-    assert_non_null(strstr(sql, "DROP TRIGGER IF EXISTS "
-                                "\"tg_pgcachewatch_table_change_Order Items_upd\" ON "
-                                "\"sales\".\"Order Items\";"));
+    assert_non_null(strstr(
+        sql, "DROP TRIGGER IF EXISTS "
+             "\"tg_pgcachewatch_table_change_ch_pgcachewatch_table_change_upd\" ON "
+             "\"sales\".\"Order Items\";"));
     assert_null(strstr(sql, "_keys"));
     assert_null(strstr(sql, "{{"));
     pgcw_free(sql);
 
+    /* Derived names fold ASCII capitals (as PostgreSQL folds the Python tool's
+     * unquoted names); the channel itself keeps them. */
     o.with_keys = true;
-    o.channel = "it's";
+    o.channel = "It's \xc3\x89";
     o.function_name = "Fn";
     o.trigger_prefix = "P_";
     sql = script(&o, "\"x\"\"; DROP TABLE y; --\"", PGCW_OK, err, sizeof err);
-    assert_non_null(strstr(sql, "CREATE OR REPLACE FUNCTION \"Fn_it's_keys\"()"));
-    assert_non_null(strstr(sql, "pg_notify('it''s'"));
-    assert_non_null(strstr(sql, "CREATE TRIGGER \"P_x\"\"; DROP TABLE y; --_ins\" AFTER "
+    assert_non_null(strstr(sql, "CREATE OR REPLACE FUNCTION \"fn_it's \xc3\x89\"()"));
+    assert_non_null(
+        strstr(sql, "CREATE OR REPLACE FUNCTION \"fn_it's \xc3\x89_keys\"()"));
+    assert_non_null(strstr(sql, "pg_notify('It''s \xc3\x89'"));
+    assert_null(strstr(sql, "Fn_"));
+    assert_non_null(strstr(sql, "CREATE TRIGGER \"p_it's \xc3\x89_ins\" AFTER "
                                 "INSERT ON \"x\"\"; DROP TABLE y; --\""));
-    assert_non_null(strstr(sql, "CREATE TRIGGER \"P_x\"\"; DROP TABLE y; --\" AFTER "
+    assert_non_null(strstr(sql, "CREATE TRIGGER \"p_it's \xc3\x89\" AFTER "
                                 "TRUNCATE ON \"x\"\"; DROP TABLE y; --\""));
     assert_non_null(
         strstr(sql, "REFERENCING OLD TABLE AS pgcw_old NEW TABLE AS pgcw_new"));
@@ -298,29 +306,34 @@ static void test_install_sql_refuses(void **state)
     assert_non_null(strstr(err, "t; DROP TABLE x"));
     script(&o, "\"open", PGCW_EINVAL, err, sizeof err);
 
-    /* The default prefix is 29 bytes: a 34-byte table keeps the plain (Python)
-     * trigger name; longer names are shortened to 63 bytes with a hash of the
-     * full name, deterministic and distinct per table, never refused. */
-    char t[64];
-    memset(t, 't', 63);
-    t[34] = '\0';
-    char *plain = script(&o, t, PGCW_OK, err, sizeof err);
+    /* The default prefixes are 29 bytes: a 34-byte channel keeps the plain (Python)
+     * names; longer ones are shortened to 63 bytes with a hash of the full name,
+     * deterministic and distinct per channel, never refused. */
+    char c[64];
+    memset(c, 'c', 63);
+    c[34] = '\0';
+    o.channel = c;
+    char *plain = script(&o, "t", PGCW_OK, err, sizeof err);
     assert_non_null(strstr(
-        plain, "\"tg_pgcachewatch_table_change_tttttttttttttttttttttttttttttttttt\""));
+        plain,
+        "TRIGGER \"tg_pgcachewatch_table_change_cccccccccccccccccccccccccccccccccc\""));
+    assert_non_null(strstr(
+        plain,
+        "FUNCTION \"fn_pgcachewatch_table_change_cccccccccccccccccccccccccccccccccc\""));
     pgcw_free(plain);
-    t[34] = 't';
-    t[40] = '\0';
-    char *a = script(&o, t, PGCW_OK, err, sizeof err);
-    char *a2 = script(&o, t, PGCW_OK, err, sizeof err);
+    c[34] = 'c';
+    c[40] = '\0';
+    char *a = script(&o, "t", PGCW_OK, err, sizeof err);
+    char *a2 = script(&o, "t", PGCW_OK, err, sizeof err);
     assert_string_equal(a, a2); /* deterministic */
-    t[40] = 'u';
-    t[41] = '\0';
-    char *b = script(&o, t, PGCW_OK, err, sizeof err);
+    c[40] = 'u';
+    c[41] = '\0';
+    char *b = script(&o, "t", PGCW_OK, err, sizeof err);
     /* Both names share their first 54 bytes; the hashes differ. */
     const char *pa =
-        strstr(a, "TRIGGER \"tg_pgcachewatch_table_change_ttttttttttttttttttttttttt_");
+        strstr(a, "TRIGGER \"tg_pgcachewatch_table_change_ccccccccccccccccccccccccc_");
     const char *pb =
-        strstr(b, "TRIGGER \"tg_pgcachewatch_table_change_ttttttttttttttttttttttttt_");
+        strstr(b, "TRIGGER \"tg_pgcachewatch_table_change_ccccccccccccccccccccccccc_");
     assert_non_null(pa);
     assert_non_null(pb);
     assert_int_equal(strchr(pa + 9, '"') - (pa + 9), 63); /* exactly 63 bytes */
@@ -330,8 +343,8 @@ static void test_install_sql_refuses(void **state)
     pgcw_free(b);
     /* With keys, the _ins/_upd/_del names keep their suffix. */
     o.with_keys = true;
-    t[40] = '\0';
-    char *keyed = script(&o, t, PGCW_OK, err, sizeof err);
+    c[40] = '\0';
+    char *keyed = script(&o, "t", PGCW_OK, err, sizeof err);
     const char *pi = strstr(keyed, "_ins\"");
     assert_non_null(pi);
     const char *q = pi;
@@ -344,9 +357,8 @@ static void test_install_sql_refuses(void **state)
     char u[80] = "";
     for (int i = 0; i < 20; i++)
         strcat(u, "\xc3\xa9"); /* e-acute, 2 bytes each */
-    char quoted_u[90];
-    snprintf(quoted_u, sizeof quoted_u, "\"%s\"", u);
-    char *multibyte = script(&o, quoted_u, PGCW_OK, err, sizeof err);
+    o.channel = u;
+    char *multibyte = script(&o, "t", PGCW_OK, err, sizeof err);
     const char *pu = strstr(multibyte, "TRIGGER \"tg_pgcachewatch_table_change_");
     assert_non_null(pu);
     const char *end = strchr(pu + 9, '"');
@@ -355,6 +367,14 @@ static void test_install_sql_refuses(void **state)
     assert_true(((unsigned char)us[-1] & 0xC0) != 0xC0); /* not a lead byte alone */
     assert_true((end - (pu + 9)) <= 63);
     pgcw_free(multibyte);
+    /* Long table names are no part of any derived name. */
+    o.channel = NULL;
+    char t[64];
+    memset(t, 't', 63);
+    t[63] = '\0';
+    char *long_table = script(&o, t, PGCW_OK, err, sizeof err);
+    assert_null(strstr(long_table, "change_ttt"));
+    pgcw_free(long_table);
 
     /* Channel and function names. */
     o.channel = "";
