@@ -267,8 +267,9 @@ typedef pgcw_status (*pgcw_cache_load_fn)(void *ctx, const void *key, size_t key
  *      lock with the session).
  * A loader failure reaches every waiter of this process (its status; its message in
  * pgcw_cache_errmsg()) and nothing is written. A racing Python delete() removes the
- * row instead of leaving a tombstone: if it removes a row that was absent or expired
- * at our re-check, the write in 5 still happens.
+ * row instead of leaving a tombstone: that is noticed when the re-check found a row
+ * (expired or a tombstone), but a Python delete of a key that had no row at all
+ * leaves no trace, and then the value loaded is written.
  * On PGCW_OK *value is owned (free with pgcw_free()).
  */
 pgcw_status pgcw_cache_get_or_set(pgcw_cache *c, const void *key, size_t key_len,
