@@ -139,6 +139,30 @@ char *pgcw__cache_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache_names 
         (long long)(cfg->statement_timeout_ms > 0 ? cfg->statement_timeout_ms : 0),
         (long long)cfg->lock_timeout_ms);
     pgcw__buf_append(&b, "SET client_encoding = 'UTF8';\n");
+    if (cfg->notify) {
+        /* A client listening on another channel than the trigger's would never be
+         * told of a write: refuse to run rather than serve stale copies. */
+        char raw_table[128], raw_trigger[128];
+        pgcw__errf(raw_table, sizeof raw_table, "%s", t);
+        pgcw__errf(raw_trigger, sizeof raw_trigger, "%scache_broadcast_change_trigger",
+                   cfg->prefix);
+        char *lt = pgcw_quote_literal(raw_table), *lg = pgcw_quote_literal(raw_trigger);
+        if (lt && lg)
+            pgcw__buf_appendf(
+                &b,
+                "DO $pgcw$ DECLARE ch text; BEGIN SELECT convert_from(rtrim(tgargs, '\\x00'::bytea),"
+                " 'UTF8') INTO ch FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname"
+                " = %s; IF ch IS DISTINCT FROM %s THEN RAISE EXCEPTION USING ERRCODE ="
+                " 'invalid_parameter_value', MESSAGE = format('the cache table''s trigger"
+                " notifies on channel %%L, not on this client''s notify_channel %%L', ch,"
+                " %s), HINT = 'use the channel the schema was made with'; END IF; END"
+                " $pgcw$;\n",
+                lt, lg, n->notify_channel_literal, n->notify_channel_literal);
+        else
+            b.failed = true;
+        pgcw_free(lt);
+        pgcw_free(lg);
+    }
     pgcw__buf_appendf(&b,
                       "PREPARE " PGCW__ST_GET " (text) AS SELECT value, version, " REMAIN
                       " FROM %s WHERE cache_key = $1 AND " LIVE ";\n",

@@ -11,6 +11,9 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+
+#include <sys/types.h>
 
 #include <libpq-fe.h>
 
@@ -77,6 +80,11 @@ typedef struct cli_conn_settings {
 
 void cli_conn_settings_init(cli_conn_settings *s, const cli_conn_opts *c);
 
+/* Sets keyword key to value in *s (replacing an earlier setting of it), after
+ * everything cli_conn_settings_init() put there: it wins. Both borrowed. Returns
+ * false when the arrays are full. */
+bool cli_conn_settings_set(cli_conn_settings *s, const char *key, const char *value);
+
 /* Opens a connection with those settings (bounded by the connect timeout:
  * connect_timeout / PGCONNECT_TIMEOUT, else 10 s). Returns NULL after printing
  * "<cmd>: <why>" on stderr (never a password). Free with pgcw_conn_free(). */
@@ -114,5 +122,63 @@ int cli_cmd_install(int argc, char **argv);
 int cli_cmd_uninstall(int argc, char **argv);
 int cli_cmd_listen(int argc, char **argv);
 int cli_cmd_demo(int argc, char **argv);
+int cli_cmd_cache(int argc, char **argv);
+
+/* --- the cache table as plain SQL sees it (cmd_cache_table.c) ------------------- */
+
+/* What a prefix's cache table holds, read with plain SQL on any connection (the
+ * library's statistics are per process; these are the table's). */
+typedef struct cli_cache_table {
+    char schema[256];      /* where the table is (search_path decides, as for the
+                            * library) */
+    char name[64];         /* <prefix>cache_entries, folded as the library folds it */
+    int version;           /* <prefix>cache_schema's version; 0 when that is missing */
+    bool logged;           /* false: UNLOGGED */
+    char channel[256];     /* the channel the broadcast trigger notifies on; "" when the
+                            * trigger is missing */
+    long long total_bytes; /* table, indexes and TOAST on disk */
+    /* Only when counted: */
+    long long rows, live, expired, tombstones; /* rows = live + expired + tombstones */
+    long long value_bytes;                     /* sum of the values' lengths */
+} cli_cache_table;
+
+/* Reads prefix's table on pg (prefix already accepted by the library: letters,
+ * digits and '_'). count: also scan every row for the counts. Returns -1 on
+ * success, else prints "<cmd>: why" on stderr (a missing table: how to create it)
+ * and returns err_code. */
+int cli_cache_table_read(const char *cmd, PGconn *pg, const char *prefix, bool count,
+                         int err_code, cli_cache_table *out);
+
+/* Writes the table as text lines, or as one JSON object and a newline. */
+void cli_cache_table_print(FILE *f, const cli_cache_table *t, bool json);
+
+/* --- the demo (cmd_demo.c, cmd_demo_cache.c) ------------------------------------ */
+
+/* The schema the demo creates, and drops with everything in it. */
+#define CLI_DEMO_SCHEMA "pgcachewatch_demo"
+
+/* Prints one line of narration on stdout (a newline added) and flushes. */
+void cli_demo_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Client B of the demo's cache part: a child process and its two pipes. */
+typedef struct cli_demo_peer {
+    pid_t pid; /* 0: none */
+    int to_peer;
+    int from_peer;
+} cli_demo_peer;
+
+/* Forks client B, which waits for commands. Call before any thread exists (the
+ * child of a threaded process may only call async-signal-safe functions). False
+ * after printing why. */
+bool cli_demo_peer_start(cli_demo_peer *p, const cli_conn_opts *conn);
+
+/* The cache part, steps `step` and `step + 1`: init_db in the demo's schema, A's
+ * L1 copy evicted by B's write, get_or_set from both loading once. Frees what it
+ * made (B's cache lives until cli_demo_peer_stop()). False after printing why. */
+bool cli_demo_cache(cli_demo_peer *p, const cli_conn_opts *conn, int step);
+
+/* Tells B to quit and waits for it (kills it after 10 s). Safe on a peer that
+ * never started. False when B did not end cleanly. */
+bool cli_demo_peer_stop(cli_demo_peer *p);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * cmd_demo.c - `pgcachewatch demo`: a narrated tour, a few seconds long, of the
  * whole pipeline against a real database: triggers -> watcher -> Greedy strategy
- * -> memo. Everything it creates lives in its own schema and channel, and is
- * removed at the end, also after an error.
+ * -> memo, then the cache table shared by two processes (cmd_demo_cache.c).
+ * Everything it creates lives in its own schema and channels, and is removed at
+ * the end, also after an error.
  *
  * Must never touch objects it did not create: it refuses to run when its schema
  * already exists, and it uninstalls only its own channel.
@@ -18,7 +19,7 @@
 
 #include "cli.h"
 
-#define DEMO_SCHEMA "pgcachewatch_demo"
+#define DEMO_SCHEMA CLI_DEMO_SCHEMA
 #define DEMO_TABLE DEMO_SCHEMA ".products"
 #define DEMO_CHANNEL "pgcachewatch_demo"
 #define EVENT_WAIT_MS 10000
@@ -32,7 +33,10 @@ static const char demo_help[] =
     "" DEMO_CHANNEL ", starts a watcher and a memoized query over a Greedy\n"
     "strategy, shows a miss then a hit, updates a row from a second connection,\n"
     "shows the event (keys, latency) and the invalidation (a miss with the new\n"
-    "value), then uninstalls and drops the schema, also when a step fails.\n"
+    "value). Then two client processes share a cache table in that schema, each\n"
+    "with an L1: B's write evicts A's copy (the notification is shown), and both\n"
+    "call get_or_set on one key at once: the loader runs once in total. Finally it\n"
+    "uninstalls and drops the schema, also when a step fails.\n"
     "Refuses to run when the schema already exists. Needs CREATE on the database.\n"
     "\n"
     "Options:\n"
@@ -52,6 +56,7 @@ typedef struct demo {
     pgcw_sub *narrator; /* the events this demo prints */
     pgcw_strategy *strategy;
     pgcw_memo *memo;
+    cli_demo_peer peer; /* client B of the cache part, forked first */
     bool schema_created;
     bool installed;
     pgcw_memo_stat last; /* hit or miss of the latest get (stats callback) */
@@ -64,8 +69,7 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+void cli_demo_say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -155,9 +159,10 @@ static bool show_get(demo *d, const char *id, const char *expect)
         return false;
     }
     const char *kind = d->last == PGCW_MEMO_HIT ? "hit" : "miss";
-    say("   get product %s -> \"%.*s\"   [%s, %.3f ms%s]", id, (int)len, (char *)value,
-        kind, took,
-        d->last == PGCW_MEMO_HIT ? ", served from memory" : ", loaded from PostgreSQL");
+    cli_demo_say("   get product %s -> \"%.*s\"   [%s, %.3f ms%s]", id, (int)len,
+                 (char *)value, kind, took,
+                 d->last == PGCW_MEMO_HIT ? ", served from memory"
+                                          : ", loaded from PostgreSQL");
     bool ok = !expect || strcmp(kind, expect) == 0;
     if (!ok)
         fprintf(stderr, "%s demo: expected a %s\n", CLI_PROG, expect);
@@ -177,13 +182,15 @@ static bool show_event(demo *d)
             return false;
         }
         char *text = pgcw_event_to_text(ev);
-        say("   event: %s", text ? text : "(out of memory)");
+        cli_demo_say("   event: %s", text ? text : "(out of memory)");
         pgcw_free(text);
         bool change = ev->kind == PGCW_EVENT_CHANGE;
         if (change) {
             for (size_t i = 0; i < ev->n_keys; i++)
-                say("          key %zu of %zu: %s", i + 1, ev->n_keys, ev->keys[i]);
-            say("          sent by backend %d, received %.3f ms after the server sent it",
+                cli_demo_say("          key %zu of %zu: %s", i + 1, ev->n_keys,
+                             ev->keys[i]);
+            cli_demo_say(
+                "          sent by backend %d, received %.3f ms after the server sent it",
                 ev->backend_pid, (double)ev->latency_us / 1000.0);
         }
         pgcw_event_free(ev);
@@ -211,10 +218,11 @@ static bool wait_strategy_queue(demo *d)
 
 static bool run_demo(demo *d, const cli_conn_opts *conn)
 {
-    say("pgcachewatch %s demo: keeping a cached query result coherent with PostgreSQL",
+    cli_demo_say(
+        "pgcachewatch %s demo: keeping a cached query result coherent with PostgreSQL",
         pgcw_version());
-    say("%s", "");
-    say("1. Create the table " DEMO_TABLE " in a fresh schema");
+    cli_demo_say("%s", "");
+    cli_demo_say("1. Create the table " DEMO_TABLE " in a fresh schema");
     d->setup_conn = cli_connect(CLI_PROG " demo", conn);
     if (!d->setup_conn)
         return false;
@@ -241,9 +249,9 @@ static bool run_demo(demo *d, const cli_conn_opts *conn)
                  "INSERT INTO " DEMO_TABLE " VALUES (1, 'coffee', 3.20),"
                  " (2, 'tea', 2.80), (3, 'cake', 4.50)"))
         return false;
-    say("   3 rows: coffee 3.20, tea 2.80, cake 4.50");
+    cli_demo_say("   3 rows: coffee 3.20, tea 2.80, cake 4.50");
 
-    say("2. Install notify triggers with keys (channel " DEMO_CHANNEL ")");
+    cli_demo_say("2. Install notify triggers with keys (channel " DEMO_CHANNEL ")");
     pgcw_install_opts iopts = {0};
     iopts.channel = DEMO_CHANNEL;
     iopts.with_keys = true;
@@ -261,9 +269,10 @@ static bool run_demo(demo *d, const cli_conn_opts *conn)
     }
     pgcw_install_free(in);
     d->installed = true;
-    say("   done: AFTER INSERT/UPDATE/DELETE/TRUNCATE triggers now pg_notify() events");
+    cli_demo_say(
+        "   done: AFTER INSERT/UPDATE/DELETE/TRUNCATE triggers now pg_notify() events");
 
-    say("3. Start a watcher (its own thread) LISTENing on " DEMO_CHANNEL);
+    cli_demo_say("3. Start a watcher (its own thread) LISTENing on " DEMO_CHANNEL);
     cli_conn_settings settings;
     cli_conn_settings_init(&settings, conn);
     const char *channels[] = {DEMO_CHANNEL};
@@ -297,30 +306,30 @@ static bool run_demo(demo *d, const cli_conn_opts *conn)
                 pgcw_watcher_errmsg(d->watcher));
         return false;
     }
-    say("   healthy (connected, LISTEN acknowledged, epoch %llu)",
-        (unsigned long long)pgcw_watcher_epoch(d->watcher));
+    cli_demo_say("   healthy (connected, LISTEN acknowledged, epoch %llu)",
+                 (unsigned long long)pgcw_watcher_epoch(d->watcher));
 
-    say("4. Memoize a real query (Greedy strategy: any event clears the memo)");
+    cli_demo_say("4. Memoize a real query (Greedy strategy: any event clears the memo)");
     if (!show_get(d, "1", "miss") || !show_get(d, "1", "hit"))
         return false;
 
-    say("5. Another connection updates product 1: UPDATE ... SET price = 3.60");
+    cli_demo_say("5. Another connection updates product 1: UPDATE ... SET price = 3.60");
     if (!run_sql(d->writer, "updating",
                  "UPDATE " DEMO_TABLE " SET price = 3.60 WHERE id = 1"))
         return false;
     if (!show_event(d) || !wait_strategy_queue(d))
         return false;
 
-    say("6. The next get sees the invalidation and reloads");
+    cli_demo_say("6. The next get sees the invalidation and reloads");
     if (!show_get(d, "1", "miss") || !show_get(d, "1", "hit"))
         return false;
 
     pgcw_memo_stats ms;
     pgcw_memo_stats_get(d->memo, &ms);
-    say("   memo: %llu hits, %llu misses, %llu loads from PostgreSQL",
-        (unsigned long long)ms.hits, (unsigned long long)ms.misses,
-        (unsigned long long)ms.loads);
-    return true;
+    cli_demo_say("   memo: %llu hits, %llu misses, %llu loads from PostgreSQL",
+                 (unsigned long long)ms.hits, (unsigned long long)ms.misses,
+                 (unsigned long long)ms.loads);
+    return cli_demo_cache(&d->peer, conn, 7);
 }
 
 /* Undoes whatever run_demo() got to; safe after any failure. */
@@ -331,9 +340,14 @@ static bool cleanup(demo *d)
     pgcw_strategy_free(d->strategy);
     pgcw_sub_free(d->narrator);
     pgcw_watcher_free(d->watcher);
+    /* B's cache uses the schema's table: it goes first. */
+    if (!cli_demo_peer_stop(&d->peer)) {
+        fprintf(stderr, "%s demo: client B did not end cleanly\n", CLI_PROG);
+        ok = false;
+    }
     if (d->setup && PQstatus(d->setup) == CONNECTION_OK) {
         if (d->installed || d->schema_created)
-            say("7. Clean up: uninstall the triggers, drop the schema");
+            cli_demo_say("9. Clean up: uninstall the triggers, drop the schema");
         if (d->installed) {
             pgcw_install_opts iopts = {0};
             iopts.channel = DEMO_CHANNEL;
@@ -394,9 +408,12 @@ int cli_cmd_demo(int argc, char **argv)
 
     demo d;
     memset(&d, 0, sizeof d);
+    /* Before anything else: no thread may exist when B is forked. */
+    if (!cli_demo_peer_start(&d.peer, &conn))
+        return CLI_EXIT_RUNTIME;
     bool ok = run_demo(&d, &conn);
     bool cleaned = cleanup(&d);
     if (ok && cleaned)
-        say("Done: every object the demo created is gone.");
+        cli_demo_say("Done: every object the demo created is gone.");
     return ok && cleaned ? CLI_EXIT_OK : CLI_EXIT_RUNTIME;
 }

@@ -72,6 +72,20 @@ void cli_conn_settings_init(cli_conn_settings *s, const cli_conn_opts *c)
     s->opts.application_name = CLI_PROG;
 }
 
+bool cli_conn_settings_set(cli_conn_settings *s, const char *key, const char *value)
+{
+    size_t n = 0;
+    while (s->keys[n] && strcmp(s->keys[n], key) != 0)
+        n++;
+    if (!s->keys[n] && n + 1 >= sizeof s->keys / sizeof s->keys[0])
+        return false;
+    if (!s->keys[n])
+        s->keys[n + 1] = s->values[n + 1] = NULL;
+    s->keys[n] = key;
+    s->values[n] = value;
+    return true;
+}
+
 pgcw_conn *cli_connect(const char *cmd, const cli_conn_opts *c)
 {
     cli_conn_settings s;

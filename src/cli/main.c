@@ -27,6 +27,8 @@ static const cli_command commands[] = {
      "put NOTIFY triggers on tables (dry run without --commit)"},
     {"uninstall", cli_cmd_uninstall, "remove a channel's triggers and functions"},
     {"listen", cli_cmd_listen, "print change events as they arrive"},
+    {"cache", cli_cmd_cache,
+     "the key/value cache in PostgreSQL: init, get, set, del, cleanup, stats"},
     {"demo", cli_cmd_demo, "a short narrated demo in a scratch schema"},
 };
 
@@ -38,8 +40,8 @@ static void print_help(FILE *f)
             "Usage: " CLI_PROG " [--help] [--version] COMMAND [OPTIONS] [ARGS]\n"
             "\n"
             "Keeps application caches coherent with PostgreSQL: triggers that NOTIFY a\n"
-            "JSON event on every change, and a listener that turns them into cache\n"
-            "invalidations.\n"
+            "JSON event on every change, a listener that turns them into cache\n"
+            "invalidations, and a key/value cache stored in PostgreSQL.\n"
             "\n"
             "Commands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
@@ -53,7 +55,7 @@ static void print_help(FILE *f)
             "Run '" CLI_PROG " COMMAND --help' (or '" CLI_PROG " help COMMAND') for a\n"
             "command's options.\n"
             "Exit status: 0 success, 1 runtime error (e.g. PostgreSQL refused),\n"
-            "2 usage error.\n");
+            "2 usage error ('cache get': 1 the key is missing, 2 any error).\n");
 }
 
 static void vreport(const char *cmd, const char *fmt, va_list ap)

@@ -2,7 +2,7 @@
  * test_cli.c - the `pgcachewatch` command against a real server: help and usage
  * errors, option order, install/uninstall dry runs (proved by catalog snapshots)
  * and commits, PostgreSQL's errors, listen with --count/--timeout/SIGTERM, and
- * the demo.
+ * the demo (its cache part included). The cache commands: test_cli_cache.c.
  *
  * Runs the binary named by $PGCW_CLI; every run is bounded by timeout(1) or a
  * deadline, and every process a test starts is waited for or killed.
@@ -34,18 +34,9 @@ static PGconn *conn;
 #define DEFAULT_TRIGGER PGCW_DEFAULT_TRIGGER_PREFIX PGCW_DEFAULT_CHANNEL
 static char dsn_arg[1400]; /* --pg-dsn '<private db>' */
 
-/* Triggers and non-system functions, as one sorted string: equal snapshots mean
- * nothing we care about was created or dropped. */
 static char *catalog_snapshot(void)
 {
-    return pgtest_query_value(
-        conn, "SELECT coalesce(string_agg(x, ',' ORDER BY x), '') FROM ("
-              " SELECT 'trigger ' || tgrelid::regclass || '.' || tgname AS x"
-              "  FROM pg_trigger WHERE NOT tgisinternal"
-              " UNION ALL"
-              " SELECT 'function ' || oid::regprocedure FROM pg_proc"
-              "  WHERE pronamespace NOT IN ('pg_catalog'::regnamespace,"
-              "                             'information_schema'::regnamespace)) s");
+    return pgtest_catalog_snapshot(conn);
 }
 
 static int setup(void **state)
@@ -82,28 +73,15 @@ static int fresh(void **state)
 
 /* --- help and usage ---------------------------------------------------------------- */
 
-static void expect_help(const char *args, const char *const *names)
-{
-    char *out = NULL, *err = NULL;
-    int rc = pgtest_cli_run(&out, &err, "%s", args);
-    if (rc != 0)
-        fail_msg("'%s' exited %d: %s", args, rc, err);
-    assert_non_null(strstr(out, "Usage:"));
-    for (size_t i = 0; names[i]; i++)
-        if (!strstr(out, names[i]))
-            fail_msg("'%s' does not mention %s:\n%s", args, names[i], out);
-    free(out);
-    free(err);
-}
-
 static void test_help(void **state)
 {
     (void)state;
     static const char *const conn_opts[] = {"--pg-dsn",      "--pg-host",
                                             "--pg-port",     "--pg-user",
                                             "--pg-database", "--pg-password"};
-    const char *top[] = {"install", "uninstall", "listen", "demo", "--version", NULL};
-    expect_help("--help", top);
+    const char *top[] = {"install", "uninstall", "listen", "cache",
+                         "demo",    "--version", NULL};
+    pgtest_cli_expect_help("--help", top, NULL);
     const char *install[] = {"--tables",
                              "--channel-name",
                              "--function-name",
@@ -120,9 +98,10 @@ static void test_help(void **state)
                              conn_opts[5],
                              "Exit status",
                              NULL};
-    expect_help("install --help", install);
-    expect_help("help install", install);
-    expect_help("install --help sometable --commit", install); /* help wins, no SQL */
+    pgtest_cli_expect_help("install --help", install, NULL);
+    pgtest_cli_expect_help("help install", install, NULL);
+    pgtest_cli_expect_help("install --help sometable --commit", install,
+                           NULL); /* help wins, no SQL */
     const char *uninstall[] = {"--channel-name",
                                "--function-name",
                                "--trigger-name",
@@ -130,12 +109,12 @@ static void test_help(void **state)
                                conn_opts[0],
                                conn_opts[5],
                                NULL};
-    expect_help("uninstall --help", uninstall);
+    pgtest_cli_expect_help("uninstall --help", uninstall, NULL);
     const char *listen[] = {"--channel-name", "--json",     "--count", "--timeout",
                             conn_opts[0],     conn_opts[4], NULL};
-    expect_help("listen --help", listen);
+    pgtest_cli_expect_help("listen --help", listen, NULL);
     const char *demo[] = {"--help", conn_opts[0], conn_opts[1], NULL};
-    expect_help("demo --help", demo);
+    pgtest_cli_expect_help("demo --help", demo, NULL);
 
     char *out = NULL;
     assert_int_equal(pgtest_cli_run(&out, NULL, "--version"), 0);
@@ -143,39 +122,24 @@ static void test_help(void **state)
     free(out);
 }
 
-static void expect_usage_error(const char *args, const char *needle)
-{
-    char *out = NULL, *err = NULL;
-    int rc = pgtest_cli_run(&out, &err, "%s", args);
-    if (rc != 2)
-        fail_msg("'%s' exited %d, not 2; stderr: %s", args, rc, err);
-    assert_string_equal(out, ""); /* nothing half-done on stdout */
-    if (!strstr(err, "--help"))
-        fail_msg("'%s': no hint on stderr: %s", args, err);
-    if (needle && !strstr(err, needle))
-        fail_msg("'%s': stderr lacks '%s': %s", args, needle, err);
-    free(out);
-    free(err);
-}
-
 static void test_usage_errors(void **state)
 {
     (void)state;
-    expect_usage_error("", "no command");
-    expect_usage_error("--bogus", "bogus");
-    expect_usage_error("frobnicate", "frobnicate");
-    expect_usage_error("install --bogus items", "bogus");
-    expect_usage_error("install items --bogus", "bogus");
-    expect_usage_error("install", "no table");
-    expect_usage_error("install --channel-name", "channel-name");
-    expect_usage_error("install 'two words'", NULL);
-    expect_usage_error("uninstall items", "items");
-    expect_usage_error("uninstall --with-keys", "with-keys");
-    expect_usage_error("listen --count zero", "count");
-    expect_usage_error("listen --count 0", "count");
-    expect_usage_error("listen --timeout -1", "timeout");
-    expect_usage_error("listen stray", "stray");
-    expect_usage_error("demo --bogus", "bogus");
+    pgtest_cli_expect_usage_error("", "no command");
+    pgtest_cli_expect_usage_error("--bogus", "bogus");
+    pgtest_cli_expect_usage_error("frobnicate", "frobnicate");
+    pgtest_cli_expect_usage_error("install --bogus items", "bogus");
+    pgtest_cli_expect_usage_error("install items --bogus", "bogus");
+    pgtest_cli_expect_usage_error("install", "no table");
+    pgtest_cli_expect_usage_error("install --channel-name", "channel-name");
+    pgtest_cli_expect_usage_error("install 'two words'", NULL);
+    pgtest_cli_expect_usage_error("uninstall items", "items");
+    pgtest_cli_expect_usage_error("uninstall --with-keys", "with-keys");
+    pgtest_cli_expect_usage_error("listen --count zero", "count");
+    pgtest_cli_expect_usage_error("listen --count 0", "count");
+    pgtest_cli_expect_usage_error("listen --timeout -1", "timeout");
+    pgtest_cli_expect_usage_error("listen stray", "stray");
+    pgtest_cli_expect_usage_error("demo --bogus", "bogus");
 }
 
 /* Options before or after the tables, and both table spellings, give one script. */
@@ -533,14 +497,34 @@ static void test_demo(void **state)
         int rc = pgtest_cli_run(&out, &err, "demo %s", dsn_arg);
         if (rc != 0)
             fail_msg("demo exited %d:\n%s\n%s", rc, out, err);
-        const char *expect[] = {"miss", "hit", "event:", "[1]", "ms", "3.60", "Done"};
+        const char *expect[] = {
+            "miss", "hit", "event:", "[1]", "ms", "3.60",
+            /* The cache part: two processes, B's write evicts A's L1 copy, and
+             * get_or_set from both loads once. */
+            "init_db: pgcachewatch_demo.cache_entries at schema version 3",
+            "   B: set greeting = \"hello\"\n",
+            "   A: get greeting -> \"hello\"   [read from PostgreSQL, now in A's L1]\n",
+            "   A: get greeting -> \"hello\"   [A's L1]\n",
+            "   B: set greeting = \"bonjour\"\n",
+            "   A: notification: update key \"greeting\" version=2 -> A's L1 copy "
+            "evicted\n",
+            "   A: get greeting -> \"bonjour\"   [read from PostgreSQL, now in A's L1]\n",
+            "[ran the loader]", "the loader ran once in total", "Done"};
         for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
             if (!strstr(out, expect[i]))
                 fail_msg("demo output lacks '%s':\n%s", expect[i], out);
+        /* One client loaded; the other one read what it wrote. */
+        const char *a = strstr(out, "   A: -> \"report made by ");
+        const char *b = strstr(out, "   B: -> \"report made by ");
+        if (!a || !b || strncmp(a + 9, b + 9, 30) != 0)
+            fail_msg("the two clients got different reports:\n%s", out);
         free(out);
         free(err);
         assert_int_equal(pgtest_query_int(conn, "SELECT count(*) FROM pg_namespace"
                                                 " WHERE nspname = 'pgcachewatch_demo'"),
+                         0);
+        assert_int_equal(pgtest_query_int(conn, "SELECT count(*) FROM pg_class"
+                                                " WHERE relname LIKE '%cache_entries'"),
                          0);
         char *after = catalog_snapshot();
         assert_string_equal(before, after);

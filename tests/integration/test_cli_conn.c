@@ -1,9 +1,10 @@
 /*
- * test_cli_conn.c - the `pgcachewatch` command's connections: every command gives
- * up on a server that accepts TCP and never answers, no password reaches stdout or
- * stderr whatever libpq makes of the DSN, `listen` reports a refused role or a
- * missing database at once, --pg-* values travel unquoted and intact, and `listen`
- * decodes postgres-cache key notifications (--format chooses the decoder).
+ * test_cli_conn.c - the `pgcachewatch` command's connections: every command (the
+ * cache subcommands included) gives up on a server that accepts TCP and never
+ * answers, no password reaches stdout or stderr whatever libpq makes of the DSN,
+ * `listen` reports a refused role or a missing database at once, --pg-* values
+ * travel unquoted and intact, and `listen` decodes postgres-cache key
+ * notifications (--format chooses the decoder).
  *
  * Every run is bounded by timeout(1); every process started is waited for or
  * killed.
@@ -25,29 +26,47 @@
 #include "pgproc.h"
 #include "pgtest.h"
 
-/* Every command that connects: install --commit, uninstall, demo, and listen
- * (which retries a first connection for up to 15 s, or --timeout). */
+/* Every command that connects, with the exit status of its connection failure:
+ * install --commit, uninstall, demo, listen (which retries a first connection for
+ * up to 15 s, or --timeout) and every cache subcommand (get's errors are 2: its 1
+ * is a miss). */
+static const struct {
+    const char *args;
+    int rc;
+} connecting[] = {
+    {"install --commit t", 1},
+    {"uninstall", 1},
+    {"uninstall --commit", 1},
+    {"demo", 1},
+    {"listen --count 1 --timeout 3", 1},
+    {"cache init", 1},
+    {"cache get k", 2},
+    {"cache set k v", 1},
+    {"cache del k", 1},
+    {"cache cleanup", 1},
+    {"cache stats", 1},
+};
+
+#define N_CONNECTING (sizeof connecting / sizeof connecting[0])
+
 static void test_silent_server_bounded(void **state)
 {
     (void)state;
     int port;
     int hole = pgtest_blackhole_open(&port);
-    static const char *const commands[] = {"install --commit t", "uninstall",
-                                           "uninstall --commit", "demo",
-                                           "listen --count 1 --timeout 3"};
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    for (size_t i = 0; i < N_CONNECTING; i++) {
+        const char *cmd = connecting[i].args;
         int64_t t0 = pgtest_now_ms();
         char *out = NULL, *err = NULL;
         int rc = pgtest_cli_run(&out, &err,
                                 "%s --pg-dsn 'host=127.0.0.1 port=%d user=x dbname=x "
                                 "connect_timeout=1'",
-                                commands[i], port);
+                                cmd, port);
         int64_t took = pgtest_now_ms() - t0;
-        if (rc != 1 || took > 8000)
-            fail_msg("'%s' exited %d after %lld ms: %s", commands[i], rc, (long long)took,
-                     err);
+        if (rc != connecting[i].rc || took > 8000)
+            fail_msg("'%s' exited %d after %lld ms: %s", cmd, rc, (long long)took, err);
         if (!strstr(err, "timeout expired"))
-            fail_msg("'%s' does not say why: %s", commands[i], err);
+            fail_msg("'%s' does not say why: %s", cmd, err);
         free(out);
         free(err);
     }
@@ -68,17 +87,16 @@ static void test_passwords_never_printed(void **state)
          {"pAss9w0rd", NULL}},
         {"--pg-host /nonexistent/pgcw --pg-password 'Pw0rd'\\''s'", {"Pw0rd", NULL}},
     };
-    static const char *const commands[] = {"install --commit t", "uninstall", "demo",
-                                           "listen --count 1 --timeout 1"};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
-        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        for (size_t i = 0; i < N_CONNECTING; i++) {
+            const char *cmd = connecting[i].args;
             char *out = NULL, *err = NULL;
-            int rc = pgtest_cli_run(&out, &err, "%s %s", commands[i], cases[c].option);
-            if (rc != 1)
-                fail_msg("'%s %s' exited %d: %s", commands[i], cases[c].option, rc, err);
+            int rc = pgtest_cli_run(&out, &err, "%s %s", cmd, cases[c].option);
+            if (rc != connecting[i].rc)
+                fail_msg("'%s %s' exited %d: %s", cmd, cases[c].option, rc, err);
             for (int k = 0; k < 2 && cases[c].secrets[k]; k++)
                 if (strstr(out, cases[c].secrets[k]) || strstr(err, cases[c].secrets[k]))
-                    fail_msg("'%s %s' printed [%s]:\n%s%s", commands[i], cases[c].option,
+                    fail_msg("'%s %s' printed [%s]:\n%s%s", cmd, cases[c].option,
                              cases[c].secrets[k], out, err);
             assert_true(strlen(err) > 0); /* it still says what went wrong */
             free(out);

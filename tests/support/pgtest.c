@@ -148,6 +148,23 @@ const char *pgtest_cli(void)
     return cli;
 }
 
+char *pgtest_catalog_snapshot(PGconn *conn)
+{
+    return pgtest_query_value(
+        conn, "SELECT coalesce(string_agg(x, ',' ORDER BY x), '') FROM ("
+              " SELECT 'trigger ' || tgrelid::regclass || '.' || tgname AS x"
+              "  FROM pg_trigger WHERE NOT tgisinternal"
+              " UNION ALL"
+              " SELECT 'function ' || oid::regprocedure FROM pg_proc"
+              "  WHERE pronamespace NOT IN ('pg_catalog'::regnamespace,"
+              "                             'information_schema'::regnamespace)"
+              " UNION ALL"
+              " SELECT 'relation ' || oid::regclass FROM pg_class"
+              "  WHERE relnamespace NOT IN ('pg_catalog'::regnamespace,"
+              "                             'information_schema'::regnamespace,"
+              "                             'pg_toast'::regnamespace)) s");
+}
+
 static char *slurp(FILE *f)
 {
     size_t cap = 4096, len = 0;
@@ -269,4 +286,39 @@ int pgtest_cli_run(char **out, char **err, const char *fmt, ...)
     va_end(ap);
     snprintf(cmd, sizeof cmd, PGTEST_RUN_LIMIT "\"$PGCW_CLI\" %s", args);
     return pgtest_run(cmd, out, err);
+}
+
+void pgtest_cli_expect_help(const char *args, const char *const *has,
+                            const char *const *lacks)
+{
+    char *out = NULL, *err = NULL;
+    int rc = pgtest_cli_run(&out, &err, "%s", args);
+    if (rc != 0)
+        fail_msg("'%s' exited %d: %s", args, rc, err);
+    assert_non_null(strstr(out, "Usage:"));
+    for (size_t i = 0; has[i]; i++)
+        if (!strstr(out, has[i]))
+            fail_msg("'%s' does not mention %s:\n%s", args, has[i], out);
+    for (size_t i = 0; lacks && lacks[i]; i++)
+        if (strstr(out, lacks[i]))
+            fail_msg("'%s' mentions %s:\n%s", args, lacks[i], out);
+    free(out);
+    free(err);
+}
+
+void pgtest_cli_expect_usage_error(const char *args, const char *needle)
+{
+    char *out = NULL, *err = NULL;
+    int rc = pgtest_cli_run(&out, &err, "%s", args);
+    if (rc != 2)
+        fail_msg("'%s' exited %d, not 2; stderr: %s", args, rc, err);
+    assert_string_equal(out, ""); /* nothing half-done on stdout */
+    if (!strstr(err, "--help"))
+        fail_msg("'%s': no hint on stderr: %s", args, err);
+    if (needle && !strstr(err, needle))
+        fail_msg("'%s': stderr lacks '%s': %s", args, needle, err);
+    if (strstr(err, "could not connect"))
+        fail_msg("'%s' tried to connect: %s", args, err);
+    free(out);
+    free(err);
 }

@@ -42,6 +42,11 @@ char *pgtest_query_value(PGconn *conn, const char *sql);
 /* Same, parsed as an integer. */
 long long pgtest_query_int(PGconn *conn, const char *sql);
 
+/* Relations (tables, indexes, sequences, views), triggers and functions outside the
+ * system schemas, as one sorted string (malloc'd): equal snapshots mean nothing we
+ * care about was created or dropped. */
+char *pgtest_catalog_snapshot(PGconn *conn);
+
 /* Runs `sh -c cmd` with PGCW_CLI, the build dir, etc. in the environment, captures
  * stdout and stderr (each malloc'd, NUL-terminated; pass NULL to discard) and
  * returns the exit status (128+signal if killed). */
@@ -57,6 +62,16 @@ char *pgtest_slurp_path(const char *path);
  * pgtest_run() does and returns its exit status. */
 int pgtest_cli_run(char **out, char **err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Runs `$PGCW_CLI <args>` and fails the test unless it exits 0 with a "Usage:" text
+ * that mentions every has[i] and no lacks[i] (NULL-terminated; lacks may be NULL). */
+void pgtest_cli_expect_help(const char *args, const char *const *has,
+                            const char *const *lacks);
+
+/* Runs `$PGCW_CLI <args>` and fails the test unless it is a usage error: exit 2,
+ * nothing on stdout, the --help hint and needle (NULL: any) on stderr, and no
+ * connection attempted. */
+void pgtest_cli_expect_usage_error(const char *args, const char *needle);
 
 /* Path of the CLI under test ($PGCW_CLI). */
 const char *pgtest_cli(void);

@@ -36,7 +36,10 @@ static long long python_lock_key(const char *hex)
 static void test_lock_key_matches_python(void **state)
 {
     (void)state;
-    const char *keys[] = {"", "profile:123", "a\x1f" "b", "ключ", "user:42:session"};
+    const char *keys[] = {"", "profile:123",
+                          "a\x1f"
+                          "b",
+                          "ключ", "user:42:session"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char hex[256] = "";
         for (size_t j = 0; keys[i][j]; j++)
