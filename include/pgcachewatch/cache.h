@@ -102,7 +102,10 @@ typedef enum pgcw_cache_durability {
  * pgcw_cache_new() / pgcw_cache_init_db() only (they are copied). Grows at the end
  * only (docs/abi.md). */
 typedef struct pgcw_cache_opts {
-    /* The LISTEN/NOTIFY channel. NULL: "cache_events". At most 63 bytes. */
+    /* The LISTEN/NOTIFY channel. NULL: "cache_events". At most 63 bytes. With
+     * notifications on it must be the channel the schema's trigger was made with
+     * (init_db keeps an existing schema's): otherwise every call fails with
+     * PGCW_EQUERY saying so, rather than serving copies no write would evict. */
     const char *notify_channel;
     /* Prefix of every table, function, trigger and index name: letters, digits and
      * '_' only (anything else is PGCW_EINVAL, and nothing is created). NULL: "". */

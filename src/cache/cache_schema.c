@@ -150,8 +150,10 @@ char *pgcw__cache_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache_names 
         if (lt && lg)
             pgcw__buf_appendf(
                 &b,
-                "DO $pgcw$ DECLARE ch text; BEGIN SELECT convert_from(rtrim(tgargs, '\\x00'::bytea),"
-                " 'UTF8') INTO ch FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname"
+                "DO $pgcw$ DECLARE ch text; BEGIN SELECT convert_from(rtrim(tgargs, "
+                "'\\x00'::bytea),"
+                " 'UTF8') INTO ch FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND "
+                "tgname"
                 " = %s; IF ch IS DISTINCT FROM %s THEN RAISE EXCEPTION USING ERRCODE ="
                 " 'invalid_parameter_value', MESSAGE = format('the cache table''s trigger"
                 " notifies on channel %%L, not on this client''s notify_channel %%L', ch,"

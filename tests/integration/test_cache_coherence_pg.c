@@ -271,6 +271,30 @@ static void test_plain_sql_interop(void **state)
     pgcw_cache_free(c);
 }
 
+/* A client on another channel than the trigger's would never hear of a write: its
+ * calls fail with the reason instead of serving stale copies. */
+static void test_wrong_channel_refused(void **state)
+{
+    (void)state;
+    cachetest_init("chan_"); /* the trigger notifies on cache_events */
+    pgcw_cache_opts o = {.schema_prefix = "chan_", .notify_channel = "other"};
+    pgcw_conn_opts co = {.conninfo = pgtest_dsn()};
+    pgcw_cache *c = NULL;
+    assert_int_equal(pgcw_cache_new(&o, &co, &c), PGCW_OK);
+    void *v = NULL;
+    size_t len = 0;
+    assert_int_equal(pgcw_cache_get(c, "k", 1, &v, &len), PGCW_EQUERY);
+    assert_non_null(strstr(pgcw_cache_errmsg(c),
+                           "notifies on channel 'cache_events', not on"
+                           " this client's notify_channel 'other'"));
+    pgcw_cache_free(c);
+    /* Without notifications the channel does not matter. */
+    o.disable_notify = true;
+    assert_int_equal(pgcw_cache_new(&o, &co, &c), PGCW_OK);
+    assert_int_equal(pgcw_cache_get(c, "k", 1, &v, &len), PGCW_ENOTFOUND);
+    pgcw_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_raced_fill_refused),
         cmocka_unit_test(test_disable_notify),
         cmocka_unit_test(test_plain_sql_interop),
+        cmocka_unit_test(test_wrong_channel_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
