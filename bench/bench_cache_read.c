@@ -27,9 +27,14 @@ typedef struct bkey {
     size_t len;
 } bkey;
 
+#define MAX_CONNS 16
+
 typedef struct ctx {
-    pgcw_cache *cache;
+    pgcw_cache *cache; /* the pair in use: caches[i % n_conns], raws[i % n_conns] */
     PGconn *raw;
+    pgcw_cache *caches[MAX_CONNS];
+    PGconn *raws[MAX_CONNS];
+    int n_conns;
     bkey *keys;
     long n_keys;
     uint64_t rng;
@@ -127,7 +132,7 @@ int main(int argc, char **argv)
 {
     g_bench_prog = "bench_cache_read";
     bench_cfg c = {.rounds = 5};
-    long ops = 5000, n_keys = 1000, batches = 300, batch_l = 100;
+    long ops = 5000, n_keys = 1000, batches = 300, batch_l = 100, conns = 4;
     const bench_opt opts[] = {
         {"ops", "N", "gets per side per round (default 5000)", .l = &ops, .min = 1,
          .max = 1e8},
@@ -136,8 +141,10 @@ int main(int argc, char **argv)
         {"batches", "N", "get_many calls per side per round (default 300)", .l = &batches,
          .min = 1, .max = 1e7},
         {"keys", "N", "distinct keys (default 1000)", .l = &n_keys, .min = 1, .max = 1e7},
+        {"conns", "N", "connections per side, used in turn (default 4)", .l = &conns,
+         .min = 1, .max = MAX_CONNS},
     };
-    bench_parse(argc, argv, &c, opts, 4);
+    bench_parse(argc, argv, &c, opts, 5);
     int batch = (int)batch_l;
     if (c.quick) {
         ops = 200;
@@ -155,7 +162,7 @@ int main(int argc, char **argv)
     bench_init_db(&c, &o);
     bench_sql sql;
     bench_sql_init(&sql, &o);
-    ctx x = {.n_keys = n_keys, .rng = 0x9e3779b97f4a7c15ull};
+    ctx x = {.n_keys = n_keys, .rng = 0x9e3779b97f4a7c15ull, .n_conns = (int)conns};
     x.cache = bench_cache_new(&c, &o);
     bench_fill(x.cache, "rd", n_keys);
     pgcw_cache_free(x.cache);
@@ -167,8 +174,9 @@ int main(int argc, char **argv)
 
     bench_banner(&c, "reads that go to PostgreSQL: library vs raw libpq, same SQL");
     printf("%ld keys, %d-byte values; %ld gets and %ld get_many of %d keys per side "
-           "per round; client on CPU %s\n",
-           n_keys, BENCH_VALUE_LEN, ops, batches, batch, c.pin ? "last" : "any");
+           "per round over %d connections per side; client on CPU %s\n",
+           n_keys, BENCH_VALUE_LEN, ops, batches, batch, x.n_conns,
+           c.pin ? "last" : "any");
     fig *lg = calloc((size_t)c.rounds * 4, sizeof *lg);
     if (!lg)
         bench_die("out of memory");
@@ -178,20 +186,25 @@ int main(int argc, char **argv)
         h[i] = hist_new();
     const bkey *many[MAX_BATCH];
     for (int r = 0; r < c.rounds; r++) {
-        /* New connections every round: unpinned, where the scheduler puts each
-         * backend relative to the client decides a round trip's cost, and a round
-         * must not inherit one side's luck. */
-        x.cache = bench_cache_new(&c, &o);
-        x.raw = bench_raw_connect(&c, sql.setup);
-        for (int i = 0; i < 200; i++) { /* the connections, their plans, the caches */
-            lib_get(&x, &x.keys[i % n_keys]);
-            raw_get(&x, &x.keys[i % n_keys]);
+        /* New connections every round, several per side used in turn: unpinned,
+         * where the scheduler puts a backend relative to the client decides a
+         * round trip's cost (20 or 90 us here), and one side must not keep one
+         * connection's luck for a whole round. */
+        for (int j = 0; j < x.n_conns; j++) {
+            x.caches[j] = x.cache = bench_cache_new(&c, &o);
+            x.raws[j] = x.raw = bench_raw_connect(&c, sql.setup);
+            for (int i = 0; i < 100; i++) { /* the connection, its plans, the caches */
+                lib_get(&x, &x.keys[i % n_keys]);
+                raw_get(&x, &x.keys[i % n_keys]);
+            }
         }
         memset(x.cpu, 0, sizeof x.cpu);
         int64_t tot[4] = {0};
         for (int i = 0; i < 4; i++)
             hist_reset(h[i]);
         for (long i = 0; i < ops; i++) {
+            x.cache = x.caches[i % x.n_conns];
+            x.raw = x.raws[i % x.n_conns];
             const bkey *k = &x.keys[bench_rand(&x.rng) % (uint64_t)n_keys];
             int64_t a, b;
             if (i % 2) {
@@ -207,6 +220,8 @@ int main(int argc, char **argv)
             tot[1] += b;
         }
         for (long i = 0; i < batches; i++) {
+            x.cache = x.caches[i % x.n_conns];
+            x.raw = x.raws[i % x.n_conns];
             for (int j = 0; j < batch; j++)
                 many[j] = &x.keys[bench_rand(&x.rng) % (uint64_t)n_keys];
             int64_t a, b;
@@ -226,8 +241,10 @@ int main(int argc, char **argv)
         rg[r] = fig_of(h[1], tot[1], x.cpu[GET_RAW], ops, ops);
         lm[r] = fig_of(h[2], tot[2], x.cpu[MANY_LIB], batches, batches * batch);
         rm[r] = fig_of(h[3], tot[3], x.cpu[MANY_RAW], batches, batches * batch);
-        PQfinish(x.raw);
-        pgcw_cache_free(x.cache);
+        for (int j = 0; j < x.n_conns; j++) {
+            PQfinish(x.raws[j]);
+            pgcw_cache_free(x.caches[j]);
+        }
         fprintf(stderr,
                 "bench_cache_read: round %d: get p50 %.1f/%.1f us, get_many "
                 "%.0f/%.0f keys/s (library/raw)\n",

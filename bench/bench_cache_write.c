@@ -251,9 +251,11 @@ static void one_set(pgcw_cache *cache, PGconn *pg, bool lib, long k, long gen,
     side->wall += t;
 }
 
-/* set vs the raw upsert on one connection each, new connections every round (see
- * bench_cache_read.c), op by op. */
-static void set_phase(bench *b, long ops)
+/* set vs the raw upsert, op by op, over n_conns connections per side used in turn
+ * and opened anew every round (see bench_cache_read.c); the library's caches
+ * share one watcher on a thread of its own, so one listener sees every write, as
+ * with a single cache. */
+static void set_phase(bench *b, long ops, int n_conns)
 {
     int R = b->c.rounds;
     fig *lf = calloc((size_t)R * 2, sizeof *lf);
@@ -262,39 +264,59 @@ static void set_phase(bench *b, long ops)
     fig *rf = lf + R;
     set_side sl = {hist_new(), 0, 0}, sr = {hist_new(), 0, 0};
     set_trigger(b, T_UNLOGGED, true);
-    pgcw_cache_opts o = {
-        .schema_prefix = BENCH_PREFIX, .notify_channel = BENCH_CHANNEL, .pool_size = 1};
+    pgcw_conn_opts co = bench_conn_opts(&b->c);
+    const char *channels[1] = {BENCH_CHANNEL};
+    pgcw_payload_format formats[1] = {PGCW_FORMAT_CACHE_KEY};
+    pgcw_watcher_opts wo = {.channels = channels, .n_channels = 1, .formats = formats};
     uint64_t rng = 12345, sets = 0, refused = 0;
     long gen = 1;
+    pgcw_cache *caches[MAX_WRITERS];
+    PGconn *raws[MAX_WRITERS];
     for (int r = 0; r < R; r++) {
-        pgcw_cache *cache = bench_cache_new(&b->c, &o);
-        PGconn *pg = bench_raw_connect(&b->c, b->sql[T_UNLOGGED].setup);
-        for (long i = 0; i < 100; i++) {
-            one_set(cache, pg, true, i, ++gen, &sl);
-            one_set(cache, pg, false, i, ++gen, &sr);
+        pgcw_watcher *w;
+        if (pgcw_watcher_new(&wo, &co, &w) != PGCW_OK || pgcw_watcher_start(w) != PGCW_OK)
+            bench_die("cannot start a watcher");
+        pgcw_cache_opts o = {.schema_prefix = BENCH_PREFIX,
+                             .notify_channel = BENCH_CHANNEL,
+                             .pool_size = 1,
+                             .watcher = w};
+        for (int j = 0; j < n_conns; j++) {
+            caches[j] = bench_cache_new(&b->c, &o);
+            raws[j] = bench_raw_connect(&b->c, b->sql[T_UNLOGGED].setup);
+            for (long i = 0; i < 50; i++) {
+                one_set(caches[j], raws[j], true, i, ++gen, &sl);
+                one_set(caches[j], raws[j], false, i, ++gen, &sr);
+            }
         }
         hist_reset(sl.h);
         hist_reset(sr.h);
         sl.wall = sl.cpu = sr.wall = sr.cpu = 0;
-        pgcw_cache_stats s0, s1;
-        pgcw_cache_stats_get(cache, &s0);
+        pgcw_cache_stats s0[MAX_WRITERS], s1;
+        for (int j = 0; j < n_conns; j++)
+            pgcw_cache_stats_get(caches[j], &s0[j]);
         for (long i = 0; i < ops; i++) {
             long k = (long)(bench_rand(&rng) % SET_KEYS);
             bool lib_first = i % 2 == 0;
-            one_set(cache, pg, lib_first, k, ++gen, lib_first ? &sl : &sr);
-            one_set(cache, pg, !lib_first, k, ++gen, lib_first ? &sr : &sl);
+            int j = (int)(i % n_conns);
+            one_set(caches[j], raws[j], lib_first, k, ++gen, lib_first ? &sl : &sr);
+            one_set(caches[j], raws[j], !lib_first, k, ++gen, lib_first ? &sr : &sl);
         }
-        pgcw_cache_stats_get(cache, &s1);
-        sets += s1.sets - s0.sets;
-        refused += s1.refused_fills - s0.refused_fills;
+        for (int j = 0; j < n_conns; j++) {
+            pgcw_cache_stats_get(caches[j], &s1);
+            sets += s1.sets - s0[j].sets;
+            refused += s1.refused_fills - s0[j].refused_fills;
+            PQfinish(raws[j]);
+            pgcw_cache_free(caches[j]);
+        }
+        pgcw_watcher_stop(w);
+        pgcw_watcher_free(w);
         lf[r] = fig_of(sl.h, sl.wall, sl.cpu, ops, ops);
         rf[r] = fig_of(sr.h, sr.wall, sr.cpu, ops, ops);
-        PQfinish(pg);
-        pgcw_cache_free(cache);
         fprintf(stderr,
                 "bench_cache_write: set round %d: p50 %.1f/%.1f us (library/raw)\n",
                 r + 1, lf[r].p50 / 1e3, rf[r].p50 / 1e3);
     }
+    printf("set: %ld per side per round over %d connections per side\n", ops, n_conns);
     print_pair_header();
     print_pair("set, trigger on (us per op)", lf, rf, R, "rate: sets/s", 1e3);
     printf(
@@ -339,7 +361,7 @@ int main(int argc, char **argv)
 {
     g_bench_prog = "bench_cache_write";
     static bench b = {.c = {.rounds = 5}, .seconds = 1.0};
-    long ops = 3000, n_writers = 16;
+    long ops = 3000, n_writers = 16, conns = 4;
     bool skip_set = false, skip_writers = false, waits = false;
     const bench_opt opts[] = {
         {"ops", "N", "sets per side per round (default 3000)", .l = &ops, .min = 1,
@@ -348,6 +370,8 @@ int main(int argc, char **argv)
          .max = MAX_WRITERS},
         {"seconds", "S", "per variant and round (default 1)", .d = &b.seconds,
          .min = 0.05, .max = 600},
+        {"conns", "N", "set phase: connections per side, used in turn (default 4)",
+         .l = &conns, .min = 1, .max = MAX_WRITERS},
         {"skip-set", NULL, "no set phase", .flag = &skip_set},
         {"skip-writers", NULL, "no writers phase", .flag = &skip_writers},
         {"waits", NULL,
@@ -355,7 +379,7 @@ int main(int argc, char **argv)
          "figures)",
          .flag = &waits},
     };
-    bench_parse(argc, argv, &b.c, opts, 6);
+    bench_parse(argc, argv, &b.c, opts, 7);
     b.n_writers = (int)n_writers;
     if (b.c.quick) {
         ops = 100;
@@ -394,7 +418,7 @@ int main(int argc, char **argv)
 
     bench_banner(&b.c, "writes: library vs raw libpq, same SQL, same trigger");
     if (!skip_set)
-        set_phase(&b, ops);
+        set_phase(&b, ops, (int)conns);
     if (!skip_writers) {
         PGresult *r = PQexec(b.admin, "SELECT current_setting('fsync'), "
                                       "current_setting('full_page_writes')");
