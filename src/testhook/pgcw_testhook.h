@@ -10,6 +10,7 @@
 #ifndef PGCW_TESTHOOK_H
 #define PGCW_TESTHOOK_H
 
+#include "cache_internal.h"   /* the pool's setup SQL and statement names (benches) */
 #include "conn_internal.h"    /* settings resolution, messages, backoff */
 #include "core_abi.h"         /* sized options and statistics */
 #include "core_sflight.h"     /* single flight */

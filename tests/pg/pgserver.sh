@@ -13,7 +13,9 @@
 # is on PATH. As root, the server runs as an unprivileged user (postgres, else
 # nobody), since PostgreSQL refuses to run as root. With WATCH_PID, a watchdog stops
 # the server when that process is gone, so a killed test run leaves nothing behind.
-# Only ever listens on the loopback address and a unix socket.
+# Only ever listens on the loopback address and a unix socket. Runs with fsync and
+# full_page_writes off (nothing here must survive a crash) unless PGCW_PG_DURABLE=1,
+# for benchmarks that measure what a WAL flush costs.
 set -euo pipefail
 
 die() { echo "pgserver.sh: $*" >&2; exit 1; }
@@ -44,7 +46,8 @@ port_free() {
 
 start() {
   local state="$1" watch="${2:-}"
-  local bindir dir port logf pid
+  local bindir dir port logf pid durable=off
+  [ "${PGCW_PG_DURABLE:-0}" = 1 ] && durable=on
   # A state file still naming a server (a repeated fixture, an interrupted run):
   # stop that one first rather than orphan it by overwriting its record.
   [ -f "$state" ] && (stop "$state")
@@ -67,8 +70,8 @@ start() {
     port_free "$port" || continue
     logf="$dir/server.log"
     if as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$logf" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off \
-            -c full_page_writes=off -c max_connections=200 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=$durable \
+            -c full_page_writes=$durable -c max_connections=200 \
             -c shared_buffers=128MB" start >/dev/null 2>&1; then
       break
     fi
