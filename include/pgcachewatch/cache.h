@@ -335,8 +335,8 @@ const char *pgcw_cache_errmsg(const pgcw_cache *c);
 
 /* Grows at the end only. */
 typedef struct pgcw_cache_stats {
-    uint64_t l1_hits;
-    uint64_t l1_misses; /* gets the L1 could have answered and did not */
+    uint64_t l1_hits;   /* as the L1 counts them (pgcw_l1_stats; its own */
+    uint64_t l1_misses; /* per-shard counters, so hits share no cache line) */
     uint64_t l2_hits;   /* table reads that found a live row */
     uint64_t l2_misses;
     uint64_t bypasses; /* gets that skipped the L1: watcher unhealthy */

@@ -158,8 +158,6 @@ void pgcw_cache_stats_get_sized(pgcw_cache *c, pgcw_cache_stats *out, size_t out
     if (!c || !out)
         return;
     pgcw_cache_stats s = {
-        .l1_hits = LOAD(l1_hits),
-        .l1_misses = LOAD(l1_misses),
         .l2_hits = LOAD(l2_hits),
         .l2_misses = LOAD(l2_misses),
         .bypasses = LOAD(bypasses),
@@ -181,6 +179,8 @@ void pgcw_cache_stats_get_sized(pgcw_cache *c, pgcw_cache_stats *out, size_t out
     if (c->l1) {
         pgcw_l1_stats ls;
         pgcw_l1_stats_get(c->l1, &ls);
+        s.l1_hits = ls.hits;
+        s.l1_misses = ls.misses;
         s.l1_entries = ls.entries;
         s.l1_bytes = ls.bytes;
     }

@@ -59,9 +59,10 @@ typedef struct pgcw__cache_cfg {
 } pgcw__cache_cfg;
 
 typedef struct pgcw__cache_counters {
-    atomic_uint_fast64_t l1_hits, l1_misses, l2_hits, l2_misses, bypasses, sets, deletes,
-        loads, load_errors, flight_waits, lock_waits, lock_timeouts, lease_refusals,
-        inv_received, inv_applied, refused_fills, flushes, retries, errors;
+    /* L1 hits and misses are the L1's own (no shared line on the hit path). */
+    atomic_uint_fast64_t l2_hits, l2_misses, bypasses, sets, deletes, loads, load_errors,
+        flight_waits, lock_waits, lock_timeouts, lease_refusals, inv_received,
+        inv_applied, refused_fills, flushes, retries, errors;
 } pgcw__cache_counters;
 
 struct pgcw_cache {

@@ -60,10 +60,8 @@ pgcw_status pgcw_cache_get_many(pgcw_cache *c, const pgcw_cache_key *keys, size_
                                     &items[i].value_len, NULL);
                 if (st == PGCW_OK) {
                     items[i].status = PGCW_OK;
-                    PGCW__CACHE_COUNT(c, l1_hits);
                     continue;
                 }
-                PGCW__CACHE_COUNT(c, l1_misses);
             } else {
                 PGCW__CACHE_COUNT(c, bypasses);
             }

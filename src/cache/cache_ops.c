@@ -117,12 +117,10 @@ static pgcw_status get(pgcw_cache *c, const void *key, size_t key_len, void *buf
             st = dup ? pgcw_l1_get_dup(c->l1, key, key_len, dup, value_len, NULL)
                      : pgcw_l1_get(c->l1, key, key_len, buf, buf_len, value_len, NULL);
             if (st == PGCW_OK || st == PGCW_ETOOBIG) {
-                PGCW__CACHE_COUNT(c, l1_hits);
                 return st;
             }
             if (st == PGCW_ENOMEM)
                 return pgcw__cache_fail(c, st, "get: out of memory");
-            PGCW__CACHE_COUNT(c, l1_misses);
         } else {
             PGCW__CACHE_COUNT(c, bypasses);
         }

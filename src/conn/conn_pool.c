@@ -89,6 +89,9 @@ static void drop(pgcw__pool *p, pgcw__pooled *pc)
     pgcw__conn_close(&pc->conn);
 }
 
+/* Connections idle at least this long are checked at checkout (a recv each). */
+#define IDLE_CHECK_US 1000000
+
 /* Whether an idle connection is still usable. A backend that was terminated or a
  * server that went down sent a FATAL and closed: reading finds it without waiting,
  * so the call never goes out on a dead connection. */
@@ -151,7 +154,8 @@ pgcw_status pgcw__pool_checkout(pgcw__pool *p, int64_t deadline_us, pgcw__pooled
     pthread_mutex_unlock(&p->mu);
 
     pc->fresh = false;
-    if (pc->ready && !still_alive(pc->conn.pg))
+    if (pc->ready && pgcw__mono_us() - pc->idle_since_us >= IDLE_CHECK_US &&
+        !still_alive(pc->conn.pg))
         drop(p, pc);
     if (!pc->ready) {
         pgcw_status st = set_up(p, pc, err, errlen);
@@ -168,6 +172,7 @@ void pgcw__pool_checkin(pgcw__pool *p, pgcw__pooled *pc, bool broken)
 {
     if (broken || (pc->conn.pg && PQstatus(pc->conn.pg) != CONNECTION_OK))
         drop(p, pc);
+    pc->idle_since_us = pgcw__mono_us();
     pthread_mutex_lock(&p->mu);
     p->free_stack[p->n_free++] = pc->index;
     pthread_cond_signal(&p->cv);

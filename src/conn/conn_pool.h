@@ -6,9 +6,11 @@
  *                 for a free slot until a deadline; a slot checked in as broken is
  *                 closed and reconnects on its next checkout, running the setup SQL
  *                 (session settings, PREPAREs) again, so prepared statements survive
- *                 a reconnect. A connection the server closed while it sat idle
- *                 (pg_terminate_backend, a restart) is noticed at checkout, before
- *                 anything is sent on it.
+ *                 a reconnect. A connection idle for a second or more is checked
+ *                 at checkout (one non-blocking read), so one the server closed
+ *                 meanwhile (pg_terminate_backend, a restart) is replaced before
+ *                 anything is sent on it; a busier one costs no system call, and if
+ *                 it was lost its first statement fails and the caller retries.
  *   pgcw__exec    runs prepared statements in pipeline mode under a deadline, the
  *                 results in binary, one round trip for the batch.
  *
@@ -31,8 +33,9 @@ typedef struct pgcw__pool pgcw__pool;
 
 typedef struct pgcw__pooled {
     pgcw__conn conn;
-    bool ready; /* connected and set up */
-    bool fresh; /* connected by this checkout (a failure on it is not stale) */
+    bool ready;            /* connected and set up */
+    bool fresh;            /* connected by this checkout (a failure on it is not stale) */
+    int64_t idle_since_us; /* monotonic time of the last checkin */
     size_t index;
 } pgcw__pooled;
 
