@@ -99,9 +99,12 @@ static bool still_alive(PGconn *pg)
 {
     if (PQstatus(pg) != CONNECTION_OK)
         return false;
-    if (!PQconsumeInput(pg))
-        return false;
-    return PQstatus(pg) == CONNECTION_OK;
+    /* The first read may return the FATAL message alone; the second sees the end
+     * of the stream (on a live connection both find nothing to read). */
+    for (int i = 0; i < 2; i++)
+        if (!PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK)
+            return false;
+    return true;
 }
 
 static pgcw_status set_up(pgcw__pool *p, pgcw__pooled *pc, char *err, size_t errlen)

@@ -428,10 +428,15 @@ static void test_pool_backend_killed(void **state)
                                          " current_database() AND pid <>"
                                          " pg_backend_pid() AND backend_type ="
                                          " 'client backend'") >= 1);
-        pgtest_sleep_ms(50);
+        /* Idle a second or more: found dead at checkout; briefly idle: the first
+         * statement fails and is retried on a fresh connection. */
+        bool long_idle = round == 2;
+        pgtest_sleep_ms(long_idle ? 1100 : 50);
+        uint64_t retries = cachetest_stats(c).retries;
         char *v = cachetest_get(c, "k"); /* no error: a fresh connection answers */
         assert_string_equal(v, "v1");
         free(v);
+        assert_int_equal(cachetest_stats(c).retries, retries + (long_idle ? 0 : 1));
     }
     assert_int_equal(cachetest_stats(c).errors, 0);
     PQfinish(pg);
