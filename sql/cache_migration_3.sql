@@ -3,6 +3,9 @@
 --   * times from now(), not timezone('UTC', now()): that is a timestamp without
 --     time zone, read back in the session's TimeZone, so outside UTC sessions
 --     updated_at was shifted and cleanup removed rows hours early or late;
+--   * a session that set pgcachewatch.cache_notify = 'client' (a pgcachewatch
+--     client with notify_after_commit) sends its own invalidations after commit,
+--     batched: the trigger leaves its writes alone;
 --   * a key too long to name in a notification (payload over PostgreSQL's 7999
 --     bytes) no longer fails the write: the notification is skipped. pgcachewatch
 --     never keeps such keys in its L1, so it needs none.
@@ -24,6 +27,9 @@ DECLARE
     target_channel text := COALESCE(TG_ARGV[0], {{notify_channel_literal}});
     payload text;
 BEGIN
+    IF current_setting('pgcachewatch.cache_notify', true) = 'client' THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' THEN
         rec := OLD;
     ELSE

@@ -114,6 +114,11 @@ typedef struct pgcw_cache_opts {
     bool disable_notify;
     /* No L1 at all: every get reads PostgreSQL (and no LISTEN connection). */
     bool disable_l1;
+    /* This library's writes skip the table's trigger and send their invalidations
+     * right after commit, batched across writes and threads on one connection of
+     * the cache's own (see "Write path" at the top of the file). Writers that are
+     * not this library (psql, a Python client) still notify from the trigger. */
+    bool notify_after_commit;
     /* Connections in the pool, opened on first use. 0: 4. */
     size_t pool_size;
     /* L1 bounds. 0: 4096 entries, 64 MiB. */
@@ -354,6 +359,8 @@ typedef struct pgcw_cache_stats {
     uint64_t flushes;                /* L1 flushed: gap, or pgcw_cache_flush_local() */
     uint64_t retries;                /* calls retried on a fresh connection */
     uint64_t errors;                 /* calls that returned an error */
+    uint64_t notify_batches; /* notify_after_commit: transactions that sent them */
+    uint64_t notify_sent;    /* notify_after_commit: invalidations sent */
     size_t l1_entries;
     size_t l1_bytes;
     size_t pool_size;

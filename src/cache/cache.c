@@ -20,6 +20,7 @@ static void cache_destroy(pgcw_cache *c)
     pgcw__pool_free(c->pool);
     pgcw_l1_free(c->l1);
     pgcw__sflight_free(c->flights);
+    pgcw__notifier_free(c->notifier);
     pgcw__cache_names_free(&c->names);
     pgcw__conn_params_free(&c->params);
     pgcw__err_clear(c);
@@ -62,6 +63,8 @@ pgcw_status pgcw_cache_new_sized(const pgcw_cache_opts *opts, size_t opts_size,
     free(setup);
     if (st == PGCW_OK)
         st = pgcw__sflight_new(&c->flights);
+    if (st == PGCW_OK && c->cfg.after_commit)
+        st = pgcw__notifier_new(&c->params, c->cfg.channel, &c->notifier);
     if (st == PGCW_OK && c->cfg.l1) {
         pgcw_l1_opts lo = {.max_entries = c->cfg.l1_max_entries,
                            .max_bytes = c->cfg.l1_max_bytes};
@@ -184,6 +187,8 @@ void pgcw_cache_stats_get_sized(pgcw_cache *c, pgcw_cache_stats *out, size_t out
         s.l1_entries = ls.entries;
         s.l1_bytes = ls.bytes;
     }
+    if (c->notifier)
+        pgcw__notifier_counts(c->notifier, &s.notify_batches, &s.notify_sent);
     if (c->pool) {
         s.pool_size = pgcw__pool_size(c->pool);
         s.pool_open = pgcw__pool_open(c->pool);

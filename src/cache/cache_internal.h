@@ -25,6 +25,8 @@
 #include "pgcachewatch/l1.h"
 #include "pgcachewatch/watcher.h"
 
+typedef struct pgcw__notifier pgcw__notifier;
+
 /* Names of the schema objects, quoted, for a prefix (cache_schema.c). */
 typedef struct pgcw__cache_names {
     char *entries_table;
@@ -41,9 +43,10 @@ typedef struct pgcw__cache_names {
 /* Validated settings with defaults applied. */
 typedef struct pgcw__cache_cfg {
     char channel[64];
-    char prefix[64]; /* folded to lower case, as PostgreSQL folds the unquoted names
-                      * postgres-cache pastes */
-    bool notify;     /* L1 evicted by notifications */
+    char prefix[64];   /* folded to lower case, as PostgreSQL folds the unquoted names
+                        * postgres-cache pastes */
+    bool notify;       /* L1 evicted by notifications */
+    bool after_commit; /* this library's writes notify after commit, batched */
     bool l1;
     size_t pool_size;
     size_t l1_max_entries, l1_max_bytes;
@@ -76,6 +79,7 @@ struct pgcw_cache {
     bool own_watcher;
     pgcw_sink *sink;
     pgcw__sflight *flights;
+    pgcw__notifier *notifier; /* notify_after_commit only */
     pgcw__cache_counters n;
 };
 
@@ -165,6 +169,29 @@ typedef struct pgcw__cache_row {
     size_t len;
 } pgcw__cache_row;
 pgcw_status pgcw__cache_row_take(const PGresult *res, pgcw__cache_row *row, bool peek);
+
+/* --- notify_after_commit (cache_notify.c) --------------------------------------------
+ */
+
+/* One written key to announce. Borrowed for the call. */
+typedef struct pgcw__notice {
+    const void *key;
+    size_t key_len;
+    int64_t version;
+} pgcw__notice;
+
+pgcw_status pgcw__notifier_new(const pgcw__conn_params *params, const char *channel,
+                               pgcw__notifier **out);
+void pgcw__notifier_free(pgcw__notifier *n);
+/* Sends the invalidations of items (committed writes), batched with other threads';
+ * returns once they are sent, or the failure with its detail in err. */
+pgcw_status pgcw__notifier_send(pgcw__notifier *n, const pgcw__notice *items,
+                                size_t count, int64_t deadline, char *err, size_t errlen);
+void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent);
+/* After a committed write: sends its invalidations when notify_after_commit is on
+ * (PGCW_OK otherwise); a failure is the call's error. */
+pgcw_status pgcw__cache_announce(pgcw_cache *c, const char *what,
+                                 const pgcw__notice *items, size_t count);
 
 /* --- the lock key (cache_hash.c) ------------------------------------------------- */
 int64_t pgcw__cache_hash(const void *data, size_t len);

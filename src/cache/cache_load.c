@@ -220,12 +220,16 @@ static pgcw_status lead(pgcw_cache *c, const void *key, size_t key_len, int64_t 
             if (st == PGCW_OK) {
                 int64_t ttl = pgcw__cache_ttl(c, r.has_ttl ? r.ttl_ms : ttl_ms);
                 pgcw_status wst = write_lease(&l, &r, ttl);
-                if (wst == PGCW_OK && l.version > 0)
+                if (wst == PGCW_OK && l.version > 0) {
                     pgcw__cache_own_write(c, &g, key, key_len, r.value, r.len, l.version,
                                           ttl > 0 ? ttl : -1);
-                else if (wst == PGCW_OK)
+                    pgcw__notice nt = {key, key_len, l.version};
+                    wst = pgcw__cache_announce(c, "loaded value", &nt, 1);
+                    if (wst != PGCW_OK) /* the detail is set; keep it */
+                        pgcw__errf(l.err, sizeof l.err, "%s", pgcw_cache_errmsg(c));
+                } else if (wst == PGCW_OK)
                     PGCW__CACHE_COUNT(c, lease_refusals);
-                else
+                if (wst != PGCW_OK)
                     st = wst;
                 *value = r.value;
                 *len = r.len;

@@ -244,6 +244,17 @@ static pgcw_status write_batch(pgcw_cache *c, const char *what, const pgcw_cache
             else
                 (void)pgcw_l1_delete(c->l1, p[i].values[0], e[i].key_len);
         }
+        if (st == PGCW_OK && c->notifier) {
+            /* notify_after_commit: one notice per write, sent in one batch. */
+            pgcw__notice *nt = calloc(n, sizeof *nt);
+            if (!nt)
+                st = pgcw__cache_fail(c, PGCW_ENOMEM, "%s: out of memory", what);
+            for (size_t i = 0; nt && i < n; i++)
+                nt[i] = (pgcw__notice){p[i].values[0], e[i].key_len, versions[i]};
+            if (nt)
+                st = pgcw__cache_announce(c, what, nt, n);
+            free(nt);
+        }
         if (st == PGCW_OK)
             atomic_fetch_add_explicit(del ? &c->n.deletes : &c->n.sets, n,
                                       memory_order_relaxed);

@@ -60,6 +60,7 @@ pgcw_status pgcw__cache_cfg_init(pgcw__cache_cfg *cfg, const pgcw_cache_opts *o,
     cfg->prefix[pxlen] = '\0';
     cfg->l1 = !o->disable_l1;
     cfg->notify = cfg->l1 && !o->disable_notify;
+    cfg->after_commit = o->notify_after_commit;
     cfg->pool_size = o->pool_size ? o->pool_size : 4;
     cfg->l1_max_entries = o->l1_max_entries ? o->l1_max_entries : 4096;
     cfg->l1_max_bytes = o->l1_max_bytes ? o->l1_max_bytes : (size_t)64 << 20;
@@ -139,6 +140,8 @@ char *pgcw__cache_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache_names 
         (long long)(cfg->statement_timeout_ms > 0 ? cfg->statement_timeout_ms : 0),
         (long long)cfg->lock_timeout_ms);
     pgcw__buf_append(&b, "SET client_encoding = 'UTF8';\n");
+    if (cfg->after_commit) /* the trigger (migration 3) leaves these writes to us */
+        pgcw__buf_append(&b, "SET pgcachewatch.cache_notify = 'client';\n");
     if (cfg->notify) {
         /* A client listening on another channel than the trigger's would never be
          * told of a write: refuse to run rather than serve stale copies. */

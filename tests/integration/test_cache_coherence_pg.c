@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -271,6 +272,95 @@ static void test_plain_sql_interop(void **state)
     pgcw_cache_free(c);
 }
 
+/* Notifications on the channel seen by a plain LISTEN connection, for up to ms. */
+static int count_notifications(PGconn *pg, int want, int64_t ms)
+{
+    int n = 0;
+    int64_t until = pgtest_now_ms() + ms;
+    while (pgtest_now_ms() < until && n < want + 1) {
+        PQconsumeInput(pg);
+        PGnotify *nt;
+        while ((nt = PQnotifies(pg))) {
+            n++;
+            PQfreemem(nt);
+        }
+        pgtest_sleep_ms(5);
+    }
+    return n;
+}
+
+typedef struct writer_arg {
+    pgcw_cache *c;
+    int id;
+    int failures;
+} writer_arg;
+
+static void *many_writes(void *arg)
+{
+    writer_arg *w = arg;
+    for (int i = 0; i < 50; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "w%d:%d", w->id, i);
+        if (pgcw_cache_set(w->c, key, strlen(key), "v", 1, 60000) != PGCW_OK)
+            w->failures++;
+    }
+    return NULL;
+}
+
+/* notify_after_commit: our writes skip the trigger and are announced after commit,
+ * one notification each, batched; other writers still notify from the trigger. */
+static void test_notify_after_commit(void **state)
+{
+    (void)state;
+    cachetest_init("nac_");
+    pgcw_cache_opts wo = {.notify_after_commit = true, .pool_size = 8};
+    pgcw_cache *w = cachetest_new("nac_", &wo);
+    pgcw_cache *r = cachetest_new("nac_", NULL);
+    PGconn *listener = pgtest_connect();
+    pgtest_exec(listener, "LISTEN cache_events");
+    cachetest_set(w, "k", "one", 60000);
+    assert_int_equal(count_notifications(listener, 1, 300), 1); /* not two */
+    cachetest_wait_value(r, "k", "one");
+    free(cachetest_get(r, "k")); /* r's copy is in its L1 */
+    cachetest_set(w, "k", "two", 60000);
+    assert_true(cachetest_wait_value(r, "k", "two") < 5000);
+    assert_int_equal(count_notifications(listener, 1, 300), 1);
+    /* Deletes and get_or_set writes are announced the same way. */
+    assert_int_equal(pgcw_cache_delete(w, "k", 1), PGCW_OK);
+    cachetest_wait_value(r, "k", NULL);
+    assert_int_equal(count_notifications(listener, 1, 300), 1);
+    /* A writer that is not this library: the trigger notifies. */
+    PGconn *pg = pgtest_connect();
+    pgtest_exec(pg,
+                "INSERT INTO nac_cache_entries (cache_key, value) VALUES ('sql', 'x')");
+    assert_int_equal(count_notifications(listener, 1, 300), 1);
+    /* Eight threads, 400 writes: one notification each, in fewer transactions. */
+    pgcw_cache_stats before = cachetest_stats(w);
+    pthread_t t[8];
+    writer_arg args[8];
+    for (int i = 0; i < 8; i++) {
+        args[i] = (writer_arg){w, i, 0};
+        pthread_create(&t[i], NULL, many_writes, &args[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+    assert_int_equal(count_notifications(listener, 400, 3000), 400);
+    pgcw_cache_stats after = cachetest_stats(w);
+    assert_int_equal(after.notify_sent - before.notify_sent, 400);
+    uint64_t batches = after.notify_batches - before.notify_batches;
+    if (batches >= 400)
+        fail_msg("400 writes from 8 threads took %llu notify transactions",
+                 (unsigned long long)batches);
+    print_message("400 writes from 8 threads: %llu notify transactions\n",
+                  (unsigned long long)batches);
+    PQfinish(pg);
+    PQfinish(listener);
+    pgcw_cache_free(r);
+    pgcw_cache_free(w);
+}
+
 /* A client on another channel than the trigger's would never hear of a write: its
  * calls fail with the reason instead of serving stale copies. */
 static void test_wrong_channel_refused(void **state)
@@ -305,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_disable_notify),
         cmocka_unit_test(test_plain_sql_interop),
         cmocka_unit_test(test_wrong_channel_refused),
+        cmocka_unit_test(test_notify_after_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
