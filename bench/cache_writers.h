@@ -29,11 +29,13 @@ typedef struct variant {
     bool distinct;
     bool repeat;  /* every write repeats the row's value */
     bool batched; /* invalidations sent after commit by one notifier thread */
+    bool after;   /* the library with notify_after_commit */
 } variant;
 
 enum {
     V_LIB_ON,
     V_LIB_OFF,
+    V_LIB_AFTER,
     V_RAW_ON,
     V_RAW_OFF,
     V_RAW_BATCHED,
@@ -55,6 +57,10 @@ static const variant k_variants[N_VARIANTS] = {
                   .lib = true, .trigger = true},
     [V_LIB_OFF] = {"lib-no-trigger", "pgcw_cache_set, broadcast trigger disabled",
                    V_RAW_OFF, .lib = true},
+    [V_LIB_AFTER] = {"lib-after-commit",
+                     "pgcw_cache_set with notify_after_commit: the trigger skips its "
+                     "sessions, invalidations batched after commit",
+                     V_LIB_OFF, .lib = true, .trigger = true, .after = true},
     [V_RAW_ON] = {"raw-trigger", "raw upsert, trigger NOTIFY in the write's transaction",
                   V_RAW_OFF, .trigger = true},
     [V_RAW_OFF] = {"raw-no-trigger", "raw upsert, broadcast trigger disabled", V_RAW_OFF},

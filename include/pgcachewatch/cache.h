@@ -62,6 +62,21 @@
  * long as the row had left to live when it was read, capped by l1_ttl_ms, whatever
  * other clients write meanwhile. Set l1_ttl_ms to the staleness you accept.
  *
+ * Write path. By default a write notifies from the table's trigger, inside its
+ * transaction: the notification commits with the row, for every writer (this
+ * library, psql, a Python client). PostgreSQL serializes the commits of
+ * transactions that notify (one cluster-wide lock held through the commit), so
+ * concurrent writers wait for each other (docs/bench.md has the figures). With
+ * notify_after_commit this library's writes skip the trigger and send their
+ * notifications right after commit, one transaction for every write that
+ * committed meanwhile in this process; each call still returns only once its
+ * notification is sent, and a failed send is the call's error (the row is
+ * written). The price: if the writing process dies between its commit and the
+ * send, other clients keep their old copy until it expires, that is for at most
+ * the row's remaining TTL when they read it, capped by l1_ttl_ms. Notifications
+ * of two writes of one key may then arrive out of order: versions decide, so the
+ * older one evicts nothing newer.
+ *
  * Threads. A pgcw_cache is fully thread-safe: any number of threads may call any
  * function at once, except pgcw_cache_free(). Loader callbacks run on the calling
  * thread with no lock held. Error detail is per thread (pgcw_cache_errmsg()).
