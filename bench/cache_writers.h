@@ -27,15 +27,17 @@ typedef struct variant {
     bool trigger; /* the broadcast trigger enabled */
     bool async;   /* SET synchronous_commit = off */
     bool distinct;
-    bool repeat;  /* every write repeats the row's value */
-    bool batched; /* invalidations sent after commit by one notifier thread */
-    bool after;   /* the library with notify_after_commit */
+    bool repeat;     /* every write repeats the row's value */
+    bool batched;    /* invalidations sent after commit by one notifier thread */
+    bool after;      /* the library with PGCW_CACHE_NOTIFY_AFTER_COMMIT */
+    bool background; /* ... with PGCW_CACHE_NOTIFY_BACKGROUND */
 } variant;
 
 enum {
     V_LIB_ON,
     V_LIB_OFF,
     V_LIB_AFTER,
+    V_LIB_BACKGROUND,
     V_RAW_ON,
     V_RAW_OFF,
     V_RAW_BATCHED,
@@ -58,9 +60,13 @@ static const variant k_variants[N_VARIANTS] = {
     [V_LIB_OFF] = {"lib-no-trigger", "pgcw_cache_set, broadcast trigger disabled",
                    V_RAW_OFF, .lib = true},
     [V_LIB_AFTER] = {"lib-after-commit",
-                     "pgcw_cache_set with notify_after_commit: the trigger skips its "
-                     "sessions, invalidations batched after commit",
+                     "pgcw_cache_set, NOTIFY_AFTER_COMMIT: the trigger skips its "
+                     "sessions, invalidations batched after commit, set waits for them",
                      V_LIB_OFF, .lib = true, .trigger = true, .after = true},
+    [V_LIB_BACKGROUND] = {"lib-background",
+                          "pgcw_cache_set, NOTIFY_BACKGROUND: as after-commit, sent by "
+                          "the cache's thread, set returns at commit",
+                          V_LIB_OFF, .lib = true, .trigger = true, .background = true},
     [V_RAW_ON] = {"raw-trigger", "raw upsert, trigger NOTIFY in the write's transaction",
                   V_RAW_OFF, .trigger = true},
     [V_RAW_OFF] = {"raw-no-trigger", "raw upsert, broadcast trigger disabled", V_RAW_OFF},

@@ -62,20 +62,26 @@
  * long as the row had left to live when it was read, capped by l1_ttl_ms, whatever
  * other clients write meanwhile. Set l1_ttl_ms to the staleness you accept.
  *
- * Write path. By default a write notifies from the table's trigger, inside its
- * transaction: the notification commits with the row, for every writer (this
- * library, psql, a Python client). PostgreSQL serializes the commits of
- * transactions that notify (one cluster-wide lock held through the commit), so
- * concurrent writers wait for each other (docs/bench.md has the figures). With
- * notify_after_commit this library's writes skip the trigger and send their
- * notifications right after commit, one transaction for every write that
- * committed meanwhile in this process; each call still returns only once its
- * notification is sent, and a failed send is the call's error (the row is
- * written). The price: if the writing process dies between its commit and the
- * send, other clients keep their old copy until it expires, that is for at most
- * the row's remaining TTL when they read it, capped by l1_ttl_ms. Notifications
- * of two writes of one key may then arrive out of order: versions decide, so the
- * older one evicts nothing newer.
+ * Write path. By default (PGCW_CACHE_NOTIFY_TRIGGER) a write notifies from the
+ * table's trigger, inside its transaction: the notification commits with the row,
+ * for every writer (this library, psql, a Python client). PostgreSQL serializes
+ * the commits of transactions that notify (one cluster-wide lock held through the
+ * commit), so concurrent writers wait for each other (docs/bench.md has the
+ * figures). The other modes make this library's writes skip the trigger (their
+ * sessions carry pgcachewatch.cache_notify = 'client', which migration 3's trigger
+ * checks) and send the notifications of every write that committed meanwhile in
+ * this process in one transaction of their own, on one connection of the cache's:
+ *   AFTER_COMMIT  each call returns once its notification is sent, and a failed
+ *                 send is the call's error (the row is written);
+ *   BACKGROUND    each call returns at its commit; a thread of the cache sends the
+ *                 batches, so other clients hear of the write a batch later (the
+ *                 delay is in docs/bench.md); a failed send is logged and counted
+ *                 (notify_failures), and pgcw_cache_free() sends what is queued.
+ * The price of both: if the writing process dies between a commit and its send
+ * (or, in BACKGROUND, a send fails), other clients keep their old copy until it
+ * expires, that is for at most the row's remaining TTL when they read it, capped by
+ * l1_ttl_ms. Notifications of two writes of one key may arrive out of order:
+ * versions decide, so the older one evicts nothing newer.
  *
  * Threads. A pgcw_cache is fully thread-safe: any number of threads may call any
  * function at once, except pgcw_cache_free(). Loader callbacks run on the calling
@@ -113,6 +119,19 @@ typedef enum pgcw_cache_durability {
     PGCW_CACHE_LOGGED = 1    /* survives a crash; commits flush WAL */
 } pgcw_cache_durability;
 
+/* How this library's own writes notify the other clients. */
+typedef enum pgcw_cache_notify_mode {
+    /* The table's trigger, inside the write's transaction (the default). */
+    PGCW_CACHE_NOTIFY_TRIGGER = 0,
+    /* The trigger skips this library's sessions; each write's notification is sent
+     * right after its commit, batched with the other writes of this process that
+     * committed meanwhile; the call returns once it is sent. */
+    PGCW_CACHE_NOTIFY_AFTER_COMMIT = 1,
+    /* As AFTER_COMMIT, but the call returns at commit and a thread of the cache
+     * sends the batches; pgcw_cache_free() sends what is still queued. */
+    PGCW_CACHE_NOTIFY_BACKGROUND = 2
+} pgcw_cache_notify_mode;
+
 /* Zeroed means all defaults. Strings are borrowed for the duration of
  * pgcw_cache_new() / pgcw_cache_init_db() only (they are copied). Grows at the end
  * only (docs/abi.md). */
@@ -129,11 +148,9 @@ typedef struct pgcw_cache_opts {
     bool disable_notify;
     /* No L1 at all: every get reads PostgreSQL (and no LISTEN connection). */
     bool disable_l1;
-    /* This library's writes skip the table's trigger and send their invalidations
-     * right after commit, batched across writes and threads on one connection of
-     * the cache's own (see "Write path" at the top of the file). Writers that are
-     * not this library (psql, a Python client) still notify from the trigger. */
-    bool notify_after_commit;
+    /* How this library's writes notify the other clients (top of file, "Write
+     * path"). Writers that are not this library always notify from the trigger. */
+    pgcw_cache_notify_mode notify_mode;
     /* Connections in the pool, opened on first use. 0: 4. */
     size_t pool_size;
     /* L1 bounds. 0: 4096 entries, 64 MiB. */
@@ -374,8 +391,9 @@ typedef struct pgcw_cache_stats {
     uint64_t flushes;                /* L1 flushed: gap, or pgcw_cache_flush_local() */
     uint64_t retries;                /* calls retried on a fresh connection */
     uint64_t errors;                 /* calls that returned an error */
-    uint64_t notify_batches; /* notify_after_commit: transactions that sent them */
-    uint64_t notify_sent;    /* notify_after_commit: invalidations sent */
+    uint64_t notify_batches;  /* AFTER_COMMIT, BACKGROUND: transactions that sent them */
+    uint64_t notify_sent;     /* ... invalidations sent */
+    uint64_t notify_failures; /* ... invalidations whose send failed */
     size_t l1_entries;
     size_t l1_bytes;
     size_t pool_size;

@@ -63,8 +63,12 @@ pgcw_status pgcw_cache_new_sized(const pgcw_cache_opts *opts, size_t opts_size,
     free(setup);
     if (st == PGCW_OK)
         st = pgcw__sflight_new(&c->flights);
-    if (st == PGCW_OK && c->cfg.after_commit)
-        st = pgcw__notifier_new(&c->params, c->cfg.channel, &c->notifier);
+    if (st == PGCW_OK && c->cfg.notify_mode != PGCW_CACHE_NOTIFY_TRIGGER)
+        st = pgcw__notifier_new(
+            &c->params, c->cfg.channel,
+            c->cfg.notify_mode == PGCW_CACHE_NOTIFY_BACKGROUND,
+            c->cfg.statement_timeout_ms > 0 ? c->cfg.statement_timeout_ms : 10000, o.log,
+            o.log_ctx, &c->notifier);
     if (st == PGCW_OK && c->cfg.l1) {
         pgcw_l1_opts lo = {.max_entries = c->cfg.l1_max_entries,
                            .max_bytes = c->cfg.l1_max_bytes};
@@ -188,7 +192,8 @@ void pgcw_cache_stats_get_sized(pgcw_cache *c, pgcw_cache_stats *out, size_t out
         s.l1_bytes = ls.bytes;
     }
     if (c->notifier)
-        pgcw__notifier_counts(c->notifier, &s.notify_batches, &s.notify_sent);
+        pgcw__notifier_counts(c->notifier, &s.notify_batches, &s.notify_sent,
+                              &s.notify_failures);
     if (c->pool) {
         s.pool_size = pgcw__pool_size(c->pool);
         s.pool_open = pgcw__pool_open(c->pool);

@@ -43,10 +43,10 @@ typedef struct pgcw__cache_names {
 /* Validated settings with defaults applied. */
 typedef struct pgcw__cache_cfg {
     char channel[64];
-    char prefix[64];   /* folded to lower case, as PostgreSQL folds the unquoted names
-                        * postgres-cache pastes */
-    bool notify;       /* L1 evicted by notifications */
-    bool after_commit; /* this library's writes notify after commit, batched */
+    char prefix[64]; /* folded to lower case, as PostgreSQL folds the unquoted names
+                      * postgres-cache pastes */
+    bool notify;     /* L1 evicted by notifications */
+    pgcw_cache_notify_mode notify_mode;
     bool l1;
     size_t pool_size;
     size_t l1_max_entries, l1_max_bytes;
@@ -79,7 +79,7 @@ struct pgcw_cache {
     bool own_watcher;
     pgcw_sink *sink;
     pgcw__sflight *flights;
-    pgcw__notifier *notifier; /* notify_after_commit only */
+    pgcw__notifier *notifier; /* notify modes other than TRIGGER */
     pgcw__cache_counters n;
 };
 
@@ -170,7 +170,8 @@ typedef struct pgcw__cache_row {
 } pgcw__cache_row;
 pgcw_status pgcw__cache_row_take(const PGresult *res, pgcw__cache_row *row, bool peek);
 
-/* --- notify_after_commit (cache_notify.c) --------------------------------------------
+/* --- notifying after commit (cache_notify.c)
+ * --------------------------------------------
  */
 
 /* One written key to announce. Borrowed for the call. */
@@ -180,14 +181,19 @@ typedef struct pgcw__notice {
     int64_t version;
 } pgcw__notice;
 
+/* background: a thread of its own sends the batches (free sends what is queued);
+ * timeout_ms bounds each of its sends. log may be NULL. */
 pgcw_status pgcw__notifier_new(const pgcw__conn_params *params, const char *channel,
-                               pgcw__notifier **out);
+                               bool background, int64_t timeout_ms, pgcw_log_fn log,
+                               void *log_ctx, pgcw__notifier **out);
 void pgcw__notifier_free(pgcw__notifier *n);
 /* Sends the invalidations of items (committed writes), batched with other threads';
- * returns once they are sent, or the failure with its detail in err. */
+ * returns once they are sent (or, background, queued: items are copied), or the
+ * failure with its detail in err. */
 pgcw_status pgcw__notifier_send(pgcw__notifier *n, const pgcw__notice *items,
                                 size_t count, int64_t deadline, char *err, size_t errlen);
-void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent);
+void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent,
+                           uint64_t *failures);
 /* After a committed write: sends its invalidations when notify_after_commit is on
  * (PGCW_OK otherwise); a failure is the call's error. */
 pgcw_status pgcw__cache_announce(pgcw_cache *c, const char *what,

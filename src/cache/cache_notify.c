@@ -1,5 +1,6 @@
 /*
- * cache_notify.c - notify_after_commit: this library's writes skip the table's
+ * cache_notify.c - notifying after commit (PGCW_CACHE_NOTIFY_AFTER_COMMIT and
+ * _BACKGROUND): this library's writes skip the table's
  * trigger (their sessions carry pgcachewatch.cache_notify = 'client', which
  * migration 3's trigger checks) and send their invalidations right after commit,
  * batched across writes and threads, in postgres-cache's payload format.
@@ -12,8 +13,9 @@
  * How (flat combining): a writer adds itself to the pending list; if no batch is
  * being sent it becomes the sender, takes the whole list, sends it on the
  * notifier's own connection and wakes every writer in it; otherwise it waits for
- * the sender. A write returns only once its notification is sent, so
- * pgcw_cache_set()'s promise holds. Must never send a payload PostgreSQL would
+ * the sender; a write returns once its notification is sent. In the background
+ * mode a writer queues a copy of its notices and returns, and the notifier's
+ * thread is the only sender. Must never send a payload PostgreSQL would
  * refuse (over 7999 bytes: such keys are never in an L1) nor hold the lock while
  * doing I/O.
  */
@@ -27,7 +29,7 @@
 #include "core_util.h"
 
 typedef struct waiter {
-    const pgcw__notice *items;
+    const pgcw__notice *items; /* background: copies, in the same allocation */
     size_t n;
     pgcw_status status;
     bool done;
@@ -44,28 +46,51 @@ struct pgcw__notifier {
     bool sending;
     pgcw__conn conn; /* the sender's alone */
     bool ready;
-    uint64_t batches, sent; /* under mu */
+    uint64_t batches, sent, failures; /* under mu */
+    /* background mode */
+    bool background, stop;
+    pthread_t thread;
+    int64_t timeout_ms;
+    pgcw_log_fn log;
+    void *log_ctx;
 };
 
-void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent)
+void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent,
+                           uint64_t *failures)
 {
     pthread_mutex_lock(&n->mu);
     *batches = n->batches;
     *sent = n->sent;
+    *failures = n->failures;
     pthread_mutex_unlock(&n->mu);
 }
 
+static void *notifier_main(void *arg);
+
 pgcw_status pgcw__notifier_new(const pgcw__conn_params *params, const char *channel,
-                               pgcw__notifier **out)
+                               bool background, int64_t timeout_ms, pgcw_log_fn log,
+                               void *log_ctx, pgcw__notifier **out)
 {
     pgcw__notifier *n = calloc(1, sizeof *n);
     if (!n)
         return PGCW_ENOMEM;
     n->params = params;
     pgcw__errf(n->channel, sizeof n->channel, "%s", channel);
+    n->timeout_ms = timeout_ms;
+    n->log = log;
+    n->log_ctx = log_ctx;
     if (pthread_mutex_init(&n->mu, NULL) != 0 || pgcw__cond_init(&n->cv) != 0) {
         free(n);
         return PGCW_ENOMEM;
+    }
+    if (background) {
+        if (pthread_create(&n->thread, NULL, notifier_main, n) != 0) {
+            pthread_mutex_destroy(&n->mu);
+            pthread_cond_destroy(&n->cv);
+            free(n);
+            return PGCW_ESYS;
+        }
+        n->background = true;
     }
     *out = n;
     return PGCW_OK;
@@ -75,6 +100,13 @@ void pgcw__notifier_free(pgcw__notifier *n)
 {
     if (!n)
         return;
+    if (n->background) {
+        pthread_mutex_lock(&n->mu);
+        n->stop = true;
+        pthread_cond_broadcast(&n->cv);
+        pthread_mutex_unlock(&n->mu);
+        pthread_join(n->thread, NULL); /* it sends what is queued first */
+    }
     pgcw__conn_close(&n->conn);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
@@ -160,9 +192,81 @@ static pgcw_status send_batch(pgcw__notifier *n, waiter *list, int64_t deadline,
     return st;
 }
 
+/* The background thread: sends whatever is queued, batch after batch, until told
+ * to stop with nothing left. */
+static void *notifier_main(void *arg)
+{
+    pgcw__notifier *n = arg;
+    pthread_mutex_lock(&n->mu);
+    for (;;) {
+        while (!n->pending && !n->stop)
+            pthread_cond_wait(&n->cv, &n->mu);
+        if (!n->pending)
+            break;
+        waiter *batch = n->pending;
+        n->pending = NULL;
+        pthread_mutex_unlock(&n->mu);
+        char msg[512] = "";
+        pgcw_status st =
+            send_batch(n, batch, pgcw__deadline_in_ms(n->timeout_ms), msg, sizeof msg);
+        uint64_t count = 0;
+        for (waiter *w = batch, *next; w; w = next) {
+            next = w->next;
+            count += w->n;
+            free(w);
+        }
+        if (st != PGCW_OK)
+            pgcw__logf(n->log, n->log_ctx, PGCW_LOG_ERROR,
+                       "cache: %llu invalidations could not be sent (other clients may "
+                       "serve their copies until they expire): %s",
+                       (unsigned long long)count, msg);
+        pthread_mutex_lock(&n->mu);
+        n->batches += st == PGCW_OK;
+        if (st == PGCW_OK)
+            n->sent += count;
+        else
+            n->failures += count;
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+/* Background mode: queue a copy (notices and keys in one allocation). */
+static pgcw_status enqueue_copy(pgcw__notifier *n, const pgcw__notice *items,
+                                size_t count)
+{
+    size_t bytes = sizeof(waiter) + count * sizeof(pgcw__notice);
+    for (size_t i = 0; i < count; i++)
+        bytes += items[i].key_len;
+    waiter *w = malloc(bytes);
+    if (!w)
+        return PGCW_ENOMEM;
+    pgcw__notice *copy = (pgcw__notice *)(w + 1);
+    char *keys = (char *)(copy + count);
+    for (size_t i = 0; i < count; i++) {
+        if (items[i].key_len)
+            memcpy(keys, items[i].key, items[i].key_len);
+        copy[i] = (pgcw__notice){keys, items[i].key_len, items[i].version};
+        keys += items[i].key_len;
+    }
+    *w = (waiter){.items = copy, .n = count};
+    pthread_mutex_lock(&n->mu);
+    w->next = n->pending;
+    n->pending = w;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    return PGCW_OK;
+}
+
 pgcw_status pgcw__notifier_send(pgcw__notifier *n, const pgcw__notice *items,
                                 size_t count, int64_t deadline, char *err, size_t errlen)
 {
+    if (n->background) {
+        pgcw_status st = enqueue_copy(n, items, count);
+        if (st != PGCW_OK)
+            pgcw__errf(err, errlen, "out of memory queueing the invalidations");
+        return st;
+    }
     waiter me = {.items = items, .n = count};
     pthread_mutex_lock(&n->mu);
     me.next = n->pending;
@@ -186,7 +290,10 @@ pgcw_status pgcw__notifier_send(pgcw__notifier *n, const pgcw__notice *items,
             w->status = st;
             if (st != PGCW_OK)
                 pgcw__errf(w->err, sizeof w->err, "%s", msg);
-            n->sent += st == PGCW_OK ? w->n : 0;
+            if (st == PGCW_OK)
+                n->sent += w->n;
+            else
+                n->failures += w->n;
             w->done = true;
         }
         n->sending = false;

@@ -60,7 +60,13 @@ pgcw_status pgcw__cache_cfg_init(pgcw__cache_cfg *cfg, const pgcw_cache_opts *o,
     cfg->prefix[pxlen] = '\0';
     cfg->l1 = !o->disable_l1;
     cfg->notify = cfg->l1 && !o->disable_notify;
-    cfg->after_commit = o->notify_after_commit;
+    if (o->notify_mode != PGCW_CACHE_NOTIFY_TRIGGER &&
+        o->notify_mode != PGCW_CACHE_NOTIFY_AFTER_COMMIT &&
+        o->notify_mode != PGCW_CACHE_NOTIFY_BACKGROUND) {
+        pgcw__errf(why, whylen, "unknown notify_mode %d", (int)o->notify_mode);
+        return PGCW_EINVAL;
+    }
+    cfg->notify_mode = o->notify_mode;
     cfg->pool_size = o->pool_size ? o->pool_size : 4;
     cfg->l1_max_entries = o->l1_max_entries ? o->l1_max_entries : 4096;
     cfg->l1_max_bytes = o->l1_max_bytes ? o->l1_max_bytes : (size_t)64 << 20;
@@ -140,7 +146,8 @@ char *pgcw__cache_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache_names 
         (long long)(cfg->statement_timeout_ms > 0 ? cfg->statement_timeout_ms : 0),
         (long long)cfg->lock_timeout_ms);
     pgcw__buf_append(&b, "SET client_encoding = 'UTF8';\n");
-    if (cfg->after_commit) /* the trigger (migration 3) leaves these writes to us */
+    if (cfg->notify_mode != PGCW_CACHE_NOTIFY_TRIGGER) /* the trigger (migration 3) leaves
+                                                          these writes to us */
         pgcw__buf_append(&b, "SET pgcachewatch.cache_notify = 'client';\n");
     if (cfg->notify) {
         /* A client listening on another channel than the trigger's would never be

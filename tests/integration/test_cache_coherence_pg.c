@@ -289,6 +289,15 @@ static int count_notifications(PGconn *pg, int want, int64_t ms)
     return n;
 }
 
+static pgcw_status count_loads(void *ctx, const void *key, size_t key_len,
+                               pgcw_cache_result *r)
+{
+    (void)key;
+    (void)key_len;
+    ++*(int *)ctx;
+    return pgcw_cache_result_set(r, "loaded", 6);
+}
+
 typedef struct writer_arg {
     pgcw_cache *c;
     int id;
@@ -307,15 +316,19 @@ static void *many_writes(void *arg)
     return NULL;
 }
 
-/* notify_after_commit: our writes skip the trigger and are announced after commit,
- * one notification each, batched; other writers still notify from the trigger. */
-static void test_notify_after_commit(void **state)
+/* Notifying after commit: our writes skip the trigger and are announced after
+ * commit, one notification each, batched; other writers still notify from the
+ * trigger. */
+static void notify_after_commit(pgcw_cache_notify_mode mode, const char *prefix)
 {
-    (void)state;
-    cachetest_init("nac_");
-    pgcw_cache_opts wo = {.notify_after_commit = true, .pool_size = 8};
-    pgcw_cache *w = cachetest_new("nac_", &wo);
-    pgcw_cache *r = cachetest_new("nac_", NULL);
+    cachetest_init(prefix);
+    char table[64], insert[160];
+    snprintf(table, sizeof table, "%scache_entries", prefix);
+    snprintf(insert, sizeof insert,
+             "INSERT INTO %s (cache_key, value) VALUES ('sql', 'x')", table);
+    pgcw_cache_opts wo = {.notify_mode = mode, .pool_size = 8};
+    pgcw_cache *w = cachetest_new(prefix, &wo);
+    pgcw_cache *r = cachetest_new(prefix, NULL);
     PGconn *listener = pgtest_connect();
     pgtest_exec(listener, "LISTEN cache_events");
     cachetest_set(w, "k", "one", 60000);
@@ -325,14 +338,21 @@ static void test_notify_after_commit(void **state)
     cachetest_set(w, "k", "two", 60000);
     assert_true(cachetest_wait_value(r, "k", "two") < 5000);
     assert_int_equal(count_notifications(listener, 1, 300), 1);
-    /* Deletes and get_or_set writes are announced the same way. */
+    /* Deletes and get_or_set's writes are announced the same way. */
     assert_int_equal(pgcw_cache_delete(w, "k", 1), PGCW_OK);
     cachetest_wait_value(r, "k", NULL);
     assert_int_equal(count_notifications(listener, 1, 300), 1);
+    int loads = 0;
+    void *v = NULL;
+    size_t len = 0;
+    assert_int_equal(pgcw_cache_get_or_set(w, "gos", 3, 0, count_loads, &loads, &v, &len),
+                     PGCW_OK);
+    pgcw_free(v);
+    assert_int_equal(loads, 1);
+    assert_int_equal(count_notifications(listener, 1, 300), 1);
     /* A writer that is not this library: the trigger notifies. */
     PGconn *pg = pgtest_connect();
-    pgtest_exec(pg,
-                "INSERT INTO nac_cache_entries (cache_key, value) VALUES ('sql', 'x')");
+    pgtest_exec(pg, insert);
     assert_int_equal(count_notifications(listener, 1, 300), 1);
     /* Eight threads, 400 writes: one notification each, in fewer transactions. */
     pgcw_cache_stats before = cachetest_stats(w);
@@ -355,10 +375,25 @@ static void test_notify_after_commit(void **state)
                  (unsigned long long)batches);
     print_message("400 writes from 8 threads: %llu notify transactions\n",
                   (unsigned long long)batches);
+    /* Freeing the writer sends what it still has queued (BACKGROUND). */
+    cachetest_set(w, "last", "x", 60000);
+    pgcw_cache_free(w);
+    assert_int_equal(count_notifications(listener, 1, 1000), 1);
     PQfinish(pg);
     PQfinish(listener);
     pgcw_cache_free(r);
-    pgcw_cache_free(w);
+}
+
+static void test_notify_after_commit(void **state)
+{
+    (void)state;
+    notify_after_commit(PGCW_CACHE_NOTIFY_AFTER_COMMIT, "nac_");
+}
+
+static void test_notify_background(void **state)
+{
+    (void)state;
+    notify_after_commit(PGCW_CACHE_NOTIFY_BACKGROUND, "nbg_");
 }
 
 /* A client on another channel than the trigger's would never hear of a write: its
@@ -396,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_plain_sql_interop),
         cmocka_unit_test(test_wrong_channel_refused),
         cmocka_unit_test(test_notify_after_commit),
+        cmocka_unit_test(test_notify_background),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
