@@ -252,7 +252,11 @@ int main(int argc, char **argv)
     g_bench_prog = "bench_cache_inval";
     bench_cfg c = {.rounds = 1};
     long writes = 2000, warmup = 100, gap_us = 300;
+    const char *mode = "trigger";
     const bench_opt opts[] = {
+        {"notify-mode", "MODE",
+         "how A's writes notify: trigger (default), after-commit, background",
+         .str = &mode},
         {"writes", "N", "measured writes (default 2000)", .l = &writes, .min = 1,
          .max = 1e6},
         {"warmup", "N", "leading writes not measured (default 100)", .l = &warmup,
@@ -260,7 +264,14 @@ int main(int argc, char **argv)
         {"gap-us", "N", "pause before each write, N to 2N us (default 300)", .l = &gap_us,
          .min = 0, .max = 1e6},
     };
-    bench_parse(argc, argv, &c, opts, 3);
+    bench_parse(argc, argv, &c, opts, 4);
+    pgcw_cache_notify_mode nm = PGCW_CACHE_NOTIFY_TRIGGER;
+    if (strcmp(mode, "after-commit") == 0)
+        nm = PGCW_CACHE_NOTIFY_AFTER_COMMIT;
+    else if (strcmp(mode, "background") == 0)
+        nm = PGCW_CACHE_NOTIFY_BACKGROUND;
+    else if (strcmp(mode, "trigger") != 0)
+        bench_die("--notify-mode: trigger, after-commit or background, not %s", mode);
     if (c.quick) {
         writes = 50;
         warmup = 5;
@@ -311,6 +322,7 @@ int main(int argc, char **argv)
     }
     close(fds[1]);
 
+    o.notify_mode = nm; /* A's writes only; the reader's cache is the default */
     pgcw_cache *cache = bench_cache_new(&c, &o);
     uint64_t rng = 424242;
     char v[BENCH_VALUE_LEN];
