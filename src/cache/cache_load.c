@@ -31,12 +31,9 @@ pgcw_status pgcw_cache_result_set(pgcw_cache_result *r, const void *value, size_
 {
     if (!r || (!value && len > 0))
         return PGCW_EINVAL;
-    char *copy = malloc(len + 1);
+    char *copy = pgcw__strndup(len ? value : "", len); /* binary-safe */
     if (!copy)
         return PGCW_ENOMEM;
-    if (len)
-        memcpy(copy, value, len);
-    copy[len] = '\0';
     free(r->value);
     r->value = copy;
     r->len = len;

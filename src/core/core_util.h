@@ -22,6 +22,7 @@
 
 /* malloc'd copy of s (NULL on OOM or when s is NULL). */
 char *pgcw__strdup(const char *s);
+/* malloc'd copy of exactly n bytes of s (NULs included), NUL-terminated. */
 char *pgcw__strndup(const char *s, size_t n);
 
 /* snprintf into a fixed buffer, always NUL-terminated; buf may be NULL. */

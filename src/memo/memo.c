@@ -73,12 +73,9 @@ pgcw_status pgcw_memo_result_set(pgcw_memo_result *r, const void *value, size_t 
 {
     if (!r || (!value && len))
         return PGCW_EINVAL;
-    char *copy = malloc(len + 1);
+    char *copy = pgcw__strndup(len ? value : "", len); /* binary-safe */
     if (!copy)
         return PGCW_ENOMEM;
-    if (len)
-        memcpy(copy, value, len);
-    copy[len] = '\0';
     free(r->value);
     r->value = copy;
     r->len = len;
