@@ -396,6 +396,54 @@ static void test_notify_background(void **state)
     notify_after_commit(PGCW_CACHE_NOTIFY_BACKGROUND, "nbg_");
 }
 
+/* One watcher shared by two caches (and anything else): one LISTEN connection,
+ * and both L1s are evicted through it. */
+static void test_shared_watcher(void **state)
+{
+    (void)state;
+    cachetest_init("shared_");
+    PGconn *pg = pgtest_connect();
+    const char *listen_count = "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                               " current_database() AND query LIKE '%LISTEN %' AND pid <>"
+                               " pg_backend_pid()";
+    long long before = pgtest_query_int(pg, listen_count);
+    const char *channels[1] = {"cache_events"};
+    pgcw_watcher_opts wo = {.channels = channels, .n_channels = 1};
+    pgcw_conn_opts co = {.conninfo = pgtest_dsn()};
+    pgcw_watcher *w = NULL;
+    assert_int_equal(pgcw_watcher_new(&wo, &co, &w), PGCW_OK);
+    assert_int_equal(pgcw_watcher_start(w), PGCW_OK);
+    pgcw_cache_opts o = {.watcher = w};
+    pgcw_cache *a = cachetest_new("shared_", &o);
+    pgcw_cache *b = cachetest_new("shared_", &o);
+    pgcw_cache_opts wr = {.disable_l1 = true};
+    pgcw_cache *writer = cachetest_new("shared_", &wr);
+    assert_int_equal(pgtest_query_int(pg, listen_count), before + 1);
+    cachetest_set(writer, "k", "one", 60000);
+    /* Once the write's notification is in, a read fills each L1 and the next hits. */
+    wait_received(a, 1);
+    wait_received(b, 1);
+    pgcw_cache *both[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        free(cachetest_get(both[i], "k"));
+        uint64_t hits = cachetest_stats(both[i]).l1_hits;
+        char *v = cachetest_get(both[i], "k");
+        assert_string_equal(v, "one");
+        free(v);
+        assert_int_equal(cachetest_stats(both[i]).l1_hits, hits + 1);
+    }
+    cachetest_set(writer, "k", "two", 60000);
+    cachetest_wait_value(a, "k", "two");
+    cachetest_wait_value(b, "k", "two");
+    assert_true(cachetest_stats(a).invalidations_applied >= 1);
+    assert_true(cachetest_stats(b).invalidations_applied >= 1);
+    pgcw_cache_free(writer);
+    pgcw_cache_free(a);
+    pgcw_cache_free(b);
+    pgcw_watcher_free(w);
+    PQfinish(pg);
+}
+
 /* A client on another channel than the trigger's would never hear of a write: its
  * calls fail with the reason instead of serving stale copies. */
 static void test_wrong_channel_refused(void **state)
@@ -430,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_disable_notify),
         cmocka_unit_test(test_plain_sql_interop),
         cmocka_unit_test(test_wrong_channel_refused),
+        cmocka_unit_test(test_shared_watcher),
         cmocka_unit_test(test_notify_after_commit),
         cmocka_unit_test(test_notify_background),
     };

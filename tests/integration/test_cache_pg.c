@@ -431,6 +431,30 @@ static void test_keys(void **state)
     pgcw_cache_free(c);
 }
 
+/* A batch is one transaction: a statement the server refuses (an index entry too
+ * big for the btree) writes nothing of the batch. */
+static void test_batch_all_or_nothing(void **state)
+{
+    (void)state;
+    cachetest_init("atom_");
+    pgcw_cache *c = cachetest_new("atom_", NULL);
+    size_t n = 10 * 1024;
+    char *big = malloc(n);
+    uint64_t x = 88172645463325252ULL;
+    for (size_t i = 0; i < n; i++) { /* xorshift: letters that do not compress */
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big[i] = (char)('A' + (x % 58) % 26 + ((x >> 8) & 1) * 32);
+    }
+    pgcw_cache_entry e[2] = {{"good", 4, "v", 1, 0}, {big, n, "w", 1, 0}};
+    assert_int_equal(pgcw_cache_set_many(c, e, 2), PGCW_EQUERY);
+    assert_non_null(strstr(pgcw_cache_errmsg(c), "54000"));
+    assert_null(cachetest_get(c, "good"));
+    free(big);
+    pgcw_cache_free(c);
+}
+
 static pgcw_status loader_abc(void *ctx, const void *key, size_t key_len,
                               pgcw_cache_result *r)
 {
@@ -474,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_batches),
         cmocka_unit_test(test_ttl_server_clock),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_batch_all_or_nothing),
         cmocka_unit_test(test_null_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
