@@ -76,15 +76,18 @@ typedef struct pgcw__l1_queue {
     pgcw__l1_entry *head;
 } pgcw__l1_queue;
 
+/* The counters a fill does not bump (inserts and evictions sit with the state every
+ * fill writes, in pgcw__l1_shard). */
 typedef struct pgcw__l1_counters {
-    uint64_t inserts, evictions, expirations; /* every fill: first */
-    uint64_t hits, misses, refused, invalidations, deletes;
+    uint64_t expirations, hits, misses, refused, invalidations, deletes;
 } pgcw__l1_counters;
 
-/* Entries waiting to be freed: a list and the global epoch when its last member
- * was added (every member was unlinked before that). */
+/* Entries waiting to be freed: slab entries on head..tail, malloc'ed ones on big
+ * (sorted so at retire time, while the retiring core has their headers in its
+ * cache, so that freeing the batch later touches none of them), and the global
+ * epoch when the last member was added (every member was unlinked before that). */
 typedef struct pgcw__l1_limbo {
-    pgcw__l1_entry *head, *tail;
+    pgcw__l1_entry *head, *tail, *big;
     size_t n;
     uint64_t tag;
 } pgcw__l1_limbo;
@@ -102,15 +105,22 @@ typedef struct pgcw__l1_shard {
     bool payload_only; /* charge keys + values only (opts.charge_payload_only) */
     size_t cap_n, cap_bytes;
     /* Writers' state, under mu, ordered so that a fill (lock, push on the small
-     * queue, evict, retire, count) touches three cache lines, not four: each is
-     * one the other core may have written last. */
+     * queue, evict, retire, count, take a slot) writes three cache lines, each one
+     * the other core may well have written last: the mutex with the small queue's
+     * tail; the small queue's head, the live counts and the filling limbo; the two
+     * counters every fill bumps, the main queue and the slab's released slots.
+     * (With glibc's 40-byte mutex; checked in l1_shard.c. Before, a fill wrote
+     * four, one of them a slab free list: docs/l1.md, "Two threads, one L1".) */
     alignas(64) pthread_mutex_t mu;
-    pgcw__l1_queue small, main;
+    pgcw__l1_queue small;
     size_t live_n, live_bytes;
     pgcw__l1_limbo fresh; /* retired entries, filling */
+    alignas(64) uint64_t inserts;
+    uint64_t evictions;
+    pgcw__l1_queue main;
+    pgcw__l1_slab slab; /* where this shard's entries are carved (l1_slab.c) */
     pgcw__l1_counters ct;
     pgcw__l1_limbo aged; /* retired entries waiting for readers */
-    pgcw__l1_slab slab;  /* where this shard's entries are carved (l1_slab.c) */
 } pgcw__l1_shard;
 
 /* Per reader thread and cache: the epoch it entered at (0: not reading) and its
@@ -170,8 +180,10 @@ static inline void pgcw__l1_read_leave(pgcw__l1_reader *r)
 }
 
 /* Called with s->mu held after removing entries: adds the unlinked entries `dead`
- * (a qnext list) to the shard's limbo and moves whatever readers can no longer see
- * onto *to_free, which the caller frees after unlocking. */
+ * (a qnext list) to the shard's limbo; the slab entries readers can no longer see go
+ * back to the shard's slab at once (a constant-time splice); *to_free is set to the
+ * malloc'ed ones (or NULL), which the caller frees after unlocking
+ * (pgcw__l1_free_big). */
 void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
                      pgcw__l1_entry **to_free);
 

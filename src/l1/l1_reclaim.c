@@ -79,13 +79,21 @@ static bool readers_past(pgcw_l1 *c, uint64_t tag)
 void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
                      pgcw__l1_entry **to_free)
 {
+    *to_free = NULL;
     if (dead) {
         while (dead) {
             pgcw__l1_entry *next = dead->qnext;
-            dead->qnext = s->fresh.head;
-            s->fresh.head = dead;
-            if (!s->fresh.tail)
-                s->fresh.tail = dead;
+            /* The header is in this core's cache now (its remover just read it);
+             * by the time the batch is freed it may be in the other core's. */
+            if (pgcw__l1_slot_size(pgcw__l1_hdr(dead) + dead->klen + dead->vlen)) {
+                dead->qnext = s->fresh.head;
+                s->fresh.head = dead;
+                if (!s->fresh.tail)
+                    s->fresh.tail = dead;
+            } else {
+                dead->qnext = s->fresh.big;
+                s->fresh.big = dead;
+            }
             s->fresh.n++;
             dead = next;
         }
@@ -96,9 +104,10 @@ void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
     if (s->fresh.n < RETIRE_BATCH)
         return;
     if (s->aged.n && readers_past(c, s->aged.tag)) {
-        /* O(1): the entries are cold, walking them here would miss per entry. */
-        s->aged.tail->qnext = *to_free;
-        *to_free = s->aged.head;
+        /* O(1): the entries are cold, and walking them would miss on each one,
+         * often on a line the other core holds. */
+        pgcw__l1_slab_give(&s->slab, s->aged.head, s->aged.tail);
+        *to_free = s->aged.big;
         s->aged = (pgcw__l1_limbo){0};
     }
     if (s->aged.n == 0) {

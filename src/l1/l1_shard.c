@@ -11,6 +11,17 @@
 
 #include <stdlib.h>
 
+/* The layout l1_internal.h promises: a fill writes the mutex's line and the two
+ * after it, nothing else of the shard's but one slab free list at most. */
+_Static_assert(offsetof(pgcw__l1_shard, inserts) % 64 == 0 &&
+                   offsetof(pgcw__l1_shard, slab) + offsetof(pgcw__l1_slab, cur) <
+                       offsetof(pgcw__l1_shard, inserts) + 64,
+               "a fill's third line holds the counters, main queue and slab head");
+#if defined(__GLIBC__) && defined(__x86_64__)
+_Static_assert(offsetof(pgcw__l1_shard, inserts) == offsetof(pgcw__l1_shard, mu) + 128,
+               "mutex + small queue + live counts + fresh limbo fill two lines");
+#endif
+
 /* Lemire's fast range reduction: maps a 32-bit hash onto [0, n) without a divide,
  * so tables can be sized exactly (no power-of-two slack in the per-entry overhead). */
 static inline uint32_t fastrange(uint32_t x, uint32_t n)
@@ -85,8 +96,8 @@ void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
 {
     pgcw__l1_free_big(s->small.head);
     pgcw__l1_free_big(s->main.head);
-    pgcw__l1_free_big(s->fresh.head);
-    pgcw__l1_free_big(s->aged.head);
+    pgcw__l1_free_big(s->fresh.big);
+    pgcw__l1_free_big(s->aged.big);
     free(s->ghost);
     free((void *)s->gens);
     pthread_mutex_destroy(&s->mu);
@@ -215,7 +226,7 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
         if (from_small)
             ghost_add(s, h);
         pgcw__l1_kill(s, h, e);
-        s->ct.evictions++;
+        s->evictions++;
         bury(e, graveyard);
         return;
     }
@@ -294,11 +305,13 @@ void pgcw__l1_shard_clear(pgcw__l1_shard *s, pgcw__l1_entry **graveyard)
     /* Entries already waiting for readers go with them: the caller waits once. */
     pgcw__l1_limbo *lists[2] = {&s->fresh, &s->aged};
     for (int i = 0; i < 2; i++) {
-        while (lists[i]->head) {
-            pgcw__l1_entry *e = lists[i]->head;
-            lists[i]->head = e->qnext;
-            bury(e, graveyard);
-        }
+        pgcw__l1_entry *l[2] = {lists[i]->head, lists[i]->big};
+        for (int k = 0; k < 2; k++)
+            while (l[k]) {
+                pgcw__l1_entry *e = l[k];
+                l[k] = e->qnext;
+                bury(e, graveyard);
+            }
         *lists[i] = (pgcw__l1_limbo){0};
     }
     for (uint32_t i = 0; i < s->nbuckets; i++)
