@@ -203,17 +203,33 @@ static bool key_ok(const void *key, size_t klen)
     return key || klen == 0;
 }
 
+/* Copies n bytes; values of 8 to 32 bytes in two overlapping fixed-size copies the
+ * compiler inlines, instead of a call to memcpy (which was 11 of a hit's
+ * instructions plus the call). */
+static inline void copy_value(unsigned char *dst, const unsigned char *src, size_t n)
+{
+    if (n >= 16 && n <= 32) {
+        memcpy(dst, src, 16);
+        memcpy(dst + n - 16, src + n - 16, 16);
+    } else if (n >= 8 && n < 16) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n) {
+        memcpy(dst, src, n);
+    }
+}
+
 /* A hit's copy-out, shared by the locked and the lock-free get: reports the length,
  * copies the value if buf can hold it, and counts the access for S3-FIFO. The
- * caller holds the shard lock or is inside a read section. */
-static pgcw_status copy_out(pgcw__l1_entry *e, void *buf, size_t buf_len,
-                            size_t *value_len, int64_t *version)
+ * caller holds the shard lock or is inside a read section. Inline: it is a third
+ * of a hit. */
+static inline pgcw_status copy_out(pgcw__l1_entry *e, void *buf, size_t buf_len,
+                                   size_t *value_len, int64_t *version)
 {
     *value_len = e->vlen;
     if (e->vlen > buf_len)
         return PGCW_ETOOBIG;
-    if (e->vlen)
-        memcpy(buf, pgcw__l1_val(e), e->vlen);
+    copy_value(buf, pgcw__l1_val(e), e->vlen);
     if (version)
         *version = e->version;
     /* A lost increment between two lock-free readers only costs an access count. */

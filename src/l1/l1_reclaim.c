@@ -21,8 +21,8 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_key_t g_key;
 static bool g_key_ok;
 static _Atomic bool g_used[PGCW__L1_READERS];
-static _Atomic int g_hwm;             /* 1 + the highest slot ever claimed */
-static _Thread_local int t_slot = -2; /* -2: not claimed yet; -1: none free */
+static _Atomic int g_hwm;               /* 1 + the highest slot ever claimed */
+_Thread_local int pgcw__l1_t_slot = -2; /* -2: not claimed yet; -1: none free */
 
 static void release_slot(void *v)
 {
@@ -35,13 +35,10 @@ static void make_key(void)
     g_key_ok = pthread_key_create(&g_key, release_slot) == 0;
 }
 
-int pgcw__l1_reader_slot(void)
+int pgcw__l1_reader_claim(void)
 {
-    int s = t_slot;
-    if (s != -2)
-        return s;
     pthread_once(&g_once, make_key);
-    s = -1;
+    int s = -1;
     for (int i = 0; g_key_ok && i < PGCW__L1_READERS; i++) {
         bool f = false;
         if (!atomic_compare_exchange_strong_explicit(
@@ -59,7 +56,7 @@ int pgcw__l1_reader_slot(void)
         s = i;
         break;
     }
-    t_slot = s;
+    pgcw__l1_t_slot = s;
     return s;
 }
 

@@ -22,13 +22,6 @@ _Static_assert(offsetof(pgcw__l1_shard, inserts) == offsetof(pgcw__l1_shard, mu)
                "mutex + small queue + live counts + fresh limbo fill two lines");
 #endif
 
-/* Lemire's fast range reduction: maps a 32-bit hash onto [0, n) without a divide,
- * so tables can be sized exactly (no power-of-two slack in the per-entry overhead). */
-static inline uint32_t fastrange(uint32_t x, uint32_t n)
-{
-    return (uint32_t)(((uint64_t)x * n) >> 32);
-}
-
 size_t pgcw__l1_cost(size_t klen, size_t vlen, bool ttl)
 {
     /* The memory it really occupies plus its share of the bucket array (8 bytes)
@@ -103,19 +96,9 @@ void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
     pthread_mutex_destroy(&s->mu);
 }
 
-pgcw__l1_entry *pgcw__l1_find(pgcw__l1_shard *s, uint64_t h, const void *key, size_t klen)
-{
-    pgcw__l1_entry *e = atomic_load_explicit(
-        &s->buckets[fastrange((uint32_t)h, s->nbuckets)], memory_order_acquire);
-    for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire))
-        if (e->klen == klen && (klen == 0 || memcmp(pgcw__l1_key(e), key, klen) == 0))
-            return e;
-    return NULL;
-}
-
 void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e)
 {
-    _Atomic(pgcw__l1_entry *) *pp = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
+    _Atomic(pgcw__l1_entry *) *pp = pgcw__l1_bucket(s, h);
     pgcw__l1_entry *cur;
     while ((cur = atomic_load_explicit(pp, memory_order_relaxed)) != e)
         pp = &cur->hnext;
@@ -157,7 +140,7 @@ static pgcw__l1_entry *qpop(const pgcw__l1_shard *s, pgcw__l1_queue *q)
 static void ghost_slot(const pgcw__l1_shard *s, uint64_t h, uint32_t *idx, uint16_t *fp)
 {
     uint64_t g = h * 0x9E3779B97F4A7C15u;
-    *idx = fastrange((uint32_t)(g >> 32), s->nghost);
+    *idx = pgcw__l1_fastrange((uint32_t)(g >> 32), s->nghost);
     *fp = (uint16_t)((g >> 16) | 1u);
 }
 
@@ -281,7 +264,7 @@ void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost
     uint8_t fl = atomic_load_explicit(&e->flags, memory_order_relaxed) & PGCW__L1_TTL;
     atomic_store_explicit(&e->flags, (uint8_t)(fl | (to_main ? PGCW__L1_MAIN : 0)),
                           memory_order_relaxed);
-    _Atomic(pgcw__l1_entry *) *b = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
+    _Atomic(pgcw__l1_entry *) *b = pgcw__l1_bucket(s, h);
     atomic_store_explicit(&e->hnext, atomic_load_explicit(b, memory_order_relaxed),
                           memory_order_relaxed);
     /* Publishes the entry: its key, value and header are complete before this. */
