@@ -34,6 +34,10 @@
 #include "pgcw_testhook.h"
 #include "lru_sim.h"
 #include "ref_map.h"
+#ifdef PGCW_BENCH_C2C
+#include "c2c/c2c_sim.h"
+#endif
+
 #define KEY_LEN 16
 #define VAL_LEN 32
 
@@ -482,6 +486,37 @@ static double throughput(uint64_t cap, const trace *traces, int threads, bool sh
     return ops / secs;
 }
 
+#ifdef PGCW_BENCH_C2C
+/* bench/c2c/run.sh: instead of timing, two CPUs take turns op by op on one cache
+ * (one thread tells the coherence simulator which CPU runs each op, and swaps in a
+ * reader slot of each CPU's own), after a warm-up pass of trace 0, and the
+ * simulator reports the cache lines they moved between them. */
+static void c2c_interleave(uint64_t cap, const trace *t)
+{
+    pgcw_l1 *c = mixed_cache(cap, 0);
+    uint64_t gets = 0, hits = 0;
+    c2c_cpu(0);
+    run_trace(c, &t[0], &gets, &hits);
+    int slot[2] = {pgcw__l1_reader_slot(), -1};
+    pgcw__l1_t_slot = -2;
+    slot[1] = pgcw__l1_reader_claim();
+    gets = hits = 0;
+    c2c_begin();
+    for (size_t i = 0; i < t[0].n && i < t[1].n; i++) {
+        for (int cpu = 0; cpu < 2; cpu++) {
+            c2c_cpu(cpu);
+            pgcw__l1_t_slot = slot[cpu];
+            run_op(c, t[cpu].ids[i], &gets, &hits);
+        }
+    }
+    c2c_end();
+    printf("  hit ratio %.4f\n", (double)hits / (double)gets);
+    c2c_l1_watch(c);
+    c2c_report(stdout, 2 * t[0].n, c2c_l1_name);
+    pgcw_l1_free(c);
+}
+#endif
+
 static double sim_ratio(const trace *t, uint32_t cap,
                         bool (*access)(sim *, uint64_t, bool))
 {
@@ -530,6 +565,10 @@ static void mixed_throughput(uint64_t cap, const trace *t)
 {
     if (g_ratios_only)
         return;
+#ifdef PGCW_BENCH_C2C
+    c2c_interleave(cap, t);
+    return;
+#endif
     double w1[5], w2[5], wp[5], c1[5], c2[5], cp[5];
     for (int rep = 0; rep < 5; rep++) {
         w1[rep] = throughput(cap, t, 1, true, &c1[rep]);
