@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "l1_hash.h"
 #include "l1_slab.h"
 #include "pgcachewatch/l1.h"
 
@@ -76,15 +77,18 @@ typedef struct pgcw__l1_queue {
     pgcw__l1_entry *head;
 } pgcw__l1_queue;
 
+/* The counters a fill does not bump (inserts and evictions sit with the state every
+ * fill writes, in pgcw__l1_shard). */
 typedef struct pgcw__l1_counters {
-    uint64_t inserts, evictions, expirations; /* every fill: first */
-    uint64_t hits, misses, refused, invalidations, deletes;
+    uint64_t expirations, hits, misses, refused, invalidations, deletes;
 } pgcw__l1_counters;
 
-/* Entries waiting to be freed: a list and the global epoch when its last member
- * was added (every member was unlinked before that). */
+/* Entries waiting to be freed: slab entries on head..tail, malloc'ed ones on big
+ * (sorted so at retire time, while the retiring core has their headers in its
+ * cache, so that freeing the batch later touches none of them), and the global
+ * epoch when the last member was added (every member was unlinked before that). */
 typedef struct pgcw__l1_limbo {
-    pgcw__l1_entry *head, *tail;
+    pgcw__l1_entry *head, *tail, *big;
     size_t n;
     uint64_t tag;
 } pgcw__l1_limbo;
@@ -102,15 +106,22 @@ typedef struct pgcw__l1_shard {
     bool payload_only; /* charge keys + values only (opts.charge_payload_only) */
     size_t cap_n, cap_bytes;
     /* Writers' state, under mu, ordered so that a fill (lock, push on the small
-     * queue, evict, retire, count) touches three cache lines, not four: each is
-     * one the other core may have written last. */
+     * queue, evict, retire, count, take a slot) writes three cache lines, each one
+     * the other core may well have written last: the mutex with the small queue's
+     * tail; the small queue's head, the live counts and the filling limbo; the two
+     * counters every fill bumps, the main queue and the slab's released slots.
+     * (With glibc's 40-byte mutex; checked in l1_shard.c. Before, a fill wrote
+     * four, one of them a slab free list: docs/l1.md, "Two threads, one L1".) */
     alignas(64) pthread_mutex_t mu;
-    pgcw__l1_queue small, main;
+    pgcw__l1_queue small;
     size_t live_n, live_bytes;
     pgcw__l1_limbo fresh; /* retired entries, filling */
+    alignas(64) uint64_t inserts;
+    uint64_t evictions;
+    pgcw__l1_queue main;
+    pgcw__l1_slab slab; /* where this shard's entries are carved (l1_slab.c) */
     pgcw__l1_counters ct;
     pgcw__l1_limbo aged; /* retired entries waiting for readers */
-    pgcw__l1_slab slab;  /* where this shard's entries are carved (l1_slab.c) */
 } pgcw__l1_shard;
 
 /* Per reader thread and cache: the epoch it entered at (0: not reading) and its
@@ -146,8 +157,14 @@ struct pgcw_l1 {
 /* --- l1_reclaim.c ------------------------------------------------------------ */
 
 /* This thread's reader slot (claimed on first use, released at thread exit), or -1
- * if all are taken. */
-int pgcw__l1_reader_slot(void);
+ * if all are taken. Inline: a hit asks on every call. */
+extern _Thread_local int pgcw__l1_t_slot; /* -2: not claimed yet */
+int pgcw__l1_reader_claim(void);
+static inline int pgcw__l1_reader_slot(void)
+{
+    int s = pgcw__l1_t_slot;
+    return s != -2 ? s : pgcw__l1_reader_claim();
+}
 
 /* Enters / leaves a lock-free read on c as reader slot r. Between the two, every
  * entry reached through the hash chains stays allocated. */
@@ -170,8 +187,10 @@ static inline void pgcw__l1_read_leave(pgcw__l1_reader *r)
 }
 
 /* Called with s->mu held after removing entries: adds the unlinked entries `dead`
- * (a qnext list) to the shard's limbo and moves whatever readers can no longer see
- * onto *to_free, which the caller frees after unlocking. */
+ * (a qnext list) to the shard's limbo; the slab entries readers can no longer see go
+ * back to the shard's slab at once (a constant-time splice); *to_free is set to the
+ * malloc'ed ones (or NULL), which the caller frees after unlocking
+ * (pgcw__l1_free_big). */
 void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
                      pgcw__l1_entry **to_free);
 
@@ -179,11 +198,49 @@ void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
  * Never called with a lock held. */
 void pgcw__l1_synchronize(pgcw_l1 *c);
 
-uint64_t pgcw__l1_hash(uint64_t seed, const void *key, size_t len);
-
 static inline pgcw__l1_shard *pgcw__l1_shard_of(pgcw_l1 *c, uint64_t h)
 {
     return c->nshards == 1 ? c->shards : &c->shards[h >> c->shard_shift];
+}
+
+/* Lemire's fast range reduction: maps a 32-bit hash onto [0, n) without a divide,
+ * so tables can be sized exactly (no power-of-two slack in the per-entry overhead). */
+static inline uint32_t pgcw__l1_fastrange(uint32_t x, uint32_t n)
+{
+    return (uint32_t)(((uint64_t)x * n) >> 32);
+}
+
+static inline _Atomic(pgcw__l1_entry *) *pgcw__l1_bucket(pgcw__l1_shard *s, uint64_t h)
+{
+    return &s->buckets[pgcw__l1_fastrange((uint32_t)h, s->nbuckets)];
+}
+
+/* Key equality; keys of 8 to 16 bytes (the common case) in two overlapping word
+ * compares instead of a call to memcmp. */
+static inline bool pgcw__l1_key_eq(const unsigned char *a, const void *b, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        const unsigned char *q = b;
+        uint64_t a0, b0, a1, b1;
+        memcpy(&a0, a, 8);
+        memcpy(&b0, q, 8);
+        memcpy(&a1, a + n - 8, 8);
+        memcpy(&b1, q + n - 8, 8);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    return n == 0 || memcmp(a, b, n) == 0;
+}
+
+/* The live entry for key, or NULL: with s->mu held, or lock-free inside a read
+ * (pgcw__l1_read_enter). Inline: it is most of a hit. */
+static inline pgcw__l1_entry *pgcw__l1_find(pgcw__l1_shard *s, uint64_t h,
+                                            const void *key, size_t klen)
+{
+    pgcw__l1_entry *e = atomic_load_explicit(pgcw__l1_bucket(s, h), memory_order_acquire);
+    for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire))
+        if (e->klen == klen && pgcw__l1_key_eq(pgcw__l1_key(e), key, klen))
+            return e;
+    return NULL;
 }
 
 /* Bytes the cache has mapped outside malloc (slab chunks, a big bucket region):
@@ -203,10 +260,6 @@ pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_byte
 /* Frees the malloc'ed entries and the tables it allocated (slab slots go with the
  * cache's pool). */
 void pgcw__l1_shard_destroy(pgcw__l1_shard *s);
-
-/* The live entry for key, or NULL. */
-pgcw__l1_entry *pgcw__l1_find(pgcw__l1_shard *s, uint64_t h, const void *key,
-                              size_t klen);
 
 /* Unlinks a live entry from the table and marks it DEAD; it stays in its queue and
  * in the held counts until reclaimed. */

@@ -21,8 +21,8 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_key_t g_key;
 static bool g_key_ok;
 static _Atomic bool g_used[PGCW__L1_READERS];
-static _Atomic int g_hwm;             /* 1 + the highest slot ever claimed */
-static _Thread_local int t_slot = -2; /* -2: not claimed yet; -1: none free */
+static _Atomic int g_hwm;               /* 1 + the highest slot ever claimed */
+_Thread_local int pgcw__l1_t_slot = -2; /* -2: not claimed yet; -1: none free */
 
 static void release_slot(void *v)
 {
@@ -35,13 +35,10 @@ static void make_key(void)
     g_key_ok = pthread_key_create(&g_key, release_slot) == 0;
 }
 
-int pgcw__l1_reader_slot(void)
+int pgcw__l1_reader_claim(void)
 {
-    int s = t_slot;
-    if (s != -2)
-        return s;
     pthread_once(&g_once, make_key);
-    s = -1;
+    int s = -1;
     for (int i = 0; g_key_ok && i < PGCW__L1_READERS; i++) {
         bool f = false;
         if (!atomic_compare_exchange_strong_explicit(
@@ -59,7 +56,7 @@ int pgcw__l1_reader_slot(void)
         s = i;
         break;
     }
-    t_slot = s;
+    pgcw__l1_t_slot = s;
     return s;
 }
 
@@ -79,13 +76,21 @@ static bool readers_past(pgcw_l1 *c, uint64_t tag)
 void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
                      pgcw__l1_entry **to_free)
 {
+    *to_free = NULL;
     if (dead) {
         while (dead) {
             pgcw__l1_entry *next = dead->qnext;
-            dead->qnext = s->fresh.head;
-            s->fresh.head = dead;
-            if (!s->fresh.tail)
-                s->fresh.tail = dead;
+            /* The header is in this core's cache now (its remover just read it);
+             * by the time the batch is freed it may be in the other core's. */
+            if (pgcw__l1_slot_size(pgcw__l1_hdr(dead) + dead->klen + dead->vlen)) {
+                dead->qnext = s->fresh.head;
+                s->fresh.head = dead;
+                if (!s->fresh.tail)
+                    s->fresh.tail = dead;
+            } else {
+                dead->qnext = s->fresh.big;
+                s->fresh.big = dead;
+            }
             s->fresh.n++;
             dead = next;
         }
@@ -96,9 +101,10 @@ void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
     if (s->fresh.n < RETIRE_BATCH)
         return;
     if (s->aged.n && readers_past(c, s->aged.tag)) {
-        /* O(1): the entries are cold, walking them here would miss per entry. */
-        s->aged.tail->qnext = *to_free;
-        *to_free = s->aged.head;
+        /* O(1): the entries are cold, and walking them would miss on each one,
+         * often on a line the other core holds. */
+        pgcw__l1_slab_give(&s->slab, s->aged.head, s->aged.tail);
+        *to_free = s->aged.big;
         s->aged = (pgcw__l1_limbo){0};
     }
     if (s->aged.n == 0) {

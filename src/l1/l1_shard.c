@@ -11,12 +11,16 @@
 
 #include <stdlib.h>
 
-/* Lemire's fast range reduction: maps a 32-bit hash onto [0, n) without a divide,
- * so tables can be sized exactly (no power-of-two slack in the per-entry overhead). */
-static inline uint32_t fastrange(uint32_t x, uint32_t n)
-{
-    return (uint32_t)(((uint64_t)x * n) >> 32);
-}
+/* The layout l1_internal.h promises: a fill writes the mutex's line and the two
+ * after it, nothing else of the shard's but one slab free list at most. */
+_Static_assert(offsetof(pgcw__l1_shard, inserts) % 64 == 0 &&
+                   offsetof(pgcw__l1_shard, slab) + offsetof(pgcw__l1_slab, cur) <
+                       offsetof(pgcw__l1_shard, inserts) + 64,
+               "a fill's third line holds the counters, main queue and slab head");
+#if defined(__GLIBC__) && defined(__x86_64__)
+_Static_assert(offsetof(pgcw__l1_shard, inserts) == offsetof(pgcw__l1_shard, mu) + 128,
+               "mutex + small queue + live counts + fresh limbo fill two lines");
+#endif
 
 size_t pgcw__l1_cost(size_t klen, size_t vlen, bool ttl)
 {
@@ -85,26 +89,16 @@ void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
 {
     pgcw__l1_free_big(s->small.head);
     pgcw__l1_free_big(s->main.head);
-    pgcw__l1_free_big(s->fresh.head);
-    pgcw__l1_free_big(s->aged.head);
+    pgcw__l1_free_big(s->fresh.big);
+    pgcw__l1_free_big(s->aged.big);
     free(s->ghost);
     free((void *)s->gens);
     pthread_mutex_destroy(&s->mu);
 }
 
-pgcw__l1_entry *pgcw__l1_find(pgcw__l1_shard *s, uint64_t h, const void *key, size_t klen)
-{
-    pgcw__l1_entry *e = atomic_load_explicit(
-        &s->buckets[fastrange((uint32_t)h, s->nbuckets)], memory_order_acquire);
-    for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire))
-        if (e->klen == klen && (klen == 0 || memcmp(pgcw__l1_key(e), key, klen) == 0))
-            return e;
-    return NULL;
-}
-
 void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e)
 {
-    _Atomic(pgcw__l1_entry *) *pp = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
+    _Atomic(pgcw__l1_entry *) *pp = pgcw__l1_bucket(s, h);
     pgcw__l1_entry *cur;
     while ((cur = atomic_load_explicit(pp, memory_order_relaxed)) != e)
         pp = &cur->hnext;
@@ -146,7 +140,7 @@ static pgcw__l1_entry *qpop(const pgcw__l1_shard *s, pgcw__l1_queue *q)
 static void ghost_slot(const pgcw__l1_shard *s, uint64_t h, uint32_t *idx, uint16_t *fp)
 {
     uint64_t g = h * 0x9E3779B97F4A7C15u;
-    *idx = fastrange((uint32_t)(g >> 32), s->nghost);
+    *idx = pgcw__l1_fastrange((uint32_t)(g >> 32), s->nghost);
     *fp = (uint16_t)((g >> 16) | 1u);
 }
 
@@ -215,7 +209,7 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
         if (from_small)
             ghost_add(s, h);
         pgcw__l1_kill(s, h, e);
-        s->ct.evictions++;
+        s->evictions++;
         bury(e, graveyard);
         return;
     }
@@ -270,7 +264,7 @@ void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost
     uint8_t fl = atomic_load_explicit(&e->flags, memory_order_relaxed) & PGCW__L1_TTL;
     atomic_store_explicit(&e->flags, (uint8_t)(fl | (to_main ? PGCW__L1_MAIN : 0)),
                           memory_order_relaxed);
-    _Atomic(pgcw__l1_entry *) *b = &s->buckets[fastrange((uint32_t)h, s->nbuckets)];
+    _Atomic(pgcw__l1_entry *) *b = pgcw__l1_bucket(s, h);
     atomic_store_explicit(&e->hnext, atomic_load_explicit(b, memory_order_relaxed),
                           memory_order_relaxed);
     /* Publishes the entry: its key, value and header are complete before this. */
@@ -294,11 +288,13 @@ void pgcw__l1_shard_clear(pgcw__l1_shard *s, pgcw__l1_entry **graveyard)
     /* Entries already waiting for readers go with them: the caller waits once. */
     pgcw__l1_limbo *lists[2] = {&s->fresh, &s->aged};
     for (int i = 0; i < 2; i++) {
-        while (lists[i]->head) {
-            pgcw__l1_entry *e = lists[i]->head;
-            lists[i]->head = e->qnext;
-            bury(e, graveyard);
-        }
+        pgcw__l1_entry *l[2] = {lists[i]->head, lists[i]->big};
+        for (int k = 0; k < 2; k++)
+            while (l[k]) {
+                pgcw__l1_entry *e = l[k];
+                l[k] = e->qnext;
+                bury(e, graveyard);
+            }
         *lists[i] = (pgcw__l1_limbo){0};
     }
     for (uint32_t i = 0; i < s->nbuckets; i++)

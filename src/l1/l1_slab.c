@@ -134,8 +134,28 @@ static void push_free(pgcw__l1_slab *s, void *slot, size_t size)
     POISON(e, size);
 }
 
+/* Bytes the entry occupies: its slot, or 0 if malloc'ed. */
+static size_t entry_slot(const pgcw__l1_entry *e)
+{
+    return pgcw__l1_slot_size(pgcw__l1_hdr(e) + e->klen + e->vlen);
+}
+
 void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, size_t size)
 {
+    /* Released entries first: in a workload of one size the first one fits. */
+    while (s->unsorted) {
+        pgcw__l1_entry *e = s->unsorted;
+        UNPOISON(e, sizeof(*e));
+        size_t have = entry_slot(e);
+        s->unsorted = e->qnext;
+        if (e->qnext)
+            __builtin_prefetch(e->qnext, 1);
+        if (have == size) {
+            UNPOISON(e, size);
+            return e;
+        }
+        push_free(s, e, have);
+    }
     pgcw__l1_entry *e = s->free[size / 8];
     if (e) {
         UNPOISON(e, size);
@@ -177,10 +197,21 @@ size_t pgcw__l1_pool_run(const pgcw__l1_pool *p)
     return p->huge ? HUGE_RUN : SMALL_RUN;
 }
 
-/* Bytes the entry occupies: its slot, or 0 if malloc'ed. */
-static size_t entry_slot(const pgcw__l1_entry *e)
+void pgcw__l1_slab_give(pgcw__l1_slab *s, pgcw__l1_entry *head, pgcw__l1_entry *tail)
 {
-    return pgcw__l1_slot_size(pgcw__l1_hdr(e) + e->klen + e->vlen);
+    if (!head)
+        return;
+#ifdef PGCW__ASAN
+    for (pgcw__l1_entry *e = head, *next; e; e = next) {
+        next = e->qnext;
+        POISON((unsigned char *)e + sizeof(*e), entry_slot(e) - sizeof(*e));
+        if (e != tail)
+            POISON(e, sizeof(*e));
+    }
+#endif
+    tail->qnext = s->unsorted;
+    POISON(tail, sizeof(*tail));
+    s->unsorted = head;
 }
 
 void pgcw__l1_slab_sort(pgcw__l1_entry *list, pgcw__l1_sorted *out)

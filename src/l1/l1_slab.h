@@ -33,6 +33,10 @@ typedef struct pgcw__l1_pool {
 } pgcw__l1_pool;
 
 typedef struct pgcw__l1_slab {
+    /* Released entries of any size, their headers intact (pgcw__l1_slab_give):
+     * sorted into the free lists only as allocation pops them, so releasing a batch
+     * touches none of its cold entries. First, with cur: a fill's line. */
+    struct pgcw__l1_entry *unsorted;
     unsigned char *cur, *end; /* what is left of the shard's current run */
     unsigned char *spare;     /* a whole run, installed when cur..end runs out */
     size_t run;               /* bytes per run (pgcw__l1_pool_run) */
@@ -63,9 +67,17 @@ void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, size_t size);
  * (the caller hands `run` back to the pool after unlocking). */
 bool pgcw__l1_slab_add(pgcw__l1_slab *s, unsigned char *run);
 
-/* Freeing a list of entries (linked through qnext) back to a shard's slab in two
- * steps, so the cold walk over them runs without the lock: sort (no lock; frees the
- * malloc'ed ones), then splice (under the shard mutex, O(size classes)). */
+/* Under the shard mutex: hands back the slab entries head..tail (linked through
+ * qnext, none malloc'ed, no reader able to reach them) in constant time: they are
+ * sorted by size only as pgcw__l1_slab_alloc pops them, when their lines are about
+ * to be written anyway. (Under ASan it walks them to poison them.) */
+void pgcw__l1_slab_give(pgcw__l1_slab *s, struct pgcw__l1_entry *head,
+                        struct pgcw__l1_entry *tail);
+
+/* Freeing a list of entries of unknown kinds (linked through qnext) back to a
+ * shard's slab in two steps, so the cold walk over them runs without the lock: sort
+ * (no lock; frees the malloc'ed ones), then splice (under the shard mutex, O(size
+ * classes)). For clear, which has every kind mixed. */
 typedef struct pgcw__l1_sorted {
     struct pgcw__l1_entry *head[PGCW__L1_SLAB_CLASSES], *tail[PGCW__L1_SLAB_CLASSES];
     bool any;
