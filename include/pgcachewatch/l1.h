@@ -25,9 +25,12 @@
  * removes everything and bumps the epoch. A reader that misses takes a ticket with
  * pgcw_l1_ticket_take() *before* it queries PostgreSQL and stores the answer with
  * pgcw_l1_fill(): the fill is refused (counted, not an error) if, since the ticket,
- * the key's slot saw a set, delete or invalidate, or the cache was cleared. Slots
- * are shared by a few keys, so an unrelated key can occasionally refuse a fill: a
- * lost fill, never a stale one.
+ * the key's slot saw a set or delete, or the cache was cleared, or an invalidate
+ * that may have been of a newer version than the fill's (the slot's highest
+ * invalidated version ever is above it): a writer's fill of version v survives
+ * the notification of its own write (v), arriving first. Slots are shared by a
+ * few keys, so an unrelated key can occasionally refuse a fill: a lost fill, never
+ * a stale one.
  *
  * Threads. Every function is thread-safe except pgcw_l1_free(). Each shard has its
  * own lock; there is no global lock on any path. The clock callback is the only
@@ -155,7 +158,8 @@ pgcw_status pgcw_l1_fill(pgcw_l1 *c, const pgcw_l1_ticket *ticket, const void *k
                          size_t key_len, const void *value, size_t value_len,
                          int64_t version, int64_t ttl_us, bool *stored);
 
-/* Removes key if its entry's version is < version; outdates pending tickets on the
+/* Removes key if its entry's version is < version; outdates pending tickets for
+ * fills of versions below the slot's highest invalidated one (top of file) on the
  * key's slot either way. Returns PGCW_OK (removed) or PGCW_ENOTFOUND (nothing to
  * remove), PGCW_EINVAL. */
 pgcw_status pgcw_l1_invalidate(pgcw_l1 *c, const void *key, size_t key_len,

@@ -155,7 +155,7 @@ static void release(pgcw__l1_shard *s, pgcw__l1_entry *e)
     pthread_mutex_unlock(&s->mu);
 }
 
-static _Atomic uint32_t *gen_of(pgcw__l1_shard *s, uint64_t h)
+static pgcw__l1_gen *gen_of(pgcw__l1_shard *s, uint64_t h)
 {
     return &s->gens[(h >> 32) & s->gmask];
 }
@@ -494,7 +494,7 @@ pgcw_status pgcw_l1_set(pgcw_l1 *c, const void *key, size_t key_len, const void 
             return st;
     }
     pgcw__l1_entry *old = pgcw__l1_find(p.s, p.h, key, key_len);
-    atomic_fetch_add_explicit(gen_of(p.s, p.h), 1, memory_order_release);
+    atomic_fetch_add_explicit(&gen_of(p.s, p.h)->hard, 1, memory_order_release);
     store_locked(&p, old, &graveyard);
     unlock_retire(c, p.s, graveyard);
     return PGCW_OK;
@@ -507,7 +507,10 @@ void pgcw_l1_ticket_take(pgcw_l1 *c, const void *key, size_t key_len,
     pgcw__l1_shard *s = pgcw__l1_shard_of(c, h);
     ticket->priv_[0] = atomic_load_explicit(&c->epoch, memory_order_acquire);
     ticket->priv_[1] = h;
-    ticket->priv_[2] = atomic_load_explicit(gen_of(s, h), memory_order_acquire);
+    pgcw__l1_gen *g = gen_of(s, h);
+    uint64_t hard = atomic_load_explicit(&g->hard, memory_order_acquire);
+    uint64_t soft = atomic_load_explicit(&g->soft, memory_order_acquire);
+    ticket->priv_[2] = hard | soft << 32;
 }
 
 pgcw_status pgcw_l1_fill(pgcw_l1 *c, const pgcw_l1_ticket *ticket, const void *key,
@@ -528,10 +531,18 @@ pgcw_status pgcw_l1_fill(pgcw_l1 *c, const pgcw_l1_ticket *ticket, const void *k
     pgcw__l1_entry *old;
     for (;;) {
         old = lock_find(c, p.s, p.h, key, key_len);
+        /* Under the shard lock, which every generation change holds too. An
+         * invalidation since the ticket refuses the fill only if it may have been
+         * of a newer version than the fill's (the slot's highest ever is above it):
+         * a writer's own notification, arriving before its fill, does not. */
+        pgcw__l1_gen *g = gen_of(p.s, p.h);
+        uint32_t hard = atomic_load_explicit(&g->hard, memory_order_relaxed);
+        uint32_t soft = atomic_load_explicit(&g->soft, memory_order_relaxed);
         bool fresh =
             atomic_load_explicit(&c->epoch, memory_order_acquire) == ticket->priv_[0] &&
-            atomic_load_explicit(gen_of(p.s, p.h), memory_order_acquire) ==
-                ticket->priv_[2];
+            hard == (uint32_t)ticket->priv_[2] &&
+            (soft == (uint32_t)(ticket->priv_[2] >> 32) ||
+             atomic_load_explicit(&g->inv_max, memory_order_relaxed) <= version);
         if (!fresh || (old && old->version > version)) {
             p.s->ct.refused++;
             pthread_mutex_unlock(&p.s->mu);
@@ -562,7 +573,14 @@ static pgcw_status remove_key(pgcw_l1 *c, const void *key, size_t klen, int64_t 
     uint64_t h = pgcw__l1_hash(c->seed, key, klen);
     pgcw__l1_shard *s = pgcw__l1_shard_of(c, h);
     pgcw__l1_entry *e = lock_find(c, s, h, key, klen);
-    atomic_fetch_add_explicit(gen_of(s, h), 1, memory_order_release);
+    pgcw__l1_gen *g = gen_of(s, h);
+    if (how == BY_DELETE) {
+        atomic_fetch_add_explicit(&g->hard, 1, memory_order_release);
+    } else {
+        if (atomic_load_explicit(&g->inv_max, memory_order_relaxed) < version)
+            atomic_store_explicit(&g->inv_max, version, memory_order_relaxed);
+        atomic_fetch_add_explicit(&g->soft, 1, memory_order_release);
+    }
     pgcw_status st = PGCW_ENOTFOUND;
     if (e && (how == BY_DELETE || e->version < version)) {
         pgcw__l1_kill(s, h, e);

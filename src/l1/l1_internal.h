@@ -93,15 +93,23 @@ typedef struct pgcw__l1_limbo {
     uint64_t tag;
 } pgcw__l1_limbo;
 
+/* A slot's fill generations (tickets, l1.h). Written under the shard lock; read
+ * lock-free by pgcw_l1_ticket_take(). */
+typedef struct pgcw__l1_gen {
+    _Atomic uint32_t hard;   /* sets and deletes: outdate every ticket */
+    _Atomic uint32_t soft;   /* invalidations: outdate tickets of older versions */
+    _Atomic int64_t inv_max; /* the highest version ever invalidated on the slot */
+} pgcw__l1_gen;
+
 typedef struct pgcw__l1_shard {
     /* Set at creation, then only read: lock-free readers need these, so they
      * share no cache line with anything a writer stores to. */
     alignas(64) _Atomic(pgcw__l1_entry *) *buckets;
     uint32_t nbuckets;
     uint32_t gmask;
-    _Atomic uint32_t *gens; /* fill generations per slot; gmask + 1 slots */
-    uint64_t seed;          /* the cache's hash seed, to rehash entries being evicted */
-    uint16_t *ghost; /* fingerprints of keys recently evicted from the small queue */
+    pgcw__l1_gen *gens; /* fill generations per slot; gmask + 1 slots */
+    uint64_t seed;      /* the cache's hash seed, to rehash entries being evicted */
+    uint16_t *ghost;    /* fingerprints of keys recently evicted from the small queue */
     uint32_t nghost;
     bool payload_only; /* charge keys + values only (opts.charge_payload_only) */
     size_t cap_n, cap_bytes;

@@ -153,6 +153,38 @@ static void test_invalidate_absent_key_refuses(void **state)
     pgcw_l1_free(c);
 }
 
+/* An invalidation of version v outdates fills of older versions only: a writer's
+ * own notification (v), arriving before its fill of v, does not refuse it; a newer
+ * one still does, and so does any higher version seen on the slot before. */
+static void test_invalidate_refuses_older_fills_only(void **state)
+{
+    (void)state;
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(NULL, &c), PGCW_OK);
+    pgcw_l1_ticket t;
+    bool stored = false;
+    pgcw_l1_ticket_take(c, "k", 1, &t);
+    assert_int_equal(pgcw_l1_invalidate(c, "k", 1, 5), PGCW_ENOTFOUND);
+    assert_int_equal(pgcw_l1_fill(c, &t, "k", 1, "v5", 2, 5, 0, &stored), PGCW_OK);
+    assert_true(stored); /* the same version: current */
+    pgcw_l1_ticket_take(c, "k", 1, &t);
+    assert_int_equal(pgcw_l1_invalidate(c, "k", 1, 7), PGCW_OK); /* evicts v5 */
+    assert_int_equal(pgcw_l1_fill(c, &t, "k", 1, "v6", 2, 6, 0, &stored), PGCW_OK);
+    assert_false(stored); /* older than what was announced */
+    pgcw_l1_ticket_take(c, "k", 1, &t);
+    assert_int_equal(pgcw_l1_invalidate(c, "k", 1, 2), PGCW_ENOTFOUND);
+    assert_int_equal(pgcw_l1_fill(c, &t, "k", 1, "v6", 2, 6, 0, &stored), PGCW_OK);
+    assert_false(stored); /* the slot's highest invalidated version (7) is above 6 */
+    assert_int_equal(pgcw_l1_fill(c, &t, "k", 1, "v7", 2, 7, 0, &stored), PGCW_OK);
+    assert_true(stored);
+    /* A delete since the ticket refuses whatever the version. */
+    pgcw_l1_ticket_take(c, "k", 1, &t);
+    assert_int_equal(pgcw_l1_delete(c, "k", 1), PGCW_OK);
+    assert_int_equal(pgcw_l1_fill(c, &t, "k", 1, "v9", 2, 9, 0, &stored), PGCW_OK);
+    assert_false(stored);
+    pgcw_l1_free(c);
+}
+
 static void test_versions(void **state)
 {
     (void)state;
@@ -216,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_set_during_fill),
         cmocka_unit_test(test_clear_during_fill),
         cmocka_unit_test(test_invalidate_absent_key_refuses),
+        cmocka_unit_test(test_invalidate_refuses_older_fills_only),
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_ticket_is_per_key),
     };

@@ -43,12 +43,14 @@ typedef struct mticket {
     int key;
     pgcw_l1_ticket t;
     uint64_t epoch;
-    uint64_t gen;
+    uint64_t hard, soft;
 } mticket;
 
 typedef struct model {
     mentry e[NKEYS];
-    uint64_t *gens; /* per global gen slot */
+    uint64_t *gens;   /* per global gen slot: sets and deletes */
+    uint64_t *softs;  /* invalidations */
+    int64_t *inv_max; /* the highest version invalidated (starts at 0, as the L1) */
     size_t ngens;
     uint64_t epoch;
     pgcw_l1_stats st; /* expected counters */
@@ -167,7 +169,11 @@ static void run_model(bool exact, uint64_t ops)
     pgcw_l1_stats_get(c, &s0);
     m->ngens = (size_t)s0.shards * 65536;
     m->gens = calloc(m->ngens, sizeof(*m->gens));
+    m->softs = calloc(m->ngens, sizeof(*m->softs));
+    m->inv_max = calloc(m->ngens, sizeof(*m->inv_max));
     assert_non_null(m->gens);
+    assert_non_null(m->softs);
+    assert_non_null(m->inv_max);
 
     char keys[NKEYS][32];
     const char *kb[NKEYS];
@@ -238,7 +244,13 @@ static void run_model(bool exact, uint64_t ops)
                                  : pgcw_l1_invalidate(c, kb[k], kl[k], v);
             mentry *e = mfind(m, k);
             bool eligible = e && (del || e->version < v);
-            m->gens[slots[k]]++;
+            if (del) {
+                m->gens[slots[k]]++;
+            } else {
+                m->softs[slots[k]]++;
+                if (m->inv_max[slots[k]] < v)
+                    m->inv_max[slots[k]] = v;
+            }
             if (st == PGCW_OK) {
                 assert_true(eligible);
                 e->present = false;
@@ -261,7 +273,8 @@ static void run_model(bool exact, uint64_t ops)
             t->key = k;
             pgcw_l1_ticket_take(c, kb[k], kl[k], &t->t);
             t->epoch = m->epoch;
-            t->gen = m->gens[slots[k]];
+            t->hard = m->gens[slots[k]];
+            t->soft = m->softs[slots[k]];
         } else if (op < 860) { /* fill with a pending ticket */
             if (m->nt == 0)
                 continue;
@@ -285,7 +298,10 @@ static void run_model(bool exact, uint64_t ops)
             assert_int_equal(pgcw_l1_fill(c, &t.t, kb[k], kl[k], val, len, ver,
                                           ttl ? 50 : PGCW_L1_TTL_NONE, &stored),
                              PGCW_OK);
-            bool fresh = t.epoch == m->epoch && t.gen == m->gens[slots[k]];
+            /* An invalidation since the ticket refuses only a fill older than the
+             * slot's highest invalidated version. */
+            bool fresh = t.epoch == m->epoch && t.hard == m->gens[slots[k]] &&
+                         (t.soft == m->softs[slots[k]] || m->inv_max[slots[k]] <= ver);
             mentry *e = mfind(m, k);
             bool expect = fresh && !(e && e->version > ver);
             assert_int_equal(stored, expect);
@@ -329,6 +345,8 @@ static void run_model(bool exact, uint64_t ops)
         assert_int_equal(s.misses, m->st.misses);
     }
     free(m->gens);
+    free(m->softs);
+    free(m->inv_max);
     free(m);
     pgcw_l1_free(c);
 }
