@@ -46,11 +46,10 @@ static pgcw_status exec(run *r, const char *what, const char *sql, int *out)
         char msg[900];
         pgcw__result_message(res, r->pg, msg, sizeof msg);
         pgcw__errf(r->err, sizeof r->err, "%s: %s", what, msg);
-        bool lost = !res || PQstatus(r->pg) != CONNECTION_OK;
-        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-        bool timeout = state && (!strcmp(state, "57014") || !strcmp(state, "55P03"));
+        bool broken = false;
+        pgcw_status status = pgcw__result_status(res, r->pg, &broken);
         PQclear(res);
-        return lost ? PGCW_ECONNLOST : timeout ? PGCW_ETIMEDOUT : PGCW_EQUERY;
+        return status;
     }
     if (out) {
         *out = 0;

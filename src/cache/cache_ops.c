@@ -174,37 +174,41 @@ pgcw_status pgcw_cache_get_into(pgcw_cache *c, const void *key, size_t key_len, 
 
 /* --- set and delete ------------------------------------------------------------- */
 
-typedef struct write_ctx {
-    int64_t *versions; /* one per statement */
-} write_ctx;
+/* One set or delete: its parameters (key, value, TTL as 8 bytes), its gate and
+ * what the server returned. */
+typedef struct write_item {
+    const char *values[3];
+    int lengths[3];
+    char ttl_be[8];
+    int64_t ttl_ms;  /* as sent: > 0, or 0 for none */
+    int64_t version; /* RETURNING version */
+    pgcw__cache_gate gate;
+} write_item;
 
 static pgcw_status take_version(void *ctx, size_t i, const PGresult *res)
 {
-    write_ctx *w = ctx;
-    w->versions[i] = PQntuples(res) > 0 ? pgcw__res_int64(res, 0, 0) : 0;
+    write_item *w = ctx;
+    w[i].version = PQntuples(res) > 0 ? pgcw__res_int64(res, 0, 0) : 0;
     return PGCW_OK;
 }
 
-/* The parameters of one set or delete: key, value, TTL (8 bytes). */
-typedef struct write_params {
-    const char *values[3];
-    int lengths[3];
-    char ttl[8];
-} write_params;
-
-static void set_params(write_params *p, const void *key, size_t key_len,
-                       const void *value, size_t value_len, int64_t ttl_ms)
+/* Sends the notices of a committed batch (notify modes other than TRIGGER). */
+static pgcw_status announce_batch(pgcw_cache *c, const char *what, const write_item *w,
+                                  size_t n)
 {
-    p->values[0] = key ? key : "";
-    p->lengths[0] = (int)key_len;
-    p->values[1] = value ? value : "";
-    p->lengths[1] = (int)value_len;
-    pgcw__put_int64(p->ttl, ttl_ms);
-    p->values[2] = p->ttl;
-    p->lengths[2] = 8;
+    pgcw__notice one, *nt = n == 1 ? &one : calloc(n, sizeof *nt);
+    if (!nt)
+        return pgcw__cache_fail(c, PGCW_ENOMEM, "%s: out of memory", what);
+    for (size_t i = 0; i < n; i++)
+        nt[i] = (pgcw__notice){w[i].values[0], (size_t)w[i].lengths[0], w[i].version};
+    pgcw_status st = pgcw__cache_announce(c, what, nt, n);
+    if (nt != &one)
+        free(nt);
+    return st;
 }
 
-/* Writes n entries (deletes when del) in one transaction, then updates the L1. */
+/* Writes n entries (deletes when del) in one transaction, then updates the L1. A
+ * single write (set, delete) allocates nothing. */
 static pgcw_status write_batch(pgcw_cache *c, const char *what, const pgcw_cache_entry *e,
                                size_t n, bool del)
 {
@@ -219,53 +223,49 @@ static pgcw_status write_batch(pgcw_cache *c, const char *what, const pgcw_cache
     }
     if (n == 0)
         return PGCW_OK;
-    write_params *p = calloc(n, sizeof *p);
-    pgcw__stmt *s = calloc(n, sizeof *s);
-    pgcw__cache_gate *g = calloc(n, sizeof *g);
-    int64_t *versions = calloc(n, sizeof *versions);
-    int64_t *ttls = calloc(n, sizeof *ttls);
-    pgcw_status st = PGCW_ENOMEM;
-    if (p && s && g && versions && ttls) {
-        for (size_t i = 0; i < n; i++) {
-            ttls[i] = del ? 0 : pgcw__cache_ttl(c, e[i].ttl_ms);
-            set_params(&p[i], e[i].key, e[i].key_len, e[i].value, e[i].value_len,
-                       ttls[i]);
-            s[i] = (pgcw__stmt){del ? PGCW__ST_DEL : PGCW__ST_SET, del ? 1 : 3,
-                                p[i].values, p[i].lengths};
-            pgcw__cache_gate_take(c, p[i].values[0], e[i].key_len, &g[i]);
-        }
-        write_ctx w = {versions};
-        st = pgcw__cache_run(c, what, s, n, take_version, &w);
-        for (size_t i = 0; i < n && c->l1; i++) {
-            if (st == PGCW_OK && !del)
-                pgcw__cache_own_write(c, &g[i], p[i].values[0], e[i].key_len, e[i].value,
-                                      e[i].value_len, versions[i],
-                                      ttls[i] > 0 ? ttls[i] : -1);
-            else
-                (void)pgcw_l1_delete(c->l1, p[i].values[0], e[i].key_len);
-        }
-        if (st == PGCW_OK && c->notifier) {
-            /* notify_after_commit: one notice per write, sent in one batch. */
-            pgcw__notice *nt = calloc(n, sizeof *nt);
-            if (!nt)
-                st = pgcw__cache_fail(c, PGCW_ENOMEM, "%s: out of memory", what);
-            for (size_t i = 0; nt && i < n; i++)
-                nt[i] = (pgcw__notice){p[i].values[0], e[i].key_len, versions[i]};
-            if (nt)
-                st = pgcw__cache_announce(c, what, nt, n);
-            free(nt);
-        }
-        if (st == PGCW_OK)
-            atomic_fetch_add_explicit(del ? &c->n.deletes : &c->n.sets, n,
-                                      memory_order_relaxed);
-    } else {
-        st = pgcw__cache_fail(c, st, "%s: out of memory", what);
+    write_item one_w;
+    pgcw__stmt one_s;
+    write_item *w = n == 1 ? &one_w : calloc(n, sizeof *w);
+    pgcw__stmt *s = n == 1 ? &one_s : calloc(n, sizeof *s);
+    pgcw_status st = PGCW_OK;
+    if (!w || !s) {
+        st = pgcw__cache_fail(c, PGCW_ENOMEM, "%s: out of memory", what);
+        goto out;
     }
-    free(p);
-    free(s);
-    free(g);
-    free(versions);
-    free(ttls);
+    for (size_t i = 0; i < n; i++) {
+        write_item *x = &w[i];
+        x->ttl_ms = del ? 0 : pgcw__cache_ttl(c, e[i].ttl_ms);
+        x->values[0] = e[i].key ? e[i].key : "";
+        x->lengths[0] = (int)e[i].key_len;
+        x->values[1] = e[i].value ? e[i].value : "";
+        x->lengths[1] = (int)e[i].value_len;
+        pgcw__put_int64(x->ttl_be, x->ttl_ms);
+        x->values[2] = x->ttl_be;
+        x->lengths[2] = 8;
+        x->version = 0;
+        s[i] = (pgcw__stmt){del ? PGCW__ST_DEL : PGCW__ST_SET, del ? 1 : 3, x->values,
+                            x->lengths};
+        pgcw__cache_gate_take(c, x->values[0], e[i].key_len, &x->gate);
+    }
+    st = pgcw__cache_run(c, what, s, n, take_version, w);
+    for (size_t i = 0; i < n && c->l1; i++) {
+        if (st == PGCW_OK && !del)
+            pgcw__cache_own_write(c, &w[i].gate, w[i].values[0], e[i].key_len, e[i].value,
+                                  e[i].value_len, w[i].version,
+                                  w[i].ttl_ms > 0 ? w[i].ttl_ms : -1);
+        else
+            (void)pgcw_l1_delete(c->l1, w[i].values[0], e[i].key_len);
+    }
+    if (st == PGCW_OK && c->notifier)
+        st = announce_batch(c, what, w, n);
+    if (st == PGCW_OK)
+        atomic_fetch_add_explicit(del ? &c->n.deletes : &c->n.sets, n,
+                                  memory_order_relaxed);
+out:
+    if (w != &one_w)
+        free(w);
+    if (s != &one_s)
+        free(s);
     return st;
 }
 

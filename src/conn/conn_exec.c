@@ -41,9 +41,7 @@ bool pgcw__res_bool(const PGresult *res, int row, int col)
     return PQgetlength(res, row, col) == 1 && PQgetvalue(res, row, col)[0] != 0;
 }
 
-/* A failed statement's status: the server's timeouts are timeouts; a backend
- * that is going away (admin shutdown, crash) or a lost connection is a loss. */
-static pgcw_status error_status(const PGresult *res, PGconn *pg, bool *broken)
+pgcw_status pgcw__result_status(const PGresult *res, PGconn *pg, bool *broken)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (PQstatus(pg) != CONNECTION_OK || !state) {
@@ -135,7 +133,7 @@ pgcw_status pgcw__exec(PGconn *pg, const pgcw__stmt *stmts, size_t n, int64_t de
                 if (st == PGCW_OK && fn && i < n)
                     st = fn(ctx, i, res);
             } else if (rs != PGRES_PIPELINE_ABORTED && st == PGCW_OK) {
-                st = error_status(res, pg, broken);
+                st = pgcw__result_status(res, pg, broken);
                 pgcw__result_message(res, pg, err, errlen);
             }
             PQclear(res);

@@ -87,6 +87,12 @@ pgcw_status pgcw__exec(PGconn *pg, const pgcw__stmt *stmts, size_t n, int64_t de
                        pgcw__result_fn fn, void *ctx, char *err, size_t errlen,
                        bool *broken);
 
+/* A failed result's status: the server's statement and lock timeouts (SQLSTATE
+ * 57014, 55P03) are PGCW_ETIMEDOUT; a backend going away (57Pxx, 08xxx), a lost
+ * connection or a failure without SQLSTATE is PGCW_ECONNLOST and sets *broken;
+ * anything else is PGCW_EQUERY. */
+pgcw_status pgcw__result_status(const PGresult *res, PGconn *pg, bool *broken);
+
 /* Binary result helpers: column col of row 0 as a big-endian int64 / bool. */
 int64_t pgcw__res_int64(const PGresult *res, int row, int col);
 bool pgcw__res_bool(const PGresult *res, int row, int col);
