@@ -19,14 +19,20 @@ void pgcw_cache_items_free(pgcw_cache_item *items, size_t n)
     }
 }
 
-typedef struct many_ctx {
-    pgcw__cache_row *rows;
-} many_ctx;
+/* A key the L1 did not answer: where its answer goes, its parameter, its gate and
+ * the row the server returned. */
+typedef struct miss {
+    size_t index; /* into keys and items */
+    const char *key;
+    int key_len;
+    pgcw__cache_gate gate;
+    pgcw__cache_row row;
+} miss;
 
 static pgcw_status take_row(void *ctx, size_t i, const PGresult *res)
 {
-    many_ctx *m = ctx;
-    return pgcw__cache_row_take(res, &m->rows[i], false);
+    miss *m = ctx;
+    return pgcw__cache_row_take(res, &m[i].row, false);
 }
 
 pgcw_status pgcw_cache_get_many(pgcw_cache *c, const pgcw_cache_key *keys, size_t n,
@@ -46,19 +52,21 @@ pgcw_status pgcw_cache_get_many(pgcw_cache *c, const pgcw_cache_key *keys, size_
         if (keys[i].key_len > INT32_MAX)
             return pgcw__cache_fail(c, PGCW_EINVAL, "get_many: key too long");
     }
-    size_t *todo = calloc(n, sizeof *todo);
-    if (!todo)
+    miss *ms = calloc(n, sizeof *ms);
+    pgcw__stmt *s = calloc(n, sizeof *s);
+    if (!ms || !s) {
+        free(ms);
+        free(s);
         return pgcw__cache_fail(c, PGCW_ENOMEM, "get_many: out of memory");
+    }
     bool open = pgcw__cache_l1_open(c);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        const void *k = keys[i].key ? keys[i].key : "";
+        const char *k = keys[i].key ? keys[i].key : "";
         if (pgcw__cache_l1_key_ok(c, keys[i].key_len)) {
             if (open) {
-                pgcw_status st =
-                    pgcw_l1_get_dup(c->l1, k, keys[i].key_len, &items[i].value,
-                                    &items[i].value_len, NULL);
-                if (st == PGCW_OK) {
+                if (pgcw_l1_get_dup(c->l1, k, keys[i].key_len, &items[i].value,
+                                    &items[i].value_len, NULL) == PGCW_OK) {
                     items[i].status = PGCW_OK;
                     continue;
                 }
@@ -66,49 +74,29 @@ pgcw_status pgcw_cache_get_many(pgcw_cache *c, const pgcw_cache_key *keys, size_
                 PGCW__CACHE_COUNT(c, bypasses);
             }
         }
-        todo[m++] = i;
+        miss *x = &ms[m];
+        *x = (miss){.index = i, .key = k, .key_len = (int)keys[i].key_len};
+        s[m] = (pgcw__stmt){PGCW__ST_GET, 1, &x->key, &x->key_len};
+        pgcw__cache_gate_take(c, k, keys[i].key_len, &x->gate);
+        m++;
     }
-    pgcw_status st = PGCW_OK;
-    if (m > 0) {
-        pgcw__stmt *s = calloc(m, sizeof *s);
-        int *lengths = calloc(m, sizeof *lengths);
-        const char **values = calloc(m, sizeof *values);
-        pgcw__cache_gate *g = calloc(m, sizeof *g);
-        pgcw__cache_row *rows = calloc(m, sizeof *rows);
-        if (s && lengths && values && g && rows) {
-            for (size_t j = 0; j < m; j++) {
-                const pgcw_cache_key *k = &keys[todo[j]];
-                values[j] = k->key ? k->key : "";
-                lengths[j] = (int)k->key_len;
-                s[j] = (pgcw__stmt){PGCW__ST_GET, 1, &values[j], &lengths[j]};
-                pgcw__cache_gate_take(c, values[j], k->key_len, &g[j]);
-            }
-            many_ctx ctx = {rows};
-            st = pgcw__cache_run(c, "get_many", s, m, take_row, &ctx);
-            for (size_t j = 0; j < m; j++) {
-                pgcw__cache_row *r = &rows[j];
-                if (st == PGCW_OK && r->found) {
-                    PGCW__CACHE_COUNT(c, l2_hits);
-                    pgcw__cache_fill(c, &g[j], values[j], (size_t)lengths[j], r->value,
-                                     r->len, r->version, r->remain_ms);
-                    pgcw_cache_item *it = &items[todo[j]];
-                    *it = (pgcw_cache_item){PGCW_OK, r->value, r->len};
-                    r->value = NULL;
-                } else if (st == PGCW_OK) {
-                    PGCW__CACHE_COUNT(c, l2_misses);
-                }
-                free(r->value);
-            }
-        } else {
-            st = pgcw__cache_fail(c, PGCW_ENOMEM, "get_many: out of memory");
+    pgcw_status st = m > 0 ? pgcw__cache_run(c, "get_many", s, m, take_row, ms) : PGCW_OK;
+    for (size_t j = 0; j < m; j++) {
+        miss *x = &ms[j];
+        pgcw__cache_row *r = &x->row;
+        if (st == PGCW_OK && r->found) {
+            PGCW__CACHE_COUNT(c, l2_hits);
+            pgcw__cache_fill(c, &x->gate, x->key, (size_t)x->key_len, r->value, r->len,
+                             r->version, r->remain_ms);
+            items[x->index] = (pgcw_cache_item){PGCW_OK, r->value, r->len};
+            r->value = NULL;
+        } else if (st == PGCW_OK) {
+            PGCW__CACHE_COUNT(c, l2_misses);
         }
-        free(s);
-        free(lengths);
-        free(values);
-        free(g);
-        free(rows);
+        free(r->value);
     }
-    free(todo);
+    free(ms);
+    free(s);
     if (st != PGCW_OK) {
         pgcw_cache_items_free(items, n);
         for (size_t i = 0; i < n; i++)
