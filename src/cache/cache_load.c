@@ -296,18 +296,21 @@ pgcw_status pgcw_cache_get_or_set(pgcw_cache *c, const void *key, size_t key_len
     *value = NULL;
     *value_len = 0;
     pgcw__err_clear(c);
-    pgcw_status st = pgcw__cache_check_key(c, key, key_len);
-    if (st != PGCW_OK)
-        return st;
-    if (!key)
-        key = "";
-    if (c->null)
-        return null_load(c, key, key_len, load, load_ctx, value, value_len);
-    recheck_ctx rc = {c, key, key_len};
+    pgcw_status st;
+    if (c->null) {
+        st = pgcw__cache_check_key(c, key, key_len);
+        return st != PGCW_OK ? st
+                             : null_load(c, key ? key : "", key_len, load, load_ctx,
+                                         value, value_len);
+    }
     for (;;) {
+        /* The key is checked here (PGCW_EINVAL), before anything else uses it. */
         st = pgcw_cache_get(c, key, key_len, value, value_len);
         if (st != PGCW_ENOTFOUND)
             return st;
+        if (!key)
+            key = ""; /* NULL with length 0, as get accepted */
+        recheck_ctx rc = {c, key, key_len};
         pgcw__flight *f;
         pgcw__flight_role role;
         st = pgcw__sflight_join(c->flights, key, key_len, in_l1, &rc, &f, &role);

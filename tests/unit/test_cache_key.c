@@ -75,6 +75,15 @@ static void test_bad_settings(void **state)
     assert_int_equal(pgcw_cache_new(&o, NULL, &c), PGCW_EINVAL);
 }
 
+static pgcw_status never_load(void *ctx, const void *key, size_t key_len,
+                              pgcw_cache_result *r)
+{
+    (void)key;
+    (void)key_len;
+    ++*(int *)ctx;
+    return pgcw_cache_result_set(r, "x", 1);
+}
+
 static void test_bad_keys_need_no_server(void **state)
 {
     (void)state;
@@ -91,6 +100,18 @@ static void test_bad_keys_need_no_server(void **state)
     assert_non_null(strstr(pgcw_cache_errmsg(c), "UTF-8"));
     assert_int_equal(pgcw_cache_set(c, "a\0b", 3, "v", 1, 0), PGCW_EINVAL);
     assert_non_null(strstr(pgcw_cache_errmsg(c), "NUL"));
+    int loads = 0;
+    assert_int_equal(pgcw_cache_get_or_set(c, "\xff", 1, 0, never_load, &loads, &v, &len),
+                     PGCW_EINVAL);
+    assert_int_equal(loads, 0);
+    assert_null(v);
+    pgcw_cache *null = NULL;
+    assert_int_equal(pgcw_cache_new_null(&null), PGCW_OK);
+    assert_int_equal(
+        pgcw_cache_get_or_set(null, "a\0b", 3, 0, never_load, &loads, &v, &len),
+        PGCW_EINVAL);
+    assert_int_equal(loads, 0);
+    pgcw_cache_free(null);
     pgcw_cache_key k[2] = {{"fine", 4}, {"\xff", 1}};
     assert_int_equal(pgcw_cache_delete_many(c, k, 2), PGCW_EINVAL);
     /* A valid key reaches the (absent) server: a connection error, told clearly. */
