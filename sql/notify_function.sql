@@ -2,7 +2,7 @@
 -- pgcachewatch payload (operation, table, sent_at) plus schema. Must stay
 -- statement-level and small: it runs inside every writing transaction.
 CREATE OR REPLACE FUNCTION {{function}}() RETURNS trigger
-LANGUAGE plpgsql AS {{tag}}
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS {{tag}}
 BEGIN
     PERFORM pg_notify({{channel}}, json_build_object(
         'operation', lower(TG_OP),

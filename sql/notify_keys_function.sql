@@ -7,7 +7,7 @@
 -- one key too large for a payload: one table-level payload. No rows: no payload.
 -- Set-based on purpose: it must stay cheap for statements touching 10k rows.
 CREATE OR REPLACE FUNCTION {{function}}() RETURNS trigger
-LANGUAGE plpgsql AS {{tag}}
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS {{tag}}
 DECLARE
     max_payload constant int := 7999;
     pk text[];

@@ -950,6 +950,56 @@ static void test_search_path(void **state)
     pgtest_exec(f->writer, "RESET search_path");
 }
 
+/* A writer whose search_path puts a schema of look-alike functions before
+ * pg_catalog cannot change what the installed functions send: they pin their own
+ * search_path (plain and --with-keys). */
+static void test_search_path_pinned(void **state)
+{
+    fixture *f = *state;
+    pgtest_exec(f->writer,
+                "CREATE SCHEMA shadow;"
+                "CREATE FUNCTION shadow.lower(text) RETURNS text LANGUAGE sql"
+                "  AS $$ SELECT 'forged'::text $$;"
+                "CREATE FUNCTION shadow.format(text, VARIADIC text[]) RETURNS text"
+                "  LANGUAGE sql AS $$ SELECT 'SELECT 1'::text $$;"
+                "CREATE TABLE pinned (id int PRIMARY KEY, v text);"
+                "CREATE TABLE pinned_keys (id int PRIMARY KEY, v text)");
+    const char *plain[] = {"pinned"};
+    install_ok(f->writer, NULL, plain, 1);
+    pgcw_install_opts ko = {.channel = "pinned_keys", .with_keys = true};
+    const char *keyed[] = {"pinned_keys"};
+    install_ok(f->writer, &ko, keyed, 1);
+    do_listen(f->listener, PGCW_DEFAULT_CHANNEL);
+    do_listen(f->listener, "pinned_keys");
+
+    pgtest_exec(f->writer, "SET search_path = shadow, pg_catalog, public");
+    pgtest_exec(f->writer, "INSERT INTO public.pinned VALUES (1, 'a')");
+    notes ns = collect(f->listener, f->writer, PGCW_DEFAULT_CHANNEL);
+    assert_int_equal(ns.n, 1);
+    json_object *o = parse(ns.items[0].payload);
+    check_common(f->writer, o, "insert", "public", "pinned");
+    json_object_put(o);
+    notes_free(&ns);
+
+    pgtest_exec(f->writer, "INSERT INTO public.pinned_keys VALUES (7, 'b')");
+    ns = collect(f->listener, f->writer, "pinned_keys");
+    assert_int_equal(ns.n, 1);
+    o = parse(ns.items[0].payload);
+    check_common(f->writer, o, "insert", "public", "pinned_keys");
+    json_object *keys = NULL;
+    assert_true(json_object_object_get_ex(o, "keys", &keys));
+    assert_string_equal(json_object_to_json_string_ext(keys, JSON_C_TO_STRING_PLAIN),
+                        "[[7]]");
+    json_object_put(o);
+    notes_free(&ns);
+
+    pgtest_exec(f->writer, "RESET search_path");
+    pgtest_exec(f->listener, "UNLISTEN *");
+    uninstall_ok(f->writer, NULL);
+    uninstall_ok(f->writer, &ko);
+    pgtest_exec(f->writer, "DROP SCHEMA shadow CASCADE");
+}
+
 /* --- the Python tool ------------------------------------------------------------ */
 
 /*
@@ -1354,6 +1404,7 @@ int main(void)
         cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_uninstall_leaves_no_trace),
         cmocka_unit_test(test_search_path),
+        cmocka_unit_test(test_search_path_pinned),
         cmocka_unit_test(test_python_uninstall_removes_plain_install),
         cmocka_unit_test(test_python_uninstall_bare_table_names),
         cmocka_unit_test(test_python_uninstall_with_keys),
