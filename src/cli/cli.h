@@ -109,11 +109,16 @@ int cli_runtime_error(const char *cmd, const char *fmt, ...)
  * reason): the hint, then CLI_EXIT_USAGE. */
 int cli_bad_option(const char *cmd);
 
-/* Parses a non-negative decimal number of seconds ("2", "0.5") into ms.
- * Returns false when text is not one. */
+/* The largest number of seconds an option takes (about 31 years). */
+#define CLI_MAX_SECONDS 1e9
+
+/* Parses a non-negative decimal number of seconds ("2", "0.5"; digits with an
+ * optional fraction, nothing else) into ms, rounded. Returns false when text is
+ * not one or is above CLI_MAX_SECONDS: out of range is refused, never clamped. */
 bool cli_parse_seconds(const char *text, long long *ms_out);
 
-/* Parses a positive integer. Returns false when text is not one. */
+/* Parses a positive integer (decimal digits only) that fits a long long. Returns
+ * false otherwise: out of range is refused, never clamped. */
 bool cli_parse_count(const char *text, long long *out);
 
 /* --- commands: argv[0] is "pgcachewatch CMD"; each returns an exit code -------- */

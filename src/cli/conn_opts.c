@@ -21,7 +21,8 @@ const char cli_conn_help[] =
     "      --pg-port PORT          server port (PGPORT)\n"
     "      --pg-user USER          user name (PGUSER)\n"
     "      --pg-database DATABASE  database name (PGDATABASE)\n"
-    "      --pg-password PASSWORD  password (PGPASSWORD; prefer ~/.pgpass)\n"
+    "      --pg-password PASSWORD  password; other users can read a command line\n"
+    "                              (ps): prefer PGPASSWORD or ~/.pgpass\n"
     "A connection attempt gives up after connect_timeout seconds (in the DSN or\n"
     "PGCONNECT_TIMEOUT), 10 by default.\n";
 

@@ -6,6 +6,7 @@
  * exit code to main().
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -92,13 +93,32 @@ int cli_bad_option(const char *cmd)
     return CLI_EXIT_USAGE;
 }
 
+/* The one number syntax of every option: decimal digits, then (where a fraction
+ * is allowed) a point and more digits. No sign, space, exponent, hex or "inf":
+ * strtod alone would take "0x1p3" or " 5" and strtoll would clamp an overflow. */
+static bool decimal_syntax(const char *text, bool fraction)
+{
+    const char *p = text;
+    if (!p || *p < '0' || *p > '9')
+        return false;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (fraction && *p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    return *p == '\0';
+}
+
 bool cli_parse_seconds(const char *text, long long *ms_out)
 {
-    char *end = NULL;
-    if (!text || !*text || *text == '-' || *text == '+')
+    if (!decimal_syntax(text, true))
         return false;
-    double s = strtod(text, &end);
-    if (end == text || *end != '\0' || !(s >= 0.0) || s > 1e9)
+    double s = strtod(text, NULL);
+    if (s > CLI_MAX_SECONDS) /* refused, never clamped */
         return false;
     *ms_out = (long long)(s * 1000.0 + 0.5);
     return true;
@@ -106,11 +126,11 @@ bool cli_parse_seconds(const char *text, long long *ms_out)
 
 bool cli_parse_count(const char *text, long long *out)
 {
-    char *end = NULL;
-    if (!text || *text < '0' || *text > '9')
+    if (!decimal_syntax(text, false))
         return false;
-    long long n = strtoll(text, &end, 10);
-    if (*end != '\0' || n <= 0)
+    errno = 0;
+    long long n = strtoll(text, NULL, 10);
+    if (errno == ERANGE || n <= 0) /* refused, never clamped */
         return false;
     *out = n;
     return true;

@@ -13,6 +13,7 @@
 struct pgcw_conn {
     pgcw__conn_params params;
     pgcw__conn conn;
+    char err_out[sizeof((pgcw__conn *)0)->err]; /* conn.err as one line */
 };
 
 pgcw_status pgcw_conn_new_sized(const pgcw_conn_opts *opts, size_t opts_size,
@@ -55,7 +56,11 @@ void pgcw_conn_close(pgcw_conn *c)
 
 const char *pgcw_conn_errmsg(const pgcw_conn *c)
 {
-    return c ? c->conn.err : "";
+    if (!c)
+        return "";
+    pgcw_conn *mc = (pgcw_conn *)c; /* one thread at a time uses a pgcw_conn */
+    pgcw__escape_line(mc->err_out, sizeof mc->err_out, c->conn.err, strlen(c->conn.err));
+    return mc->err_out;
 }
 
 const char *pgcw_conn_sqlstate(const pgcw_conn *c)

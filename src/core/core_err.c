@@ -6,17 +6,21 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local const void *err_owner;
 static _Thread_local char err_msg[PGCW__ERR_MAX];
 
 void pgcw__err_set(const void *owner, const char *fmt, ...)
 {
+    char raw[PGCW__ERR_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    if (vsnprintf(raw, sizeof raw, fmt, ap) < 0)
+        raw[0] = '\0';
     va_end(ap);
-    pgcw__trim_end(err_msg);
+    pgcw__trim_end(raw);
+    pgcw__escape_line(err_msg, sizeof err_msg, raw, strlen(raw));
     err_owner = owner;
 }
 

@@ -17,7 +17,7 @@
 #define PGCW__ERR_MAX 1024
 
 /* Records the calling thread's detail for owner (formatted, trailing newlines
- * trimmed). */
+ * trimmed, then escaped to one line: pgcw__escape_line). */
 void pgcw__err_set(const void *owner, const char *fmt, ...) PGCW__PRINTF(2, 3);
 
 /* Forgets the calling thread's detail if it belongs to owner (a call that

@@ -37,41 +37,6 @@ void pgcw__errf(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
-bool pgcw__utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if ((c & 0xE0) == 0xC0) {
-            len = 2, cp = c & 0x1Fu, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, cp = c & 0x0Fu, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, cp = c & 0x07u, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = cp << 6 | (p[i + k] & 0x3Fu);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += len;
-    }
-    return true;
-}
-
 char *pgcw__trim_end(char *s)
 {
     size_t n = strlen(s);
@@ -82,9 +47,17 @@ char *pgcw__trim_end(char *s)
 
 char *pgcw__one_line(char *s)
 {
-    for (char *p = s; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    char *o = s;
+    for (const char *p = s; *p;) {
+        if (*p != '\n') {
+            *o++ = *p++;
+            continue;
+        }
+        while (*p == '\n' || *p == '\t' || *p == ' ')
+            p++;
+        *o++ = ' ';
+    }
+    *o = '\0';
     return pgcw__trim_end(s);
 }
 
@@ -161,10 +134,14 @@ void pgcw__logf(pgcw_log_fn log, void *ctx, pgcw_log_level level, const char *fm
 {
     if (!log)
         return;
-    char msg[1024];
+    char raw[1024], msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof raw ? (size_t)n : sizeof raw - 1;
+    pgcw__escape_line(msg, sizeof msg, raw, len);
     log(ctx, level, msg);
 }

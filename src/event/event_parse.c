@@ -120,6 +120,10 @@ static bool get_string(parse_ctx *c, json_object *obj, const char *name, bool re
         pgcw__errf(c->err, c->errlen, "member \"%s\" is empty", name);
         return false;
     }
+    if (!pgcw__utf8_valid(s, n)) { /* a \ud800 escape decodes to a lone surrogate */
+        pgcw__errf(c->err, c->errlen, "member \"%s\" is not valid UTF-8", name);
+        return false;
+    }
     *out = s;
     return true;
 }
@@ -156,8 +160,10 @@ static bool get_pk(parse_ctx *c, json_object *root, pgcw_event *t)
         json_object *v = json_object_array_get_idx(arr, i);
         if (!json_object_is_type(v, json_type_string) ||
             json_object_get_string_len(v) == 0 ||
-            strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
-            pgcw__errf(c->err, c->errlen, "pk[%zu] must be a non-empty string", i);
+            strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v) ||
+            !pgcw__utf8_valid(json_object_get_string(v),
+                              (size_t)json_object_get_string_len(v))) {
+            pgcw__errf(c->err, c->errlen, "pk[%zu] must be a non-empty UTF-8 string", i);
             free(cols);
             return false;
         }
@@ -218,6 +224,11 @@ static bool get_keys(parse_ctx *c, json_object *root, const char *payload, size_
             oom(c);
             return false;
         }
+        if (!pgcw__utf8_valid(keys[i], strlen(keys[i]))) {
+            pgcw__errf(c->err, c->errlen, "keys[%zu] is not valid UTF-8", i);
+            free(keys);
+            return false;
+        }
     }
     t->keys = keys;
     t->n_keys = n;
@@ -241,6 +252,12 @@ static bool get_part(parse_ctx *c, json_object *root, int *out)
 
 static json_object *parse_json(parse_ctx *c, const char *payload, size_t len)
 {
+    /* json-c's own check lets overlong forms (C0 AF) and encoded surrogates
+     * (ED A0 80) through: an event must never carry text that is not UTF-8. */
+    if (!pgcw__utf8_valid(payload, len)) {
+        pgcw__errf(c->err, c->errlen, "not valid UTF-8");
+        return NULL;
+    }
     json_tokener *tok = json_tokener_new_ex(PGCW__EVENT_MAX_DEPTH);
     if (!tok) {
         oom(c);

@@ -238,6 +238,7 @@ struct pgcw_install {
     char *channel, *function_name, *trigger_prefix; /* NULL: the default */
     bool with_keys;
     char err[2048];
+    char err_out[2048]; /* err as one line (pgcw_install_errmsg) */
 };
 
 pgcw_status pgcw_install_new_sized(const pgcw_install_opts *opts, size_t opts_size,
@@ -277,7 +278,11 @@ void pgcw_install_free(pgcw_install *in)
 
 const char *pgcw_install_errmsg(const pgcw_install *in)
 {
-    return in ? in->err : "";
+    if (!in)
+        return "";
+    pgcw_install *mi = (pgcw_install *)in; /* one thread at a time uses a handle */
+    pgcw__escape_line(mi->err_out, sizeof mi->err_out, in->err, strlen(in->err));
+    return mi->err_out;
 }
 
 /* The options again, for the functions above; clears the last error. */

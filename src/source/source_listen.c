@@ -59,7 +59,12 @@ typedef struct listen_source {
     int64_t ping_sent_us; /* when the outstanding ping left */
 
     atomic_int backend_pid;
+    /* Malformed and late notifications are logged at most WARN_BURST a second
+     * each, so a flood of them cannot flood the log. */
+    pgcw__ratelimit rl_malformed, rl_late;
 } listen_source;
+
+#define WARN_BURST 5
 
 static void warn(listen_source *s, const char *msg)
 {
@@ -275,24 +280,41 @@ static pgcw_payload_format format_of(const listen_source *s, const char *channel
     return PGCW_FORMAT_AUTO;
 }
 
+/* " (N more suppressed)" when the limiter held some back, else "". */
+static const char *suppressed_note(char *buf, size_t len, uint64_t suppressed)
+{
+    if (!suppressed)
+        return "";
+    pgcw__errf(buf, len, " (%llu similar messages suppressed)",
+               (unsigned long long)suppressed);
+    return buf;
+}
+
 static void warn_malformed(listen_source *s, const char *channel, const char *payload,
                            const char *why)
 {
-    char msg[768];
+    uint64_t held;
+    if (!pgcw__ratelimit_take(&s->rl_malformed, pgcw__mono_us(), &held))
+        return;
+    char msg[768], note[64];
     pgcw__errf(msg, sizeof msg,
-               "malformed notification on channel \"%s\" skipped: %s: %.200s", channel,
-               why, payload);
+               "malformed notification on channel \"%s\" skipped: %s: %.200s%s", channel,
+               why, payload, suppressed_note(note, sizeof note, held));
     warn(s, msg);
 }
 
 static void warn_late(listen_source *s, const pgcw_event *ev)
 {
-    char msg[512];
+    uint64_t held;
+    if (!pgcw__ratelimit_take(&s->rl_late, pgcw__mono_us(), &held))
+        return;
+    char msg[512], note[64];
     pgcw__errf(msg, sizeof msg,
-               "latency %.3f ms above max_latency %lld ms: %s %s%s%s on channel \"%s\"",
+               "latency %.3f ms above max_latency %lld ms: %s %s%s%s on channel \"%s\"%s",
                (double)ev->latency_us / 1000.0, (long long)(s->max_latency_us / 1000),
                pgcw_op_name(ev->operation), ev->schema ? ev->schema : "",
-               ev->schema ? "." : "", ev->table ? ev->table : "", ev->channel);
+               ev->schema ? "." : "", ev->table ? ev->table : "", ev->channel,
+               suppressed_note(note, sizeof note, held));
     warn(s, msg);
 }
 
@@ -304,6 +326,7 @@ static void read_notifies(listen_source *s)
     size_t n = 0;
     uint64_t notified = 0, decoded = 0, keys = 0, malformed = 0, late = 0;
     int64_t now_us = 0;
+    bool nomem = false;
     uint64_t epoch = s->base.hub_ops->epoch(s->base.hub);
     PGnotify *nf;
     while ((nf = PQnotifies(s->conn.pg)) != NULL) {
@@ -315,6 +338,15 @@ static void read_notifies(listen_source *s)
         pgcw_status st =
             pgcw__event_decode(format_of(s, nf->relname), nf->relname, nf->extra,
                                strlen(nf->extra), now_us, &ev, why, sizeof why);
+        if (st == PGCW_ENOMEM) {
+            /* An event we cannot hold is an event lost: a gap, never a skipped
+             * payload. Drop the connection as if it were lost (everything after
+             * the events already decoded is gone too), so every subscriber and
+             * sink sees the gap, the epoch moves and the source reconnects. */
+            PQfreemem(nf);
+            nomem = true;
+            break;
+        }
         if (st != PGCW_OK) {
             malformed++;
             warn_malformed(s, nf->relname, nf->extra, why);
@@ -349,6 +381,9 @@ static void read_notifies(listen_source *s)
         count(&s->base.st_malformed, malformed);
         count(&s->base.st_late, late);
     }
+    if (nomem)
+        lost(s, "out of memory decoding a notification",
+             "the notifications from there on are lost");
 }
 
 static void online_step(listen_source *s, int revents)
@@ -363,8 +398,11 @@ static void online_step(listen_source *s, int revents)
     }
     if (!read_results(s))
         return;
-    if (s->st == ST_READY)
+    if (s->st == ST_READY) {
         read_notifies(s);
+        if (s->st != ST_READY) /* out of memory: dropped as lost */
+            return;
+    }
 
     int64_t now = pgcw__mono_us();
     if (s->st == ST_LISTENING) {
@@ -507,6 +545,8 @@ pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub
     s->base.log = cfg->log;
     s->base.log_ctx = cfg->log_ctx;
     s->max_latency_us = cfg->max_latency_us;
+    s->rl_malformed = (pgcw__ratelimit){.window_us = 1000000, .burst = WARN_BURST};
+    s->rl_late = s->rl_malformed;
     s->ping_interval_us = cfg->ping_interval_us;
     s->ping_timeout_us = cfg->ping_timeout_us;
     s->st = ST_IDLE;

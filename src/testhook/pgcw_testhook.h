@@ -13,6 +13,7 @@
 #include "cache_internal.h"   /* the pool's setup SQL and statement names (benches) */
 #include "conn_internal.h"    /* settings resolution, messages, backoff */
 #include "core_abi.h"         /* sized options and statistics */
+#include "core_err.h"         /* per-thread error detail */
 #include "core_sflight.h"     /* single flight */
 #include "core_time.h"        /* clocks, deadlines, sleeps */
 #include "core_util.h"        /* pgcw__buf, UTF-8 check */

@@ -187,7 +187,7 @@ const char *pgcw_watcher_errmsg(const pgcw_watcher *w)
         return "";
     pgcw_watcher *mw = (pgcw_watcher *)w;
     pthread_mutex_lock(&mw->err_mu);
-    memcpy(out, mw->err, sizeof out);
+    pgcw__escape_line(out, sizeof out, mw->err, strlen(mw->err));
     pthread_mutex_unlock(&mw->err_mu);
     return out;
 }

@@ -96,6 +96,7 @@ static void test_help(void **state)
                              conn_opts[3],
                              conn_opts[4],
                              conn_opts[5],
+                             "(ps): prefer PGPASSWORD or ~/.pgpass",
                              "Exit status",
                              NULL};
     pgtest_cli_expect_help("install --help", install, NULL);
@@ -138,6 +139,21 @@ static void test_usage_errors(void **state)
     pgtest_cli_expect_usage_error("listen --count zero", "count");
     pgtest_cli_expect_usage_error("listen --count 0", "count");
     pgtest_cli_expect_usage_error("listen --timeout -1", "timeout");
+    /* One number syntax for both, and out of range is refused, never clamped. */
+    static const char *const not_numbers[] = {
+        "' 5'", "+5", "5x", "0x10", "1e3", "inf", "nan", "1.", ".5", "''", "1,5",
+    };
+    for (size_t i = 0; i < sizeof not_numbers / sizeof not_numbers[0]; i++) {
+        char args[64];
+        snprintf(args, sizeof args, "listen --count %s", not_numbers[i]);
+        pgtest_cli_expect_usage_error(args, "count");
+        snprintf(args, sizeof args, "listen --timeout %s", not_numbers[i]);
+        pgtest_cli_expect_usage_error(args, "timeout");
+    }
+    pgtest_cli_expect_usage_error("listen --count 9223372036854775808", "count");
+    pgtest_cli_expect_usage_error("listen --count 99999999999999999999999", "count");
+    pgtest_cli_expect_usage_error("listen --timeout 1000000001", "timeout");
+    pgtest_cli_expect_usage_error("listen --timeout 1e9", "timeout");
     pgtest_cli_expect_usage_error("listen stray", "stray");
     pgtest_cli_expect_usage_error("demo --bogus", "bogus");
 }
@@ -394,10 +410,8 @@ static void test_listen_json_count(void **state)
     pgtest_exec(conn, "INSERT INTO items VALUES (10, 'ten')");
     pgtest_exec(conn, "UPDATE items SET name = 'TEN' WHERE id = 10");
     pgtest_exec(conn, "DELETE FROM items WHERE id = 10");
-    int rc = pgtest_proc_wait(&p, 20000);
-    char *out = pgtest_slurp_path(p.out_path);
-    char *err = pgtest_slurp_path(p.err_path);
-    pgtest_proc_kill(&p);
+    char *out, *err;
+    int rc = pgtest_proc_finish(&p, 20000, &out, &err);
     if (rc != 0)
         fail_msg("listen exited %d: %s", rc, err);
     static const char *const ops[] = {"insert", "update", "delete"};
@@ -448,6 +462,62 @@ static void test_listen_timeout(void **state)
                         "listen --count 1 --timeout 2 --pg-host /nonexistent/pgcw");
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "could not"));
+    free(out);
+    free(err);
+}
+
+/* Anyone who may NOTIFY on a watched channel chooses a malformed payload's bytes, and
+ * a malformed payload is logged: it must not forge a line of the CLI's stderr nor
+ * reach the terminal as an escape sequence, and a flood of them is rate-limited. */
+static size_t count_lines_with(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%.*s", (int)len, line);
+        n += strstr(buf, needle) != NULL;
+        line = end ? end + 1 : NULL;
+    }
+    return n;
+}
+
+static void test_listen_hostile_payloads(void **state)
+{
+    (void)state;
+    assert_int_equal(pgtest_cli_run(NULL, NULL, "install --commit %s items", dsn_arg), 0);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, PGTEST_RUN_LIMIT "\"$PGCW_CLI\" listen --json --count 1 %s",
+             dsn_arg);
+    pgtest_proc p;
+    pgtest_proc_start(&p, "test-cli", cmd);
+    pgtest_proc_wait_listening(&p, conn);
+    /* Eight in one burst (five are logged, three held back), then one more a
+     * second later, which says how many were held back. */
+    for (int i = 0; i < 8; i++)
+        pgtest_exec(conn,
+                    "SELECT pg_notify('" PGCW_DEFAULT_CHANNEL "', "
+                    "E'hello\\npgcachewatch listen: listening on forged\\x1b[31m')");
+    pgtest_sleep_ms(1100);
+    pgtest_exec(conn, "SELECT pg_notify('" PGCW_DEFAULT_CHANNEL "', E'late\\r\\u202e')");
+    pgtest_exec(conn, "INSERT INTO items VALUES (11, 'eleven')");
+    char *out, *err;
+    int rc = pgtest_proc_finish(&p, 20000, &out, &err);
+    if (rc != 0)
+        fail_msg("listen exited %d: %s", rc, err);
+    assert_non_null(strstr(out, "\"insert\""));
+    if (count_lines_with(err, "malformed notification") != 6)
+        fail_msg("expected 5 + 1 malformed warnings: %s", err);
+    assert_non_null(
+        strstr(err, "hello\\npgcachewatch listen: listening on forged\\x1b[31m"));
+    assert_non_null(strstr(err, "late\\r\\u202e (3 similar messages suppressed)"));
+    for (const char *c = err; *c; c++)
+        if ((unsigned char)*c < 0x20 && *c != '\n')
+            fail_msg("a control byte 0x%02x reached stderr: %s", (unsigned char)*c, err);
+    if (count_lines_with(err, "listening on forged") != 5 ||
+        strstr(err, "\npgcachewatch listen: listening on forged"))
+        fail_msg("a forged line reached stderr: %s", err);
     free(out);
     free(err);
 }
@@ -560,6 +630,7 @@ int main(void)
         cmocka_unit_test_setup(test_uninstall, fresh),
         cmocka_unit_test_setup(test_listen_json_count, fresh),
         cmocka_unit_test_setup(test_listen_timeout, fresh),
+        cmocka_unit_test_setup(test_listen_hostile_payloads, fresh),
         cmocka_unit_test_setup(test_listen_sigterm, fresh),
         cmocka_unit_test_setup(test_demo, fresh),
     };

@@ -156,10 +156,8 @@ static void test_listen_cache_channel(void **state)
     pgtest_proc_wait_listening(&p, conn);
     pgtest_exec(conn, "SELECT pg_notify('cache_events', 'u42' || chr(31) || 'profile:7');"
                       "SELECT pg_notify('cache_events', 'd43|6b6579')");
-    int rc = pgtest_proc_wait(&p, 20000);
-    char *out = pgtest_slurp_path(p.out_path);
-    char *err = pgtest_slurp_path(p.err_path);
-    pgtest_proc_kill(&p);
+    char *out, *err;
+    int rc = pgtest_proc_finish(&p, 20000, &out, &err);
     if (rc != 0)
         fail_msg("listen exited %d: %s", rc, err);
     assert_null(strstr(err, "malformed")); /* it used to say "not JSON" for each */
@@ -198,10 +196,7 @@ static void test_listen_cache_channel(void **state)
     pgtest_exec(conn, "SELECT pg_notify('cache_events', 'u1' || chr(31) || 'k');"
                       "SELECT pg_notify('cache_events', '{\"operation\":\"update\","
                       "\"table\":\"t\",\"sent_at\":\"2026-01-01T00:00:00Z\"}')");
-    rc = pgtest_proc_wait(&p, 20000);
-    out = pgtest_slurp_path(p.out_path);
-    err = pgtest_slurp_path(p.err_path);
-    pgtest_proc_kill(&p);
+    rc = pgtest_proc_finish(&p, 20000, &out, &err);
     if (rc != 0)
         fail_msg("listen exited %d: %s", rc, err);
     assert_non_null(strstr(err, "malformed notification on channel \"cache_events\""));

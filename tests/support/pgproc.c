@@ -67,3 +67,12 @@ void pgtest_proc_wait_listening(pgtest_proc *p, PGconn *conn)
         pgtest_sleep_ms(10);
     }
 }
+
+int pgtest_proc_finish(pgtest_proc *p, int64_t ms, char **out, char **err)
+{
+    int rc = pgtest_proc_wait(p, ms);
+    *out = pgtest_slurp_path(p->out_path);
+    *err = pgtest_slurp_path(p->err_path);
+    pgtest_proc_kill(p);
+    return rc;
+}

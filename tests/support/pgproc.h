@@ -27,6 +27,10 @@ int pgtest_proc_wait(pgtest_proc *p, int64_t ms);
 /* Kills it if still running (SIGKILL, reaped) and removes its output files. */
 void pgtest_proc_kill(pgtest_proc *p);
 
+/* pgtest_proc_wait(), then the process's stdout and stderr (malloc'd, into *out and
+ * *err), then pgtest_proc_kill(). Returns the exit status as pgtest_proc_wait(). */
+int pgtest_proc_finish(pgtest_proc *p, int64_t ms, char **out, char **err);
+
 /* Waits until some other session of conn's database has an acknowledged LISTEN
  * (idle after a statement that LISTENs): from then on notifications reach it.
  * Fails the test with the process's stderr if it ends or 20 s pass first. */

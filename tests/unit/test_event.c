@@ -234,9 +234,38 @@ static void test_malformed(void **state)
         "{\"operation\":\"insert\",\"table\":\"t\"," OK_TAIL "}{}",
         "{\"operation\":\"insert\",\"table\":\"t\xff\"," OK_TAIL "}",
         "{\"operation\":\"insert\",\"table\":\"t\"," OK_TAIL ",}",
+        /* not UTF-8 although json-c's own check passes them: an overlong '/', an
+         * encoded surrogate, in a name and in a key */
+        "{\"operation\":\"insert\",\"table\":\"t\xc0\xaf\"," OK_TAIL "}",
+        "{\"operation\":\"insert\",\"table\":\"t\xed\xa0\x80\"," OK_TAIL "}",
+        "{\"operation\":\"insert\",\"table\":\"t\",\"keys\":[[\"\xed\xbf\xbf\"]]," OK_TAIL
+        "}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_parse_error(bad[i], strlen(bad[i]));
+}
+
+/* A lone surrogate written as an escape is not refused, but what the event holds
+ * (and pgcw_event_to_json() writes) is still UTF-8: json-c substitutes U+FFFD. */
+static void test_lone_surrogate_escapes(void **state)
+{
+    (void)state;
+    static const char p[] = "{\"operation\":\"insert\",\"table\":\"t\\ud800\","
+                            "\"pk\":[\"\\udfff\"],\"keys\":[[\"\\ud83d\"]]," OK_TAIL "}";
+    pgcw_event *e = NULL;
+    char err[256] = "";
+    pgcw_status st = pgcw__event_decode(PGCW_FORMAT_TABLE_CHANGE, "ch", p, strlen(p),
+                                        RECV_US, &e, err, sizeof err);
+    if (st != PGCW_OK)
+        fail_msg("%s: %s", pgcw_status_name(st), err);
+    assert_true(pgcw__utf8_valid(e->table, strlen(e->table)));
+    assert_true(pgcw__utf8_valid(e->pk_columns[0], strlen(e->pk_columns[0])));
+    assert_true(pgcw__utf8_valid(e->keys[0], strlen(e->keys[0])));
+    char *json = pgcw_event_to_json(e);
+    assert_non_null(json);
+    assert_true(pgcw__utf8_valid(json, strlen(json)));
+    pgcw_free(json);
+    pgcw_event_free(e);
 }
 
 static const char valid[] = "{\"operation\":\"update\",\"schema\":\"s\",\"table\":\"t\","
@@ -608,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_superset_payload),
         cmocka_unit_test(test_wide_integer_keys_degrade),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_lone_surrogate_escapes),
         cmocka_unit_test(test_truncated_and_nul),
         cmocka_unit_test(test_limits_and_arguments),
         cmocka_unit_test(test_received_now_and_latency),
