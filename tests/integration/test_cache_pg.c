@@ -459,6 +459,50 @@ static pgcw_status loader_abc(void *ctx, const void *key, size_t key_len,
     return pgcw_cache_result_set(r, "abc", 3);
 }
 
+/* Rows whose expires_at is infinite: a tombstone ('-infinity', what delete leaves)
+ * is a miss that get_or_set loads over, and 'infinity' (plain SQL may write it) is a
+ * live row that never expires. PostgreSQL 15 refuses to subtract an infinite
+ * timestamp, and the remaining lifetime used to be computed for every row read. */
+static void test_infinite_expiry(void **state)
+{
+    (void)state;
+    cachetest_init("inf_");
+    pgcw_cache *c = cachetest_new("inf_", NULL);
+    cachetest_set(c, "gone", "old", 60000);
+    assert_int_equal(pgcw_cache_delete(c, "gone", 4), PGCW_OK);
+    int calls = 0;
+    void *v = NULL;
+    size_t len = 0;
+    for (int i = 0; i < 2; i++) { /* loads over the tombstone, then hits */
+        pgcw_status st =
+            pgcw_cache_get_or_set(c, "gone", 4, 60000, loader_abc, &calls, &v, &len);
+        if (st != PGCW_OK)
+            fail_msg("get_or_set over a tombstone: %s: %s", pgcw_status_name(st),
+                     pgcw_cache_errmsg(c));
+        assert_memory_equal(v, "abc", 3);
+        pgcw_free(v);
+    }
+    assert_int_equal(calls, 1);
+    PGconn *pg = pgtest_connect();
+    pgtest_exec(pg, "INSERT INTO inf_cache_entries (cache_key, value, expires_at)"
+                    " VALUES ('forever', 'v', 'infinity'), ('never', 'w', '-infinity')");
+    pgcw_cache_opts o2 = {.disable_l1 = true};
+    pgcw_cache *fresh = cachetest_new("inf_", &o2);
+    char *got = cachetest_get(fresh, "forever");
+    assert_non_null(got);
+    assert_string_equal(got, "v");
+    free(got);
+    assert_null(cachetest_get(fresh, "never"));
+    assert_int_equal(
+        pgcw_cache_get_or_set(fresh, "never", 5, 60000, loader_abc, &calls, &v, &len),
+        PGCW_OK);
+    pgcw_free(v);
+    assert_int_equal(calls, 2);
+    PQfinish(pg);
+    pgcw_cache_free(fresh);
+    pgcw_cache_free(c);
+}
+
 static void test_null_cache(void **state)
 {
     (void)state;
@@ -494,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_ttl_server_clock),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_batch_all_or_nothing),
+        cmocka_unit_test(test_infinite_expiry),
         cmocka_unit_test(test_null_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,10 @@
 #include "failalloc.h"
 
 #include <errno.h>
+#include <execinfo.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t size);
@@ -46,6 +49,12 @@ static bool must_fail(void)
         return false;
     fired = true;
     errno = ENOMEM;
+    if (getenv("FAILALLOC_TRACE")) { /* where the failed allocation was made */
+        void *frames[32];
+        int n = backtrace(frames, 32);
+        backtrace_symbols_fd(frames, n, STDERR_FILENO);
+        (void)!write(STDERR_FILENO, "--\n", 3);
+    }
     return true;
 }
 

@@ -6,6 +6,9 @@
  * libraries) do not. Nothing else may call these functions: outside those programs
  * the wrappers do not exist and the link fails.
  *
+ * FAILALLOC_TRACE=1 in the environment prints a backtrace of each failed
+ * allocation to stderr (link with -rdynamic for names).
+ *
  * Arming is per thread: only the calling thread's allocations count and fail, so a
  * test can fail the Nth allocation of one call while other threads run normally.
  */
