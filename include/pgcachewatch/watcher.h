@@ -178,6 +178,12 @@ typedef struct pgcw_watcher_stats {
     uint64_t key_events;  /* of events: cache key events */
     uint64_t sink_calls;  /* sink callbacks run (events and gaps) */
     uint64_t conn_errors; /* failed connection attempts (permanent ones included) */
+    /* The server's NOTIFY queue, as pg_notification_queue_usage() said at the last
+     * ping (0..1; every ping asks). A listener that stops reading (a session
+     * holding a transaction open) keeps the queue from advancing; when it fills,
+     * every pg_notify() and so every notifying write fails. The watcher logs a
+     * warning when it passes 0.5 (again after it fell below 0.25). */
+    double notify_queue_usage;
 } pgcw_watcher_stats;
 
 /* Copies the counters. Thread-safe. */

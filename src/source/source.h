@@ -70,6 +70,9 @@ struct pgcw__source {
     /* Counters (relaxed atomics, summed by the hub's stats). */
     atomic_uint_fast64_t st_notifications, st_events, st_key_events, st_malformed,
         st_late, st_connects, st_disconnects, st_conn_errors;
+    /* The server's NOTIFY queue usage at the last answered ping, in parts per
+     * billion (a relaxed atomic; 0 until one answers). */
+    atomic_uint_fast64_t st_queue_usage_ppb;
 };
 
 /* What the LISTEN source needs; strings and arrays are copied. */
@@ -88,5 +91,11 @@ typedef struct pgcw__listen_cfg {
 /* Creates the LISTEN source (no I/O). Returns PGCW_OK or PGCW_ENOMEM. */
 pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub_ops *ops,
                                     void *hub, pgcw__source **out);
+
+/* What the LISTEN source does with the NOTIFY queue usage a ping read (0..1):
+ * records it for the statistics and warns when it passes half (again only after
+ * it fell below a quarter). Called by the ping's result; tests call it directly,
+ * since a full queue takes 8 GB of notifications. */
+void pgcw__source_listen_queue_usage(pgcw__source *s, double usage);
 
 #endif

@@ -62,6 +62,7 @@ typedef struct listen_source {
     /* Malformed and late notifications are logged at most WARN_BURST a second
      * each, so a flood of them cannot flood the log. */
     pgcw__ratelimit rl_malformed, rl_late;
+    bool queue_warned; /* the queue passed half and has not fallen below a quarter */
 } listen_source;
 
 #define WARN_BURST 5
@@ -252,6 +253,38 @@ static bool listen_done(listen_source *s)
 
 /* Results of our own queries (SET/LISTEN, ping). Returns false if the connection
  * was dropped. */
+/* The ping asks how full the server's NOTIFY queue is: a listener elsewhere that
+ * stops reading (a transaction left open) keeps it from advancing, and once it is
+ * full every notifying write fails. Logged when it passes half, as PostgreSQL's
+ * own warning does, and again only after it fell below a quarter. */
+void pgcw__source_listen_queue_usage(pgcw__source *base, double usage)
+{
+    listen_source *s = (listen_source *)base;
+    if (!(usage >= 0.0 && usage <= 1.0))
+        return;
+    atomic_store_explicit(&s->base.st_queue_usage_ppb, (uint64_t)(usage * 1e9 + 0.5),
+                          memory_order_relaxed);
+    if (usage >= 0.5 && !s->queue_warned) {
+        s->queue_warned = true;
+        char msg[256];
+        pgcw__errf(msg, sizeof msg,
+                   "the server's NOTIFY queue is %.1f%% full: a listening session is not "
+                   "reading (a transaction left open?); when it is full every write "
+                   "that notifies fails",
+                   usage * 100.0);
+        warn(s, msg);
+    } else if (usage < 0.25) {
+        s->queue_warned = false;
+    }
+}
+
+static void ping_result(listen_source *s, const PGresult *res)
+{
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+        !PQgetisnull(res, 0, 0))
+        pgcw__source_listen_queue_usage(&s->base, strtod(PQgetvalue(res, 0, 0), NULL));
+}
+
 static bool read_results(listen_source *s)
 {
     while (s->query != Q_NONE && !PQisBusy(s->conn.pg)) {
@@ -265,6 +298,8 @@ static bool read_results(listen_source *s)
         }
         if (s->query == Q_LISTEN)
             listen_result(s, res);
+        else if (s->query == Q_PING)
+            ping_result(s, res);
         PQclear(res);
     }
     return true;
@@ -420,8 +455,9 @@ static void online_step(listen_source *s, int revents)
             lost(s, "connection lost", d);
         }
     } else if (s->query == Q_NONE && now - s->last_rx_us >= s->ping_interval_us) {
-        /* An empty query: the cheapest round trip the server answers. */
-        if (!PQsendQuery(s->conn.pg, "")) {
+        /* A round trip the server answers at once, which also reads how full
+         * its NOTIFY queue is (ping_result). */
+        if (!PQsendQuery(s->conn.pg, "SELECT pg_catalog.pg_notification_queue_usage()")) {
             lost(s, "connection lost", NULL);
             return;
         }

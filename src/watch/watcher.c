@@ -244,6 +244,9 @@ void pgcw_watcher_stats_get_sized(const pgcw_watcher *w, pgcw_watcher_stats *out
             st.connects += LOAD(s->st_connects);
             st.disconnects += LOAD(s->st_disconnects);
             st.conn_errors += LOAD(s->st_conn_errors);
+            double usage = (double)LOAD(s->st_queue_usage_ppb) / 1e9;
+            if (usage > st.notify_queue_usage) /* the fullest server's */
+                st.notify_queue_usage = usage;
         }
         st.gaps = LOAD(w->st_gaps);
         st.sink_calls = LOAD(w->st_sink_calls);
