@@ -194,6 +194,11 @@ pgcw_status pgcw__notifier_send(pgcw__notifier *n, const pgcw__notice *items,
                                 size_t count, int64_t deadline, char *err, size_t errlen);
 void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent,
                            uint64_t *failures);
+/* Tests only (NULL otherwise): called by pgcw__cache_announce() in the notify
+ * modes other than TRIGGER, after the write committed and before its notification
+ * is sent, so a test can end the writing process exactly there. */
+extern void (*pgcw__cache_test_before_announce)(void);
+
 /* After a committed write: sends its invalidations when notify_after_commit is on
  * (PGCW_OK otherwise); a failure is the call's error. */
 pgcw_status pgcw__cache_announce(pgcw_cache *c, const char *what,

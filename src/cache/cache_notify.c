@@ -305,11 +305,15 @@ pgcw_status pgcw__notifier_send(pgcw__notifier *n, const pgcw__notice *items,
     return me.status;
 }
 
+void (*pgcw__cache_test_before_announce)(void);
+
 pgcw_status pgcw__cache_announce(pgcw_cache *c, const char *what,
                                  const pgcw__notice *items, size_t count)
 {
     if (!c->notifier || count == 0)
         return PGCW_OK;
+    if (pgcw__cache_test_before_announce)
+        pgcw__cache_test_before_announce();
     char err[512];
     pgcw_status st = pgcw__notifier_send(c->notifier, items, count,
                                          pgcw__cache_deadline(c), err, sizeof err);
