@@ -61,9 +61,11 @@ static void test_queue_usage_reported(void **state)
     PGconn *writer = pgtest_connect();
     pgtest_exec(writer, "SELECT pg_notify('q_fill', repeat(md5(g::text), 240))"
                         " FROM generate_series(1, 2000) g");
-    double high = wait_usage(w, 0.0, true);
-    /* 2000 payloads of 7.7 kB in an 8 GB queue: about 0.002. */
-    assert_true(high > 0.0005 && high < 0.05);
+    /* 2000 payloads of 7.7 kB in an 8 GB queue: about 0.001 (other tests running
+     * at the same time may add to it, never take from it: this session holds the
+     * tail). */
+    double high = wait_usage(w, 0.0005, true);
+    assert_true(high < 0.05);
 
     /* It lets go (and reads); the queue empties once the others advance it. */
     pgtest_exec(stuck, "COMMIT");

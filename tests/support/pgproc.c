@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -18,6 +19,9 @@ void pgtest_proc_start(pgtest_proc *p, const char *tag, const char *cmd)
 {
     snprintf(p->out_path, sizeof p->out_path, "/tmp/pgcw-%s-%d.out", tag, (int)getpid());
     snprintf(p->err_path, sizeof p->err_path, "/tmp/pgcw-%s-%d.err", tag, (int)getpid());
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    p->start_s = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     fflush(NULL);
     p->pid = fork();
     assert_true(p->pid >= 0);
@@ -51,12 +55,15 @@ void pgtest_proc_kill(pgtest_proc *p)
 void pgtest_proc_wait_listening(pgtest_proc *p, PGconn *conn)
 {
     int64_t deadline = pgtest_now_ms() + 20000;
+    char sql[512];
+    /* The server runs on this machine: its clock is ours. */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+             " AND pid <> pg_backend_pid() AND state = 'idle'"
+             " AND query ILIKE '%%listen%%' AND backend_start >= to_timestamp(%.6f)",
+             p->start_s);
     for (;;) {
-        long long n = pgtest_query_int(
-            conn,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND state = 'idle'"
-            " AND query ILIKE '%listen%'");
+        long long n = pgtest_query_int(conn, sql);
         if (n > 0)
             return;
         if (pgtest_proc_wait(p, 0) >= 0 || pgtest_now_ms() > deadline) {

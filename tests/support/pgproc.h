@@ -12,7 +12,8 @@
 #include <libpq-fe.h>
 
 typedef struct pgtest_proc {
-    pid_t pid; /* 0 once reaped */
+    pid_t pid;      /* 0 once reaped */
+    double start_s; /* wall clock when it was started (epoch seconds) */
     char out_path[64];
     char err_path[64];
 } pgtest_proc;
@@ -31,8 +32,10 @@ void pgtest_proc_kill(pgtest_proc *p);
  * *err), then pgtest_proc_kill(). Returns the exit status as pgtest_proc_wait(). */
 int pgtest_proc_finish(pgtest_proc *p, int64_t ms, char **out, char **err);
 
-/* Waits until some other session of conn's database has an acknowledged LISTEN
- * (idle after a statement that LISTENs): from then on notifications reach it.
+/* Waits until a session of conn's database that started after the process did has
+ * an acknowledged LISTEN (idle after a statement that LISTENs): from then on
+ * notifications reach it. (A listener of an earlier process may still be there,
+ * ending: it does not count.)
  * Fails the test with the process's stderr if it ends or 20 s pass first. */
 void pgtest_proc_wait_listening(pgtest_proc *p, PGconn *conn);
 
