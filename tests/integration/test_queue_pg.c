@@ -69,8 +69,10 @@ static void test_queue_usage_reported(void **state)
 
     /* It lets go (and reads); the queue empties once the others advance it. */
     pgtest_exec(stuck, "COMMIT");
-    while (PQnotifies(stuck) == NULL && PQconsumeInput(stuck))
+    PGnotify *first;
+    while ((first = PQnotifies(stuck)) == NULL && PQconsumeInput(stuck))
         pgtest_sleep_ms(5);
+    PQfreemem(first);
     for (int i = 0; i < 50 && usage_now(w) >= high / 2; i++) {
         pgtest_exec(writer, "SELECT pg_notify('q_fill', 'nudge')");
         PQconsumeInput(stuck);
