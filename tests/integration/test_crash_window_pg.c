@@ -25,29 +25,44 @@
 #include "pgcw_testhook.h"
 #include "pgtest.h"
 
-#define L1_TTL_MS 1500
+#define L1_TTL_MS 4000
 
 static void die_now(void)
 {
     _exit(42); /* after the commit, before the notification */
 }
 
-/* In a child process: a writer in `mode` that sets k = v2 and dies right after
- * its commit. */
+/* The writer: a process of its own (this program run again with --writer-dies,
+ * exec'd at once after fork: the parent has threads, and a forked copy of them
+ * must not start more) that sets k = v2 in `mode` and dies right after its commit. */
+static int writer_main(const char *dsn, const char *prefix, const char *mode_text)
+{
+    pgcw_cache_notify_mode mode = (pgcw_cache_notify_mode)atoi(mode_text);
+    pgcw_cache_opts o = {.schema_prefix = prefix, .notify_mode = mode};
+    pgcw_conn_opts co = {.conninfo = dsn};
+    pgcw_cache *c = NULL;
+    if (pgcw_cache_new(&o, &co, &c) != PGCW_OK)
+        return 1;
+    pgcw__cache_test_before_announce = die_now;
+    if (pgcw_cache_set(c, "k", 1, "v2", 2, 60000) != PGCW_OK)
+        return 3;
+    /* The trigger mode has no such moment: the same death after the call. */
+    return mode == PGCW_CACHE_NOTIFY_TRIGGER ? 42 : 2;
+}
+
+static char self[4096];
+
 static void writer_dies(const char *prefix, pgcw_cache_notify_mode mode)
 {
+    char mode_text[16];
+    snprintf(mode_text, sizeof mode_text, "%d", (int)mode);
+    const char *dsn = pgtest_dsn();
+    fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        pgcw_cache_opts o = {
-            .schema_prefix = prefix, .notify_mode = mode, .disable_notify = false};
-        pgcw_conn_opts co = {.conninfo = pgtest_dsn()};
-        pgcw_cache *c = NULL;
-        if (pgcw_cache_new(&o, &co, &c) != PGCW_OK)
-            _exit(1);
-        pgcw__cache_test_before_announce = die_now;
-        pgcw_cache_set(c, "k", 1, "v2", 2, 60000);
-        _exit(mode == PGCW_CACHE_NOTIFY_TRIGGER ? 42 : 2); /* the hook did not run */
+        execl(self, self, "--writer-dies", dsn, prefix, mode_text, (char *)NULL);
+        _exit(127);
     }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -107,8 +122,14 @@ static void test_crash_between_commit_and_notify(void **state)
     assert_true(trigger < L1_TTL_MS / 2);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "--writer-dies") == 0)
+        return writer_main(argv[2], argv[3], argv[4]);
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return 1;
+    self[n] = '\0';
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_between_commit_and_notify),
     };
