@@ -130,9 +130,12 @@ void pgcw__cache_names_free(pgcw__cache_names *n)
 
 /* Remaining lifetime in ms, computed by the server (never below 1 for a live row,
  * so 0 never means "expired" to the L1); -1 when the row never expires. */
+/* An expired row (a tombstone's expires_at is '-infinity', which no subtraction
+ * takes) has no lifetime left: 0, and only live rows' are used. */
 #define REMAIN                                                                           \
-    "CASE WHEN expires_at IS NULL THEN -1::bigint ELSE greatest(1, ceil(extract(epoch "  \
-    "FROM expires_at - now()) * 1000))::bigint END"
+    "CASE WHEN expires_at IS NULL THEN -1::bigint WHEN expires_at <= now() THEN "        \
+    "0::bigint ELSE greatest(1, ceil(extract(epoch FROM expires_at - now()) * "          \
+    "1000))::bigint END"
 #define LIVE "(expires_at IS NULL OR expires_at > now())"
 #define EXPIRY "CASE WHEN $3 > 0 THEN now() + $3 * interval '1 millisecond' END"
 
