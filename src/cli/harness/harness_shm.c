@@ -10,7 +10,6 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
-#include <sched.h>
 #include <time.h>
 
 #include <sys/mman.h>
@@ -101,35 +100,6 @@ void hx_shm_free(hx_shm *s)
     for (int i = 0; i < s->keys; i++)
         pthread_mutex_destroy(&s->key[i].mu);
     munmap(s, s->size);
-}
-
-void hx_seq_write_begin(_Atomic uint32_t *seq)
-{
-    uint32_t s = atomic_load_explicit(seq, memory_order_relaxed);
-    atomic_store_explicit(seq, s + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-}
-
-void hx_seq_write_end(_Atomic uint32_t *seq)
-{
-    uint32_t s = atomic_load_explicit(seq, memory_order_relaxed);
-    atomic_store_explicit(seq, s + 1, memory_order_release);
-}
-
-uint32_t hx_seq_read_begin(const _Atomic uint32_t *seq)
-{
-    for (;;) {
-        uint32_t s = atomic_load_explicit(seq, memory_order_acquire);
-        if (!(s & 1))
-            return s;
-        sched_yield(); /* a writer is in the middle: let it finish */
-    }
-}
-
-bool hx_seq_read_retry(const _Atomic uint32_t *seq, uint32_t begin)
-{
-    atomic_thread_fence(memory_order_acquire);
-    return atomic_load_explicit(seq, memory_order_relaxed) != begin;
 }
 
 #define ST(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
