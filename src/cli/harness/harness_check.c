@@ -114,7 +114,8 @@ void hx_checker_resolve(hx_checker *ch, int64_t now, bool final)
     /* What is still unmatched goes back in front of what arrived meanwhile. */
     pthread_mutex_lock(&ch->mu);
     if (keep > 0 && ch->n_pending + keep <= cap) {
-        memcpy(in + keep, ch->pending, ch->n_pending * sizeof *in);
+        if (ch->n_pending > 0)
+            memcpy(in + keep, ch->pending, ch->n_pending * sizeof *in);
         keep += ch->n_pending;
         ch->work = ch->pending;
         ch->cap_work = ch->cap_pending;

@@ -384,6 +384,10 @@ static bool stale_read(hx_client *c, int key, int64_t committed, void **value,
     *version = c->stale_version;
     c->stale_value = NULL;
     c->stale_done = true;
+    fprintf(stderr,
+            CLI_PROG " harness: test build: client %d serves key k%d at version %" PRId64
+                     " on purpose (version %" PRId64 " was committed)\n",
+            c->id, key, c->stale_version, committed);
     return true;
 }
 
