@@ -79,7 +79,10 @@ static const char harness_help[] =
     "any connection setting (none of the connection options below, none of PGDSN,\n"
     "PGHOST, PGPORT, PGDATABASE, PGSERVICE set) it starts a throwaway PostgreSQL\n"
     "in a temporary directory and stops it at the end.\n"
-    "\n"
+    "\n";
+
+/* Two strings: C99 promises string literals of 4095 bytes only. */
+static const char harness_options_help[] =
     "Options:\n"
     "      --writers N             writer clients (default 16)\n"
     "      --readers N             reader clients (default 32)\n"
@@ -88,7 +91,7 @@ static const char harness_help[] =
     "      --keys N                keyspace size, keys k0..k<N-1> (default 64)\n"
     "      --value-size BYTES      bytes per value, 32 to 1048576 (default 128)\n"
     "      --ttl SECONDS           TTL of every write (default 30)\n"
-    "      --read-ratio R          share of a writer's operations that are gets,\n"
+    "      --read-ratio R          share of a writer's operations that are reads,\n"
     "                              0 to 1 (default 0.2); readers only read\n"
     "      --get-or-set-ratio R    share of reads that are get_or_set (default 0.1)\n"
     "      --delete-ratio R        share of writes that are deletes (default 0.05)\n"
@@ -96,13 +99,14 @@ static const char harness_help[] =
     "                              hottest); 0: uniform (default 0)\n"
     "      --duration SECONDS      how long the load runs (default 10)\n"
     "      --ops N                 instead: every client stops after N operations\n"
-    "      --inval-bound MS        the invalidation bound: a get that began more\n"
-    "                              than MS after a newer version's set returned, and\n"
-    "                              returned an older version, is a violation\n"
+    "      --inval-bound MS        the invalidation bound: a get that returns a\n"
+    "                              version older than one whose set had returned\n"
+    "                              more than MS before the get began is a violation,\n"
+    "                              certain to be flagged once it is 1.25 x MS late\n"
     "                              (default 5000: delivery on a loaded machine)\n"
     "      --notify-bound MS       the same, counted from the moment the reading\n"
     "                              client's watcher delivered the newer version\n"
-    "                              (default 0: any read that begins after it)\n"
+    "                              (default 0: any get that begins after it)\n"
     "      --disable-notify        no LISTEN connections: L1 copies live under\n"
     "                              --l1-ttl alone, and the commit bound is\n"
     "                              --inval-bound + --l1-ttl\n"
@@ -659,6 +663,7 @@ int cli_cmd_harness(int argc, char **argv)
     }
     if (help) {
         fputs(harness_help, stdout);
+        fputs(harness_options_help, stdout);
         fputs(cli_conn_help, stdout);
         fputs(harness_exit_help, stdout);
         return CLI_EXIT_OK;

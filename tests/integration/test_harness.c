@@ -332,6 +332,21 @@ static void test_chaos_no_violations(void **state)
     assert_non_null(strstr(out, "0 violations"));
     assert_non_null(strstr(out, "get_or_set"));
     free(out);
+    /* On a terminal (script(1) gives it one), the progress line is redrawn in
+     * place; with --json never, even there. */
+    char cmd[2048];
+    for (int json = 0; json < 2; json++) {
+        snprintf(cmd, sizeof cmd,
+                 RUN_LIMIT "script -qec \"'%s' harness --pg-dsn '%s' --writers 1"
+                           " --readers 1 --processes 1 --duration 1.5%s\" /dev/null",
+                 pgtest_cli(), pgtest_dsn(), json ? " --json" : "");
+        char *tty = NULL;
+        assert_int_equal(pgtest_run(cmd, &tty, NULL), 0);
+        if (json ? strstr(tty, "\r\033[K") != NULL : strstr(tty, "\r\033[K") == NULL)
+            fail_msg("progress line %s on a terminal%s:\n%s", json ? "drawn" : "missing",
+                     json ? " with --json" : "", tty);
+        free(tty);
+    }
 }
 
 /* With notifications off, reads are bounded by the L1 TTL: no violation either. */
@@ -418,6 +433,18 @@ static void test_default_command(void **state)
     assert_int_equal(get_int(o, "config.bound_ms"), 5000);
     assert_int_equal(get_int(o, "config.notify_bound_ms"), 0);
     assert_int_equal(get_int(o, "config.client_nice"), 10);
+    assert_int_equal(get_int(o, "config.ttl_ms"), 30000);
+    assert_true(get_double(o, "config.read_ratio") == 0.2);
+    assert_true(get_double(o, "config.get_or_set_ratio") == 0.1);
+    assert_true(get_double(o, "config.delete_ratio") == 0.05);
+    assert_true(get_double(o, "config.zipf") == 0.0);
+    assert_int_equal(get_int(o, "config.duration_ms"), 5000);
+    assert_int_equal(get_int(o, "config.l1_ttl_ms"), 250);
+    assert_int_equal(get_int(o, "config.pool_size"), 1);
+    assert_int_equal(get_int(o, "config.chaos_interval_ms"), 300);
+    assert_string_equal(json_object_get_string(get(o, "config.notify_mode")), "trigger");
+    assert_string_equal(json_object_get_string(get(o, "config.schema_prefix")),
+                        "harness_");
     assert_true(get_double(o, "seconds") >= 5.0);
     assert_true(get_int(o, "chaos.watcher_kills") + get_int(o, "chaos.pool_kills") > 0);
     check_report_sums(o);

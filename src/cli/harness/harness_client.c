@@ -394,19 +394,22 @@ static bool stale_read(hx_client *c, int key, int64_t committed, void **value,
 static void do_get(hx_client *c, int key, const char *name)
 {
     const hx_cfg *cfg = c->cfg;
-    int64_t t0 = hx_now_ns();
+    /* The verdict is about this instant: what was committed or notified a bound
+     * before it must be seen by the read that begins right after. */
+    int64_t t_check = hx_now_ns();
     int64_t t_committed = 0, t_notified = 0;
     int64_t committed =
-        hx_shm_committed_by(c->shm, key, t0 - hx_commit_bound_ns(cfg), &t_committed);
+        hx_shm_committed_by(c->shm, key, t_check - hx_commit_bound_ns(cfg), &t_committed);
     int64_t notified =
-        c->watcher ? hx_checker_notified_by(
-                         &c->chk, key, t0 - cfg->notify_bound_ms * 1000000, &t_notified)
+        c->watcher ? hx_checker_notified_by(&c->chk, key,
+                                            t_check - cfg->notify_bound_ms * 1000000,
+                                            &t_notified)
                    : 0;
     void *v = NULL;
     size_t len = 0;
     int64_t version = 0;
     bool injected = false;
-    t0 = hx_now_ns();
+    int64_t t0 = hx_now_ns();
     pgcw_status st = PGCW_OK;
     if (stale_read(c, key, committed, &v, &len, &version)) {
         injected = true;
@@ -425,20 +428,20 @@ static void do_get(hx_client *c, int key, const char *name)
     hx_hist_record(&c->lat[HX_GET_HIT], t1 - t0);
     c->gets_checked++;
     if (version < c->seen[key])
-        violation(c, "backwards", key, version, c->seen[key], t0, t1, 0);
+        violation(c, "backwards", key, version, c->seen[key], t_check, t1, 0);
     else if (version < committed)
-        violation(c, "committed", key, version, committed, t0, t1, t_committed);
+        violation(c, "committed", key, version, committed, t_check, t1, t_committed);
     else if (version < notified)
-        violation(c, "notified", key, version, notified, t0, t1, t_notified);
+        violation(c, "notified", key, version, notified, t_check, t1, t_notified);
     char tag;
     int writer;
     uint32_t seq;
     hx_commit cm;
     if (!parse_value(v, len, cfg->value_size, &tag, &writer, &seq))
-        violation(c, "value", key, version, version, t0, t1, 0);
+        violation(c, "value", key, version, version, t_check, t1, 0);
     else if (tag == 'c' && hx_shm_find(c->shm, key, version, &cm) &&
              (cm.client != writer || cm.seq != seq))
-        violation(c, "value", key, version, version, t0, t1, cm.t_ret);
+        violation(c, "value", key, version, version, t_check, t1, cm.t_ret);
     if (version > c->seen[key])
         c->seen[key] = version;
 #ifdef PGCW_HARNESS_INJECT
@@ -450,6 +453,7 @@ static void do_get(hx_client *c, int key, const char *name)
         v = NULL;
     }
 #endif
+    (void)injected;
     pgcw_free(v);
 }
 
