@@ -320,6 +320,21 @@ static void test_chaos_no_violations(void **state)
                          get_int(o, "chaos.pool_recovery_ms.count") +
                          get_int(o, "chaos.unrecovered"),
                      kills);
+    /* ... each one listed, in the order of the kills, as the histograms count them. */
+    json_object *rs = get(o, "chaos.recoveries");
+    assert_int_equal((int64_t)json_object_array_length(rs),
+                     get_int(o, "chaos.watcher_recovery_ms.count") +
+                         get_int(o, "chaos.pool_recovery_ms.count"));
+    double prev = -1;
+    for (size_t i = 0; i < json_object_array_length(rs); i++) {
+        json_object *r = json_object_array_get_idx(rs, i);
+        double at = get_double(r, "killed_at_ms"), ms = get_double(r, "ms");
+        assert_true(at >= prev && at >= 0 && ms > 0);
+        prev = at;
+        bool watcher = strcmp(json_object_get_string(get(r, "kind")), "watcher") == 0;
+        assert_true(ms <= get_double(o, watcher ? "chaos.watcher_recovery_ms.max"
+                                                : "chaos.pool_recovery_ms.max"));
+    }
     assert_true(get_int(o, "invalidation_delay_us.count") > 0);
     assert_true(get_int(o, "cache.flushes") >= get_int(o, "chaos.watcher_kills"));
     check_report_sums(o);

@@ -160,6 +160,16 @@ typedef struct hx_violation {
 
 #define HX_SAMPLES 8
 
+/* One recovery from a chaos kill. */
+typedef struct hx_recovery {
+    int client;
+    bool watcher;      /* else the pool */
+    int64_t killed_at; /* ns since the run began */
+    int64_t took;      /* ns */
+} hx_recovery;
+
+#define HX_RECOVERIES 256
+
 /* What one client process found, written by it once its clients are done. */
 typedef struct hx_result {
     hx_hist lat[HX_N_OPS];
@@ -173,6 +183,8 @@ typedef struct hx_result {
     pgcw_cache_stats cache; /* summed over the process's clients */
     int n_samples;
     hx_violation samples[HX_SAMPLES];
+    int n_recoveries; /* the first HX_RECOVERIES, each */
+    hx_recovery recoveries[HX_RECOVERIES];
     char first_error[512];
     int done;        /* 1 once written */
     char fatal[512]; /* set-up failure */

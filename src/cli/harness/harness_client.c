@@ -210,6 +210,18 @@ static void violation(hx_client *c, const char *kind, int key, int64_t got, int6
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Lists one recovery in the process's result (the histograms have them all). */
+static void note_recovery(hx_proc *p, int client, bool watcher, int64_t kill_t,
+                          int64_t took)
+{
+    int64_t t0 = atomic_load_explicit(&p->shm->t0, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    if (p->res->n_recoveries < HX_RECOVERIES)
+        p->res->recoveries[p->res->n_recoveries++] =
+            (hx_recovery){client, watcher, kill_t - t0, took};
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* The pool's recovery after a kill of this client's pool backend: the first call
  * that began after the kill and ran SQL successfully. */
 static uint64_t sql_calls(hx_client *c)
@@ -517,8 +529,11 @@ static void *client_main(void *arg)
         if (pool_kill && t_begin > pool_kill && errors_after == errors &&
             sql_calls(c) > before) {
             int64_t expect = pool_kill;
-            if (atomic_compare_exchange_strong(&c->slot->pool_kill_t, &expect, 0))
-                hx_hist_record(&c->rec_pool, hx_now_ns() - pool_kill);
+            if (atomic_compare_exchange_strong(&c->slot->pool_kill_t, &expect, 0)) {
+                int64_t took = hx_now_ns() - pool_kill;
+                hx_hist_record(&c->rec_pool, took);
+                note_recovery(c->proc, c->id, false, pool_kill, took);
+            }
         }
     }
     if (cfg->ops > 0)
@@ -541,8 +556,10 @@ static void *monitor_main(void *arg)
                 int pid = atomic_load(&c->slot->watch_kill_pid);
                 int bp = pgcw_watcher_backend_pid(c->watcher);
                 if (pgcw_watcher_healthy(c->watcher) && bp != 0 && bp != pid &&
-                    atomic_compare_exchange_strong(&c->slot->watch_kill_t, &kt, 0))
+                    atomic_compare_exchange_strong(&c->slot->watch_kill_t, &kt, 0)) {
                     hx_hist_record(&p->rec_watch, now - kt);
+                    note_recovery(p, c->id, true, kt, now - kt);
+                }
             }
             if (tick % 5 == 0)
                 hx_checker_resolve(&c->chk, now, false);

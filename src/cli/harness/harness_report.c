@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -19,6 +20,12 @@
 static const double quantiles[] = {0.50, 0.95, 0.99, 0.999};
 static const char *const quantile_names[] = {"p50", "p95", "p99", "p99_9"};
 #define N_Q (sizeof quantiles / sizeof quantiles[0])
+
+static int by_kill_time(const void *x, const void *y)
+{
+    const hx_recovery *a = x, *b = y;
+    return a->killed_at < b->killed_at ? -1 : a->killed_at > b->killed_at;
+}
 
 void hx_summary_merge(hx_summary *sum, const hx_shm *shm)
 {
@@ -45,9 +52,12 @@ void hx_summary_merge(hx_summary *sum, const hx_shm *shm)
             to[i] += from[i];
         for (int i = 0; i < r->n_samples && a->n_samples < HX_SAMPLES; i++)
             a->samples[a->n_samples++] = r->samples[i];
+        for (int i = 0; i < r->n_recoveries && a->n_recoveries < HX_RECOVERIES; i++)
+            a->recoveries[a->n_recoveries++] = r->recoveries[i];
         if (!a->first_error[0] && r->first_error[0])
             snprintf(a->first_error, sizeof a->first_error, "%s", r->first_error);
     }
+    qsort(a->recoveries, (size_t)a->n_recoveries, sizeof *a->recoveries, by_kill_time);
     for (int op = 0; op < HX_N_OPS; op++)
         sum->ops += a->lat[op].count + a->errors[op];
 }
@@ -198,6 +208,19 @@ static void print_json(const hx_cfg *cfg, const hx_summary *s)
     json_object_object_add(ch, "pool_recovery_ms", jhist(&a->rec_pool, 1e6));
     json_object_object_add(ch, "unrecovered",
                            json_object_new_int64((int64_t)a->unrecovered));
+    json_object *rs = json_object_new_array();
+    for (int i = 0; i < a->n_recoveries; i++) {
+        const hx_recovery *r = &a->recoveries[i];
+        json_object *x = json_object_new_object();
+        json_object_object_add(x, "client", json_object_new_int(r->client));
+        json_object_object_add(x, "kind",
+                               json_object_new_string(r->watcher ? "watcher" : "pool"));
+        json_object_object_add(x, "killed_at_ms",
+                               json_object_new_double(r->killed_at / 1e6));
+        json_object_object_add(x, "ms", json_object_new_double(r->took / 1e6));
+        json_object_array_add(rs, x);
+    }
+    json_object_object_add(ch, "recoveries", rs);
     json_object_object_add(o, "chaos", ch);
     json_object *cs = json_object_new_object();
     const pgcw_cache_stats *st = &a->cache;
@@ -267,6 +290,10 @@ static void print_text(const hx_cfg *cfg, const hx_summary *s)
             "recovery       count       p50       p95       p99     p99.9       max\n");
         print_hist_row("watcher", &a->rec_watch, 1e6, "ms");
         print_hist_row("pool", &a->rec_pool, 1e6, "ms");
+        for (int i = 0; i < a->n_recoveries; i++)
+            printf("  %-8s client %-4d killed at %9.1f ms, recovered in %7.1f ms\n",
+                   a->recoveries[i].watcher ? "watcher" : "pool", a->recoveries[i].client,
+                   a->recoveries[i].killed_at / 1e6, a->recoveries[i].took / 1e6);
     }
     if (a->first_error[0])
         printf("first error: %s\n", a->first_error);
