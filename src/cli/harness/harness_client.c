@@ -586,8 +586,9 @@ static void merge_client(hx_proc *p, hx_client *c)
     r->gos_values += c->gos_values;
     r->loads += c->loads;
     r->violations += c->violations;
-    if (atomic_load(&c->slot->watch_kill_t) || atomic_load(&c->slot->pool_kill_t))
-        r->unrecovered++;
+    /* A client can be waiting for both kinds of recovery: each counts. */
+    r->unrecovered += (atomic_load(&c->slot->watch_kill_t) != 0) +
+                      (atomic_load(&c->slot->pool_kill_t) != 0);
     if (!r->first_error[0] && c->first_error[0])
         snprintf(r->first_error, sizeof r->first_error, "%s", c->first_error);
     if (c->cache) {
