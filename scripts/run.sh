@@ -4,6 +4,9 @@
 #   scripts/run.sh demo [DSN]   install what is needed, build, run `pgcachewatch demo`
 #                               against DSN / $PGDSN, or else against a throwaway
 #                               PostgreSQL started (and stopped) for the demo
+#   scripts/run.sh harness [ARGS]  install what is needed, build, run `pgcachewatch
+#                               harness ARGS` (a throwaway PostgreSQL unless ARGS or
+#                               the environment name a server)
 #   scripts/run.sh test         install, then build and run the whole suite three
 #                               times: plain, under ASan+UBSan, under TSan
 #   scripts/run.sh test quick   the plain build only
@@ -60,6 +63,12 @@ cmd_demo() {
   "$ROOT/build/pgcachewatch" demo --pg-dsn "$dsn"
 }
 
+cmd_harness() {
+  install_deps
+  build build
+  exec "$ROOT/build/pgcachewatch" harness "$@"
+}
+
 cmd_test() {
   install_deps
   build build
@@ -83,5 +92,6 @@ cmd_test() {
 case "${1:-}" in
   demo) shift; cmd_demo "$@" ;;
   test) shift; cmd_test "$@" ;;
-  *) echo "usage: scripts/run.sh demo [DSN] | test [quick]" >&2; exit 2 ;;
+  harness) shift; cmd_harness "$@" ;;
+  *) echo "usage: scripts/run.sh demo [DSN] | harness [ARGS] | test [quick]" >&2; exit 2 ;;
 esac

@@ -249,6 +249,18 @@ pgcw_status pgcw_cache_wait_healthy(pgcw_cache *c, int64_t timeout_ms);
 pgcw_status pgcw_cache_get(pgcw_cache *c, const void *key, size_t key_len, void **value,
                            size_t *value_len);
 
+/*
+ * As pgcw_cache_get(), and *version receives the row version of the value returned
+ * (the table's version column, which every write of the key by this library or
+ * by postgres-cache makes larger: a larger version is a later write). An L1 hit
+ * gives the version the copy was read or written with. *version is 0 on any status but
+ * PGCW_OK. Lets a caller order what it reads against what it or others wrote
+ * (pgcachewatch harness checks staleness with it). version must not be NULL
+ * (PGCW_EINVAL).
+ */
+pgcw_status pgcw_cache_get_versioned(pgcw_cache *c, const void *key, size_t key_len,
+                                     void **value, size_t *value_len, int64_t *version);
+
 /* As pgcw_cache_get() but copies into buf (buf_len bytes): an L1 hit allocates
  * nothing. PGCW_ETOOBIG: the value is longer than buf_len; *value_len is the length
  * needed and nothing was copied. */
@@ -264,6 +276,14 @@ pgcw_status pgcw_cache_get_into(pgcw_cache *c, const void *key, size_t key_len, 
  */
 pgcw_status pgcw_cache_set(pgcw_cache *c, const void *key, size_t key_len,
                            const void *value, size_t value_len, int64_t ttl_ms);
+
+/* As pgcw_cache_set(); on PGCW_OK *version (may be NULL) receives the row version
+ * the write committed (what pgcw_cache_get_versioned() returns for this value), on
+ * any other status 0 (after PGCW_ECONNLOST the write may still have committed, with
+ * a version not known here). A null cache always gives 0. */
+pgcw_status pgcw_cache_set_versioned(pgcw_cache *c, const void *key, size_t key_len,
+                                     const void *value, size_t value_len, int64_t ttl_ms,
+                                     int64_t *version);
 
 /* Deletes key (a tombstone: top of file); every client's L1 copy is evicted.
  * Deleting an absent key succeeds. Same errors as pgcw_cache_set(). */

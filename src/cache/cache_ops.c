@@ -100,10 +100,12 @@ static pgcw_status take_row(void *ctx, size_t i, const PGresult *res)
 
 /* The L1 and then the table. Copies into buf (dup NULL) or allocates (*dup). */
 static pgcw_status get(pgcw_cache *c, const void *key, size_t key_len, void *buf,
-                       size_t buf_len, void **dup, size_t *value_len)
+                       size_t buf_len, void **dup, size_t *value_len, int64_t *version)
 {
     if (!c || !value_len || (dup == NULL && !buf && buf_len > 0))
         return PGCW_EINVAL;
+    if (version)
+        *version = 0;
     pgcw__err_clear(c);
     if (c->null)
         return PGCW_ENOTFOUND;
@@ -114,8 +116,8 @@ static pgcw_status get(pgcw_cache *c, const void *key, size_t key_len, void *buf
         key = "";
     if (pgcw__cache_l1_key_ok(c, key_len)) {
         if (pgcw__cache_l1_open(c)) {
-            st = dup ? pgcw_l1_get_dup(c->l1, key, key_len, dup, value_len, NULL)
-                     : pgcw_l1_get(c->l1, key, key_len, buf, buf_len, value_len, NULL);
+            st = dup ? pgcw_l1_get_dup(c->l1, key, key_len, dup, value_len, version)
+                     : pgcw_l1_get(c->l1, key, key_len, buf, buf_len, value_len, version);
             if (st == PGCW_OK || st == PGCW_ETOOBIG) {
                 return st;
             }
@@ -143,6 +145,8 @@ static pgcw_status get(pgcw_cache *c, const void *key, size_t key_len, void *buf
     PGCW__CACHE_COUNT(c, l2_hits);
     pgcw__cache_fill(c, &g, key, key_len, row.value, row.len, row.version, row.remain_ms);
     *value_len = row.len;
+    if (version)
+        *version = row.version;
     if (dup) {
         *dup = row.value;
         return PGCW_OK;
@@ -163,13 +167,23 @@ pgcw_status pgcw_cache_get(pgcw_cache *c, const void *key, size_t key_len, void 
     if (!value)
         return PGCW_EINVAL;
     *value = NULL;
-    return get(c, key, key_len, NULL, 0, value, value_len);
+    return get(c, key, key_len, NULL, 0, value, value_len, NULL);
+}
+
+pgcw_status pgcw_cache_get_versioned(pgcw_cache *c, const void *key, size_t key_len,
+                                     void **value, size_t *value_len, int64_t *version)
+{
+    if (!value || !version)
+        return PGCW_EINVAL;
+    *value = NULL;
+    *version = 0;
+    return get(c, key, key_len, NULL, 0, value, value_len, version);
 }
 
 pgcw_status pgcw_cache_get_into(pgcw_cache *c, const void *key, size_t key_len, void *buf,
                                 size_t buf_len, size_t *value_len)
 {
-    return get(c, key, key_len, buf, buf_len, NULL, value_len);
+    return get(c, key, key_len, buf, buf_len, NULL, value_len, NULL);
 }
 
 /* --- set and delete ------------------------------------------------------------- */
@@ -210,7 +224,7 @@ static pgcw_status announce_batch(pgcw_cache *c, const char *what, const write_i
 /* Writes n entries (deletes when del) in one transaction, then updates the L1. A
  * single write (set, delete) allocates nothing. */
 static pgcw_status write_batch(pgcw_cache *c, const char *what, const pgcw_cache_entry *e,
-                               size_t n, bool del)
+                               size_t n, bool del, int64_t *version)
 {
     pgcw__err_clear(c);
     for (size_t i = 0; i < n; i++) {
@@ -261,6 +275,8 @@ static pgcw_status write_batch(pgcw_cache *c, const char *what, const pgcw_cache
     if (st == PGCW_OK)
         atomic_fetch_add_explicit(del ? &c->n.deletes : &c->n.sets, n,
                                   memory_order_relaxed);
+    if (st == PGCW_OK && version && n == 1)
+        *version = w[0].version;
 out:
     if (w != &one_w)
         free(w);
@@ -269,9 +285,12 @@ out:
     return st;
 }
 
-pgcw_status pgcw_cache_set(pgcw_cache *c, const void *key, size_t key_len,
-                           const void *value, size_t value_len, int64_t ttl_ms)
+pgcw_status pgcw_cache_set_versioned(pgcw_cache *c, const void *key, size_t key_len,
+                                     const void *value, size_t value_len, int64_t ttl_ms,
+                                     int64_t *version)
 {
+    if (version)
+        *version = 0;
     if (!c)
         return PGCW_EINVAL;
     if (c->null) {
@@ -279,7 +298,13 @@ pgcw_status pgcw_cache_set(pgcw_cache *c, const void *key, size_t key_len,
         return PGCW_OK;
     }
     pgcw_cache_entry e = {key, key_len, value, value_len, ttl_ms};
-    return write_batch(c, "set", &e, 1, false);
+    return write_batch(c, "set", &e, 1, false, version);
+}
+
+pgcw_status pgcw_cache_set(pgcw_cache *c, const void *key, size_t key_len,
+                           const void *value, size_t value_len, int64_t ttl_ms)
+{
+    return pgcw_cache_set_versioned(c, key, key_len, value, value_len, ttl_ms, NULL);
 }
 
 pgcw_status pgcw_cache_set_many(pgcw_cache *c, const pgcw_cache_entry *entries, size_t n)
@@ -288,7 +313,7 @@ pgcw_status pgcw_cache_set_many(pgcw_cache *c, const pgcw_cache_entry *entries, 
         return PGCW_EINVAL;
     if (c->null)
         return PGCW_OK;
-    return write_batch(c, "set_many", entries, n, false);
+    return write_batch(c, "set_many", entries, n, false, NULL);
 }
 
 static pgcw_status delete_keys(pgcw_cache *c, const char *what,
@@ -303,7 +328,7 @@ static pgcw_status delete_keys(pgcw_cache *c, const char *what,
         return pgcw__cache_fail(c, PGCW_ENOMEM, "%s: out of memory", what);
     for (size_t i = 0; i < n; i++)
         e[i] = (pgcw_cache_entry){.key = keys[i].key, .key_len = keys[i].key_len};
-    pgcw_status st = write_batch(c, what, e, n, true);
+    pgcw_status st = write_batch(c, what, e, n, true, NULL);
     if (e != &one)
         free(e);
     return st;

@@ -128,6 +128,7 @@ int cli_cmd_uninstall(int argc, char **argv);
 int cli_cmd_listen(int argc, char **argv);
 int cli_cmd_demo(int argc, char **argv);
 int cli_cmd_cache(int argc, char **argv);
+int cli_cmd_harness(int argc, char **argv);
 
 /* --- the cache table as plain SQL sees it (cmd_cache_table.c) ------------------- */
 

@@ -30,6 +30,8 @@ static const cli_command commands[] = {
     {"listen", cli_cmd_listen, "print change events as they arrive"},
     {"cache", cli_cmd_cache,
      "the key/value cache in PostgreSQL: init, get, set, del, cleanup, stats"},
+    {"harness", cli_cmd_harness,
+     "many cache clients under load, every read checked for staleness"},
     {"demo", cli_cmd_demo, "a short narrated demo in a scratch schema"},
 };
 

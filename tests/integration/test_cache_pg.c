@@ -525,6 +525,70 @@ static void test_null_cache(void **state)
     pgcw_cache_free(c);
 }
 
+/* get_versioned and set_versioned give the row's version column: from the L1 and
+ * from the table alike, growing with every write by any client, 0 on a miss. */
+static void test_versioned(void **state)
+{
+    (void)state;
+    cachetest_init("ver_");
+    pgcw_cache *a = cachetest_new("ver_", NULL);
+    pgcw_cache_opts no_l1 = {.disable_l1 = true};
+    pgcw_cache *b = cachetest_new("ver_", &no_l1);
+    PGconn *pg = pgtest_connect();
+    void *v = NULL;
+    size_t len = 0;
+    int64_t ver = -1, v1 = 0, v2 = 0;
+    assert_int_equal(pgcw_cache_get_versioned(a, "k", 1, &v, &len, &ver), PGCW_ENOTFOUND);
+    assert_int_equal(ver, 0);
+    assert_null(v);
+    assert_int_equal(pgcw_cache_get_versioned(a, "k", 1, &v, &len, NULL), PGCW_EINVAL);
+    assert_int_equal(pgcw_cache_set_versioned(a, "k", 1, "one", 3, 60000, &v1), PGCW_OK);
+    assert_int_equal(v1, pgtest_query_int(pg, "SELECT version FROM ver_cache_entries"
+                                              " WHERE cache_key = 'k'"));
+    /* a's L1 hit and b's table read both say v1. */
+    uint64_t hits = cachetest_stats(a).l1_hits;
+    assert_int_equal(pgcw_cache_get_versioned(a, "k", 1, &v, &len, &ver), PGCW_OK);
+    assert_int_equal(cachetest_stats(a).l1_hits, hits + 1);
+    assert_int_equal(ver, v1);
+    assert_memory_equal(v, "one", 3);
+    pgcw_free(v);
+    assert_int_equal(pgcw_cache_get_versioned(b, "k", 1, &v, &len, &ver), PGCW_OK);
+    assert_int_equal(ver, v1);
+    pgcw_free(v);
+    /* Another client's write: a larger version, seen by a once its copy is gone. */
+    assert_int_equal(pgcw_cache_set_versioned(b, "k", 1, "two", 3, 60000, &v2), PGCW_OK);
+    assert_true(v2 > v1);
+    cachetest_wait_value(a, "k", "two");
+    assert_int_equal(pgcw_cache_get_versioned(a, "k", 1, &v, &len, &ver), PGCW_OK);
+    assert_int_equal(ver, v2);
+    pgcw_free(v);
+    /* Versions come from the table: a row written by plain SQL reads with its own. */
+    pgtest_exec(pg, "UPDATE ver_cache_entries SET value = 'three', version = 77"
+                    " WHERE cache_key = 'k'");
+    assert_int_equal(pgcw_cache_get_versioned(b, "k", 1, &v, &len, &ver), PGCW_OK);
+    assert_int_equal(ver, 77);
+    assert_memory_equal(v, "three", 5);
+    pgcw_free(v);
+    /* set_versioned with NULL version is set; a failed call gives 0. */
+    assert_int_equal(pgcw_cache_set_versioned(a, "k", 1, "four", 4, 60000, NULL),
+                     PGCW_OK);
+    int64_t bad = -1;
+    assert_int_equal(pgcw_cache_set_versioned(a, "\xff", 1, "x", 1, 0, &bad),
+                     PGCW_EINVAL);
+    assert_int_equal(bad, 0);
+    /* The null cache: no versions. */
+    pgcw_cache *n = NULL;
+    assert_int_equal(pgcw_cache_new_null(&n), PGCW_OK);
+    bad = -1;
+    assert_int_equal(pgcw_cache_set_versioned(n, "k", 1, "x", 1, 0, &bad), PGCW_OK);
+    assert_int_equal(bad, 0);
+    assert_int_equal(pgcw_cache_get_versioned(n, "k", 1, &v, &len, &bad), PGCW_ENOTFOUND);
+    pgcw_cache_free(n);
+    PQfinish(pg);
+    pgcw_cache_free(b);
+    pgcw_cache_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_batch_all_or_nothing),
         cmocka_unit_test(test_infinite_expiry),
         cmocka_unit_test(test_null_cache),
+        cmocka_unit_test(test_versioned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
