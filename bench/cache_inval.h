@@ -315,12 +315,7 @@ static void inval_measure(const bench_cfg *c, long writes, long warmup, long gap
         pgcw_cache_free(w0);
     }
     int fds[2];
-    if (pipe(fds) != 0)
-        bench_die("pipe: %s", strerror(errno));
-    fflush(NULL);
-    pid_t child = fork();
-    if (child < 0)
-        bench_die("fork: %s", strerror(errno));
+    pid_t child = bench_fork_pipe(fds);
     if (child == 0) {
         close(fds[0]);
         inval_reader_main(c, fds[1]);
