@@ -302,7 +302,8 @@ static double med_ratio(const result *r, const result *ref, int R, bool reads)
 
 /* One row of the table and of the data file; returns the ratio to Redis. */
 static double report_row(const cfgs *g, const char *what, const char *name, int clients,
-                         int sys, const result *r, const result *redis, bool reads)
+                         int sys, const result *r, const result *redis, const result *raw,
+                         bool reads)
 {
     int R = g->c.rounds;
     double rate, p50, p99;
@@ -315,7 +316,8 @@ static double report_row(const cfgs *g, const char *what, const char *name, int 
         MED_OF(r, R, p50, p50);
         MED_OF(r, R, p99, p99);
     }
-    double x = med_ratio(r, redis, R, reads), hit, l1hit;
+    double x = med_ratio(r, redis, R, reads), xraw = med_ratio(r, raw, R, reads), hit,
+           l1hit;
     MED_OF(r, R, hit, hit);
     MED_OF(r, R, l1hit, l1hit);
     char hits[64] = "";
@@ -324,12 +326,12 @@ static double report_row(const cfgs *g, const char *what, const char *name, int 
     if (l1hit > 0)
         snprintf(hits + strlen(hits), sizeof hits - strlen(hits), " (L1 %.1f%%)",
                  100 * l1hit);
-    printf("%-29s %7d  %-10s %11.0f %9.1f %9.1f %9.2f  %s\n", what, clients,
-           k_sys_names[sys], rate, p50 / 1e3, p99 / 1e3, x, hits);
+    printf("%-29s %7d  %-10s %11.0f %9.1f %9.1f %9.2f %7.2f  %s\n", what, clients,
+           k_sys_names[sys], rate, p50 / 1e3, p99 / 1e3, x, xraw, hits);
     if (g->data)
-        fprintf(g->data, "%s\t%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.4f\n",
+        fprintf(g->data, "%s\t%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.4f\t%.4f\n",
                 g->c.pin ? "pinned" : "unpinned", name, clients, k_sys_names[sys], rate,
-                p50 / 1e3, p99 / 1e3, x);
+                p50 / 1e3, p99 / 1e3, x, xraw);
     return x;
 }
 
@@ -489,8 +491,8 @@ int main(int argc, char **argv)
            "of per-round ratios to Redis at the same client count.\n",
            BENCH_VALUE_LEN, n_keys, ttl_ms, writers, readers, mixed_keys, mixed_ttl_ms,
            g.seconds, R);
-    printf("%-29s %7s  %-10s %11s %9s %9s %9s  %s\n", "workload", "clients", "system",
-           "ops/s", "p50 us", "p99 us", "x redis", "hits");
+    printf("%-29s %7s  %-10s %11s %9s %9s %9s %7s  %s\n", "workload", "clients", "system",
+           "ops/s", "p50 us", "p99 us", "x redis", "x raw", "hits");
     double xl1_min = 1e300, xl1_max = 0, xno_min = 1e300, xno_max = 0, xw_min = 1e300,
            xw_max = 0, mixed_w = 0, write_w = -1;
     for (int mi = 0; mi < n_m; mi++) {
@@ -506,7 +508,7 @@ int main(int argc, char **argv)
                 if (s == SYS_BG && w->kind == W_READ)
                     continue;
                 double x = report_row(&g, what, name, m[mi].n, s, RES(mi, s),
-                                      RES(mi, SYS_REDIS), pass == 1);
+                                      RES(mi, SYS_REDIS), RES(mi, SYS_RAW), pass == 1);
                 double *lo = NULL, *hi = NULL;
                 if (w->kind == W_READ && s == SYS_L1)
                     lo = &xl1_min, hi = &xl1_max;
@@ -528,11 +530,11 @@ int main(int argc, char **argv)
     if (want[N_WORKLOADS]) {
         for (int i = 0; i < 2; i++) {
             const pcts *p = &inval[i ? INV_RET_RAW : INV_RET_EVICT];
-            printf("%-29s %7d  %-10s %11s %9.1f %9.1f %9s  (%s)\n", "invalidation delay",
-                   1, i ? "bare-listen" : "lib-l1", "-", p->p50, p->p99, "-",
-                   k_inval_rows[i ? INV_RET_RAW : INV_RET_EVICT]);
+            printf("%-29s %7d  %-10s %11s %9.1f %9.1f %9s %7s  (%s)\n",
+                   "invalidation delay", 1, i ? "bare-listen" : "lib-l1", "-", p->p50,
+                   p->p99, "-", "-", k_inval_rows[i ? INV_RET_RAW : INV_RET_EVICT]);
             if (g.data)
-                fprintf(g.data, "%s\tinval\t1\t%s\t0\t%.2f\t%.2f\t0\n",
+                fprintf(g.data, "%s\tinval\t1\t%s\t0\t%.2f\t%.2f\t0\t0\n",
                         g.c.pin ? "pinned" : "unpinned", i ? "bare-listen" : "lib-l1",
                         p->p50, p->p99);
         }

@@ -1,6 +1,6 @@
 # compare.gp - the chart of bench/run_compare.sh's data file (bench_compare's
 # tab-separated rows: pin, workload, clients, system, rate, p50_us, p99_us,
-# x_redis). Called as
+# x_redis, x_raw). Called as
 #   gnuplot -e "data='compare.tsv'; out='compare.svg'; stamp='...'" bench/compare.gp
 # Four panels: reads and writes per second over the client count, each system
 # unpinned (solid) and pinned (dashed); the ratios to Redis that the targets are

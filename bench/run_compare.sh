@@ -112,7 +112,7 @@ first_cpu=${all_cpus%%[,-]*}
 
 mkdir -p "$out" "$(dirname "$chart")"
 data=$out/compare.tsv
-printf 'pin\tworkload\tclients\tsystem\trate\tp50_us\tp99_us\tx_redis\n' >"$data"
+printf 'pin\tworkload\tclients\tsystem\trate\tp50_us\tp99_us\tx_redis\tx_raw\n' >"$data"
 stamp="$(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
 {
   echo "pgcachewatch comparison: $stamp, $(nproc) CPUs ($all_cpus), load $(cut -d' ' -f1-3 /proc/loadavg)"
