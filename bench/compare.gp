@@ -5,7 +5,8 @@
 # Four panels: reads and writes per second over the client count, each system
 # unpinned (solid) and pinned (dashed); the ratios to Redis that the targets are
 # about, with the targets; the mixed run's writes/s beside the Python
-# postgres-cache's 933-1,082 (the issue's figure, not measured here).
+# postgres-cache's 933-1,082 (the issue's figure, not measured here) and the
+# ceiling its pauses put on 16 writers (a mean pause of 2.5 ms after each write).
 if (!exists("data")) data = 'build/compare/compare.tsv'
 if (!exists("out")) out = 'build/compare/compare.svg'
 if (!exists("stamp")) stamp = ''
@@ -84,5 +85,6 @@ plot \
      "< awk -F'\t' '$1==\"pinned\" && $2==\"mixed-paused-writes\"' '".data."'" using (idx(strcol(4)) + 0.3):5 with boxes lc rgb "#f0b890" title "pinned, harness pauses", \
      933 with lines lc rgb "#555555" dt 2 title "Python postgres-cache 933-1,082 (issue's figure)", \
      1082 with lines lc rgb "#555555" dt 2 notitle, \
-     10820 with lines lc rgb "#000000" dt 3 title "10x that (10,820)"
+     10820 with lines lc rgb "#000000" dt 3 title "10x that (10,820)", \
+     6400 with lines lc rgb "#dd8452" dt 4 title "the pauses' ceiling: 16 writers / 2.5 ms"
 unset multiplot
