@@ -221,10 +221,12 @@ static result run_cell(const sys_env *e, int sys, const workload *w, int n,
 typedef struct listener_stats {
     uint64_t received, applied;
     int failed;
+    atomic_int ready; /* it holds every key */
 } listener_stats;
 
 /* Forks a process that holds a pgcw_cache with its L1 and watcher, reads every key
- * of ws once, and listens until fd's other end closes. Before any thread. */
+ * of ws once, and listens until fd's other end closes; returns once it holds the
+ * keys. Before any thread. */
 static pid_t listener_start(const bench_cfg *c, const workload *ws, int n, int *fd,
                             listener_stats *out)
 {
@@ -233,6 +235,11 @@ static pid_t listener_start(const bench_cfg *c, const workload *ws, int n, int *
     if (pid > 0) {
         close(fds[0]);
         *fd = fds[1];
+        for (int64_t end = mono_ns() + 60000000000LL; !atomic_load(&out->ready);) {
+            if (mono_ns() > end || waitpid(pid, NULL, WNOHANG) == pid)
+                bench_die("the listener process did not start");
+            sleep_ns(1000000);
+        }
         return pid;
     }
     close(fds[1]);
@@ -247,6 +254,7 @@ static pid_t listener_start(const bench_cfg *c, const workload *ws, int n, int *
         for (long k = 0; k < ws[i].n_keys; k++)
             (void)pgcw_cache_get_into(cache, ws[i].keys[k].s, ws[i].keys[k].len, buf,
                                       sizeof buf, &len);
+    atomic_store(&out->ready, 1);
     char b;
     while (read(fds[0], &b, 1) < 0 && errno == EINTR) {
     }
