@@ -2,7 +2,8 @@
  * bench_compare.c - one workload, four systems, one run: this library with its L1
  * (lib-l1), without (lib-no-l1), raw libpq running the library's own SQL
  * (raw-libpq: the floor for anything PostgreSQL-backed), and Redis (GET, SET k v
- * PX ttl); compare_systems.h says how each is used. bench/run_compare.sh starts
+ * PX ttl); for writes also the library with notify_mode BACKGROUND (lib-l1-bg).
+ * compare_systems.h says how each is used. bench/run_compare.sh starts
  * the throwaway PostgreSQL and Redis, runs this unpinned and pinned, writes the
  * data file and draws the chart.
  *
@@ -22,10 +23,12 @@
  *   inval   cache_inval.h (bench_cache_inval's measurement): a writer process's
  *           commit to the eviction in another process's L1, beside a bare LISTEN.
  * Each (workload, client count) runs every system back to back, --seconds each
- * after 0.3 s of warmup, the order rotating by round; a ratio to Redis is taken
- * within the round and the figure is the median over --rounds. 1 op in 8 is
- * timed into a log-bucketed histogram (an L1 hit costs about as much as two clock
- * reads). Pinned: every client thread (and the library's threads) on the last
+ * after a warmup of at least 0.3 s that lasts until every thread has made 5 calls
+ * (the library's pool opens its connections on first use), the order rotating by
+ * round, with a fresh instance and fresh connections each time; a ratio to Redis
+ * is taken within the round and the figure is the median over --rounds. 1 op in 8
+ * is timed into a log-bucketed histogram (an L1 hit costs about as much as two
+ * clock reads). Pinned: every client thread (and the library's threads) on the last
  * CPU, the servers on the first (run_compare.sh).
  *
  * Must never count an operation that failed or read the wrong thing: a get of a
