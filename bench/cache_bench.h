@@ -295,6 +295,19 @@ static inline double hist_pct(const hist *h, double p)
     return (double)h->max;
 }
 
+/* pipe(fds), then fork() with stdio flushed first (so nothing buffered is written
+ * twice); returns fork()'s pid. Dies on a failure. */
+static inline pid_t bench_fork_pipe(int fds[2])
+{
+    if (pipe(fds) != 0)
+        bench_die("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork: %s", strerror(errno));
+    return pid;
+}
+
 /* --- medians over rounds ---------------------------------------------------------- */
 
 static inline int bench_cmp_double(const void *a, const void *b)

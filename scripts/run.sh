@@ -19,7 +19,7 @@ ROOT=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 PACKAGES=(build-essential cmake pkg-config clang-format libpq-dev libjson-c-dev libb2-dev libcmocka-dev
-  libmicrohttpd-dev postgresql curl python3)
+  libmicrohttpd-dev postgresql curl python3 redis-server libhiredis-dev gnuplot-nox)
 
 install_deps() {
   local missing=() p
