@@ -44,6 +44,12 @@
  * versions only grow and a get_or_set load that started before the delete can tell
  * it happened. A tombstone reads as a miss here and in Python (both filter on
  * expires_at), and cleanup_expired() removes it like any expired row.
+ * Versions grow for as long as the row exists: once cleanup_expired() removed a
+ * tombstone, or a crash of the server emptied an UNLOGGED table (PostgreSQL
+ * truncates those in crash recovery; a clean restart keeps them), the key starts
+ * again at version 1. No copy from before is served then: the delete's
+ * notification evicted them before the tombstone could go, and a crash drops
+ * every LISTEN connection, so every client flushes its L1 on the reconnect.
  *
  * Long keys. A notification carries the key in hex, so a key over
  * PGCW_CACHE_MAX_NOTIFY_KEY bytes cannot be named in PostgreSQL's 7999-byte payload:

@@ -353,7 +353,11 @@ static pgcw_status failing_loader(void *ctx, const void *key, size_t key_len,
     pthread_mutex_lock(&f->mu);
     f->loads++;
     pthread_mutex_unlock(&f->mu);
-    pgtest_sleep_ms(300);
+    /* Fail once the seven other callers wait for this load (a thread that started
+     * after it ended would load again, rightly: not what is tested here). */
+    int64_t until = pgtest_now_ms() + CACHETEST_WAIT_MS;
+    while (cachetest_stats(f->c).flight_waits < 7 && pgtest_now_ms() < until)
+        pgtest_sleep_ms(5);
     pgcw_cache_result_error(r, "upstream said boom");
     return PGCW_ELOADER;
 }

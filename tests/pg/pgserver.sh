@@ -8,6 +8,9 @@
 #                                             to STATEFILE
 #   pgserver.sh stop STATEFILE                stop that server by its pid, remove its
 #                                             directory and STATEFILE
+#   pgserver.sh restart STATEFILE MODE [DOWN] pg_ctl stop -m MODE (fast, immediate),
+#                                             DOWN seconds down, start again on the
+#                                             same port (fault tests)
 #
 # Uses Debian's postgresql package (/usr/lib/postgresql/*/bin) or whatever initdb
 # is on PATH. As root, the server runs as an unprivileged user (postgres, else
@@ -44,6 +47,14 @@ port_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# pg_start BINDIR DIR PORT DURABLE: starts the server of DIR/data (and waits).
+pg_start() {
+  as_server_user "$1/pg_ctl" -D "$2/data" -l "$2/server.log" -w -t 60 \
+    -o "-p $3 -k $2 -c listen_addresses=127.0.0.1 -c fsync=$4 \
+        -c full_page_writes=$4 -c max_connections=200 \
+        -c shared_buffers=128MB" start >/dev/null 2>&1
+}
+
 start() {
   local state="$1" watch="${2:-}"
   local bindir dir port logf pid durable=off
@@ -69,10 +80,7 @@ start() {
     tries=$((tries + 1))
     port_free "$port" || continue
     logf="$dir/server.log"
-    if as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$logf" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=$durable \
-            -c full_page_writes=$durable -c max_connections=200 \
-            -c shared_buffers=128MB" start >/dev/null 2>&1; then
+    if pg_start "$bindir" "$dir" "$port" "$durable"; then
       break
     fi
     if [ $tries -ge 5 ]; then
@@ -86,17 +94,22 @@ start() {
     echo "dir=$dir"
     echo "port=$port"
     echo "bindir=$bindir"
+    echo "durable=$durable"
+    echo "user=$SERVER_USER"
   } >"$state"
   if [ -n "$watch" ]; then
-    # Watchdog: when the watched process ends, stop the server and clean up.
+    # Watchdog: when the watched process ends, stop whatever server runs in the
+    # directory then (a restart gives it a new pid) and clean up. It ends by itself
+    # once the directory is gone (the server was stopped).
     nohup bash -c '
-      while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
-      if kill -0 "$2" 2>/dev/null; then
-        kill -INT "$2" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$2" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$2" 2>/dev/null
+      while kill -0 "$1" 2>/dev/null && [ -d "$2" ]; do sleep 1; done
+      pid=$(head -1 "$2/data/postmaster.pid" 2>/dev/null)
+      if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -INT "$pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
       fi
-      rm -rf "$3"' _ "$watch" "$pid" "$dir" >/dev/null 2>&1 &
+      case "$2" in */pgcw-pg.*) rm -rf "$2" ;; esac' _ "$watch" "$dir" >/dev/null 2>&1 &
   fi
   echo "dsn=host=$dir port=$port user=postgres dbname=postgres"
 }
@@ -115,7 +128,27 @@ stop() {
   rm -f "$state"
 }
 
+# restart STATEFILE MODE [DOWN_SECONDS]: stops the server with pg_ctl's MODE (fast,
+# immediate), waits DOWN_SECONDS (default 0) and starts it again on the same port
+# and directory; the state file gets the new pid. For fault tests.
+restart() {
+  local state="$1" mode="$2" down="${3:-0}" dir port bindir durable
+  dir=$(sed -n 's/^dir=//p' "$state")
+  port=$(sed -n 's/^port=//p' "$state")
+  bindir=$(sed -n 's/^bindir=//p' "$state")
+  durable=$(sed -n 's/^durable=//p' "$state")
+  SERVER_USER=$(sed -n 's/^user=//p' "$state")
+  [ -n "$dir" ] && [ -n "$SERVER_USER" ] || die "restart: $state names no server"
+  as_server_user "$bindir/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 stop >/dev/null ||
+    die "restart: stop -m $mode failed"
+  sleep "$down"
+  pg_start "$bindir" "$dir" "$port" "${durable:-off}" || die "restart: start failed"
+  sed -i "s/^pid=.*/pid=$(head -1 "$dir/data/postmaster.pid")/" "$state"
+}
+
 case "${1:-}" in
+  restart) [ $# -ge 3 ] || die "usage: pgserver.sh restart STATEFILE fast|immediate [DOWN_SECONDS]"
+    restart "$2" "$3" "${4:-0}" ;;
   start) [ $# -ge 2 ] || die "usage: pgserver.sh start STATEFILE [WATCH_PID]"; start "$2" "${3:-}" ;;
   stop) [ $# -ge 2 ] || die "usage: pgserver.sh stop STATEFILE"; stop "$2" ;;
   *) die "usage: pgserver.sh start|stop STATEFILE" ;;
