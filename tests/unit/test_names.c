@@ -292,7 +292,8 @@ static void test_install_sql_dollar_tag_avoids_channel(void **state)
     pgcw_install_opts o = {.channel = "a$pgcw$b$pgcw_1$c", .with_keys = true};
     o.function_name = "f";
     char *sql = script(&o, "t", PGCW_OK, err, sizeof err);
-    assert_non_null(strstr(sql, "LANGUAGE plpgsql AS $pgcw_2$\n"));
+    assert_non_null(strstr(
+        sql, "LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $pgcw_2$\n"));
     assert_null(strstr(sql, "AS $pgcw$"));
     pgcw_free(sql);
 }
