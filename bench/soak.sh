@@ -49,7 +49,7 @@ while kill -0 "$hp" 2>/dev/null; do
   kill -0 "$hp" 2>/dev/null || break
   t=$(( $(date +%s) - start )) r=$(rss_kb) f=$(fds) n=$(procs | wc -l)
   printf '%8d %10d %6d %6d\n' "$t" "$r" "$f" "$n"
-  samples+=("$t $r $f")
+  samples+=("$t $r $f $n")
 done
 rc=0
 wait "$hp" || rc=$?
@@ -59,6 +59,9 @@ python3 - "$out" "$rc" "${samples[@]}" <<'PY'
 import json, sys
 path, rc = sys.argv[1], int(sys.argv[2])
 samples = [tuple(int(x) for x in s.split()) for s in sys.argv[3:]]
+# Only samples with every process up: not the start, not the teardown.
+most = max((x[3] for x in samples), default=0)
+samples = [x for x in samples if x[3] == most]
 try:
     r = json.load(open(path))
 except ValueError:

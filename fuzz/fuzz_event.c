@@ -3,7 +3,11 @@
  * timestamp parser. Beyond "no crash, no leak" it checks the promises callers rely
  * on: a parsed event's JSON form is valid one-line JSON carrying the same table,
  * every key is a JSON array, a clone is equal, and a parsed timestamp formats back
- * to text that parses to the same instant. A broken promise traps.
+ * to text that parses to the same instant. Strict UTF-8 (judged by
+ * fuzz/utf8_strict.h, not by the library's own check, and not by json-c's, which
+ * lets overlong forms and surrogates through): the channel, schema, table, every
+ * primary-key column and key, the event's JSON and text forms. A broken promise
+ * traps.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +19,7 @@
 #include <pgcachewatch/event.h>
 #include <pgcachewatch/common.h>
 #include "pgcw_testhook.h"
+#include "utf8_strict.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -35,10 +40,23 @@ static json_object *strict_parse(const char *text)
     return o;
 }
 
+static void utf8(const char *s)
+{
+    if (s && !fuzz_utf8_valid(s, strlen(s)))
+        __builtin_trap();
+}
+
 static void check_event(const pgcw_event *e)
 {
     if (!e->table || !e->table[0] || !e->channel || !e->payload)
         __builtin_trap();
+    utf8(e->channel);
+    utf8(e->schema);
+    utf8(e->table);
+    for (size_t i = 0; i < e->n_pk_columns; i++)
+        utf8(e->pk_columns[i]);
+    for (size_t i = 0; i < e->n_keys; i++)
+        utf8(e->keys[i]);
     for (size_t i = 0; i < e->n_keys; i++) {
         json_object *k = strict_parse(e->keys[i]);
         if (!json_object_is_type(k, json_type_array) ||
@@ -48,6 +66,7 @@ static void check_event(const pgcw_event *e)
     }
     char *json = pgcw_event_to_json(e);
     if (json) {
+        utf8(json);
         json_object *o = strict_parse(json);
         json_object *table;
         if (!o || strchr(json, '\n') || !json_object_object_get_ex(o, "table", &table) ||
@@ -59,6 +78,7 @@ static void check_event(const pgcw_event *e)
     char *text = pgcw_event_to_text(e);
     if (text && strchr(text, '\n'))
         __builtin_trap();
+    utf8(text);
     pgcw_free(text);
 
     const pgcw_event *c = NULL;

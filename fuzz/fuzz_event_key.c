@@ -4,7 +4,10 @@
  * decoded key holds no NUL and is NUL-terminated at key_len; writing the key back
  * in either form (0x1F with doubling, '|' with hex) decodes to the same operation,
  * version and bytes; AUTO agrees with CACHE_KEY on every payload that starts with
- * 'u' or 'd'; and the key event formats as valid JSON. A broken promise traps.
+ * 'u' or 'd'; and the key event formats as JSON that is strict UTF-8 (judged by
+ * fuzz/utf8_strict.h: json-c lets overlong forms and surrogates through) and that
+ * json-c parses back, carrying the key: as "key" when the key is UTF-8 text, else
+ * as "key_hex" (a key is bytes, so both are valid). A broken promise traps.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 
 #include <pgcachewatch/event.h>
 #include "pgcw_testhook.h"
+#include "utf8_strict.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -62,6 +66,39 @@ static void round_trip(const pgcw_event *e, bool hex)
     free(p);
 }
 
+/* The key in "key" (UTF-8 text) or "key_hex" (anything else), byte for byte. */
+static void check_json(const pgcw_event *e)
+{
+    char *json = pgcw_event_to_json(e);
+    if (!json)
+        return;
+    if (strchr(json, '\n') || !fuzz_utf8_valid(json, strlen(json)))
+        __builtin_trap();
+    json_object *o = json_tokener_parse(json), *k;
+    if (!o)
+        __builtin_trap();
+    bool text = fuzz_utf8_valid(e->key, e->key_len);
+    if (!json_object_object_get_ex(o, text ? "key" : "key_hex", &k))
+        __builtin_trap();
+    const char *got = json_object_get_string(k);
+    size_t got_len = (size_t)json_object_get_string_len(k);
+    if (text) {
+        if (got_len != e->key_len || memcmp(got, e->key, e->key_len) != 0)
+            __builtin_trap();
+    } else {
+        if (got_len != 2 * e->key_len)
+            __builtin_trap();
+        for (size_t i = 0; i < e->key_len; i++) {
+            char hex[3];
+            snprintf(hex, sizeof hex, "%02x", (unsigned char)e->key[i]);
+            if (memcmp(got + 2 * i, hex, 2) != 0)
+                __builtin_trap();
+        }
+    }
+    json_object_put(o);
+    pgcw_free(json);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* An exact-size heap copy, so ASan sees any read past payload_len. */
@@ -80,15 +117,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         round_trip(e, false);
         round_trip(e, true);
-        char *json = pgcw_event_to_json(e);
-        if (json) {
-            json_object *o = json_tokener_parse(json);
-            if (!o || strchr(json, '\n'))
-                __builtin_trap();
-            json_object_put(o);
-        }
-        free(json);
-        free(pgcw_event_to_text(e));
+        check_json(e);
+        char *line = pgcw_event_to_text(e);
+        if (line && (strchr(line, '\n') || !fuzz_utf8_valid(line, strlen(line))))
+            __builtin_trap();
+        pgcw_free(line);
     } else if (e || (st == PGCW_EPARSE && (!why[0] || strchr(why, '\n')))) {
         __builtin_trap();
     }

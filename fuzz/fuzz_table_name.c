@@ -2,9 +2,13 @@
  * fuzz_table_name.c - libFuzzer target for table-name parsing, quoting and
  * install-script generation. Beyond "no crash, no leak" it checks the promises
  * the SQL we generate relies on: a parsed name quotes back to text that parses to
- * the same name; parts are never empty, never longer than 63 bytes; and any input
- * that install_sql accepts yields a script with every placeholder expanded (when
- * the input holds no brace). A broken promise traps.
+ * the same name; parts are never empty, never longer than 63 bytes; any text up to
+ * 63 bytes quotes (pgcw_quote_ident) to an identifier that parses back to exactly
+ * that text, and quotes as a literal (pgcw_quote_literal) to '...' with every
+ * quote doubled and nothing else changed; a refused name comes with a reason; and
+ * any input that install_sql accepts yields a script with every placeholder
+ * expanded (when the input holds no brace), while a refusal's message is one line
+ * of strict UTF-8 without control bytes. A broken promise traps.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +19,7 @@
 #include <pgcachewatch/common.h>
 
 #include "pgcw_testhook.h"
+#include "utf8_strict.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,6 +50,45 @@ static void roundtrip(const pgcw_qualified_name *q)
     free(schema);
 }
 
+/* Any text, quoted either way, must come back unchanged. */
+static void quote_any(const char *text)
+{
+    size_t n = strlen(text);
+    if (n > 0 && n <= PGCW_MAX_IDENTIFIER) {
+        char *q = pgcw_quote_ident(text);
+        pgcw_qualified_name back;
+        if (!q || pgcw_parse_qualified_name(q, &back) != PGCW_OK || back.schema[0] ||
+            strcmp(back.name, text) != 0)
+            __builtin_trap();
+        pgcw_free(q);
+    }
+    char *lit = pgcw_quote_literal(text);
+    if (!lit)
+        abort();
+    size_t len = strlen(lit), o = 0;
+    if (len < 2 || lit[0] != '\'' || lit[len - 1] != '\'')
+        __builtin_trap();
+    for (size_t i = 1; i + 1 < len; i++, o++) {
+        if (lit[i] == '\'' && (i + 2 >= len || lit[++i] != '\''))
+            __builtin_trap(); /* a lone quote would end the literal early */
+        if (text[o] != lit[i])
+            __builtin_trap();
+    }
+    if (o != n)
+        __builtin_trap();
+    pgcw_free(lit);
+}
+
+/* What a user sees of a refusal: one line of strict UTF-8, no control bytes. */
+static void safe_message(const char *msg)
+{
+    if (!msg[0] || !fuzz_utf8_valid(msg, strlen(msg)))
+        __builtin_trap();
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+        if (*p < 0x20 || *p == 0x7F)
+            __builtin_trap();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *text = malloc(size + 1);
@@ -60,7 +104,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             strlen(q.schema) > PGCW_MAX_IDENTIFIER)
             __builtin_trap();
         roundtrip(&q);
+    } else if (!err[0]) {
+        __builtin_trap();
     }
+    quote_any(text);
 
     /* The same bytes as table, channel and prefix of an install script. */
     pgcw_install_opts o = {
@@ -80,6 +127,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
     } else if (st != PGCW_EINVAL || sql) {
         __builtin_trap();
+    } else {
+        safe_message(pgcw_install_errmsg(in));
     }
     pgcw_free(sql);
     pgcw_install_free(in);

@@ -5,7 +5,8 @@
 #     folder or that header; unit tests may include the harness's headers in
 #     src/cli/harness/, which use the public API only);
 #   - the CLI and the examples use the public API only (<pgcachewatch/...>; the CLI
-#     also its own headers in src/cli/);
+#     also its own headers in src/cli/, and so may the CLI's fuzz targets,
+#     fuzz/fuzz_cli*.c, which stay off the test hook like the CLI itself);
 #   - no library module includes the test hook or another module by relative path.
 # (Between modules the compiler enforces the rest: each module's include path holds
 # only the modules it may use, src/CMakeLists.txt.)
@@ -21,6 +22,11 @@ quoted_includes() { # FILE -> the names in its #include "..." lines
 for f in $(git ls-files 'tests/*.c' 'tests/*.h' 'bench/*.c' 'bench/*.h' 'fuzz/*.c' 'fuzz/*.h'); do
   dir=$(dirname "$f")
   for inc in $(quoted_includes "$f"); do
+    case "$f" in
+      fuzz/fuzz_cli*)
+        [ "$inc" = pgcw_testhook.h ] && complain "$f includes the test hook: the CLI uses the public API"
+        [ -f "src/cli/$inc" ] && continue ;;
+    esac
     [ "$inc" = pgcw_testhook.h ] && continue
     [ -f "$dir/$inc" ] && continue
     [ -f "tests/support/$inc" ] && case "$f" in tests/* | fuzz/*) continue ;; esac

@@ -148,7 +148,8 @@ typedef struct pgcw_cache_opts {
      * PGCW_EQUERY saying so, rather than serving copies no write would evict. */
     const char *notify_channel;
     /* Prefix of every table, function, trigger and index name: letters, digits and
-     * '_' only (anything else is PGCW_EINVAL, and nothing is created). NULL: "". */
+     * '_' only, at most 33 bytes so every name fits PostgreSQL's 63 (anything else
+     * is PGCW_EINVAL, and nothing is created). NULL: "". */
     const char *schema_prefix;
     /* Open no LISTEN connection; the L1 lives under TTL alone (top of file). */
     bool disable_notify;

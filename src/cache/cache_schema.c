@@ -18,10 +18,12 @@
 #include "pgcachewatch/install.h"
 #include "sql_template.h"
 
-/* The longest suffix is "cache_set_updated_at_trigger" (28 bytes): with it every
+/* The longest suffix is "cache_broadcast_change_trigger" (30 bytes): with it every
  * name fits PostgreSQL's 63-byte identifiers, which it would otherwise truncate
- * (two prefixes could then name the same objects). */
-#define MAX_PREFIX (63 - 28)
+ * (two prefixes could then name the same objects). (Was 63 - 28, from a shorter
+ * suffix: a 34- or 35-byte prefix made a 64- or 65-byte trigger name; found by
+ * fuzz/fuzz_cache_names.c.) */
+#define MAX_PREFIX (63 - 30)
 
 pgcw_status pgcw__cache_cfg_init(pgcw__cache_cfg *cfg, const pgcw_cache_opts *o,
                                  char *why, size_t whylen)

@@ -90,7 +90,7 @@ bool cli_conn_settings_set(cli_conn_settings *s, const char *key, const char *va
  * "<cmd>: <why>" on stderr (never a password). Free with pgcw_conn_free(). */
 pgcw_conn *cli_connect(const char *cmd, const cli_conn_opts *c);
 
-/* --- helpers (main.c) ----------------------------------------------------------- */
+/* --- helpers (cli_util.c) ------------------------------------------------------- */
 
 /* `cmd` below is a command's argv[0], which main() sets to "pgcachewatch CMD"
  * (NULL: the program itself). */
@@ -129,6 +129,43 @@ int cli_cmd_listen(int argc, char **argv);
 int cli_cmd_demo(int argc, char **argv);
 int cli_cmd_cache(int argc, char **argv);
 int cli_cmd_harness(int argc, char **argv);
+
+/* --- each command's command line, parsed without running it -------------------- */
+
+/* These run no command and connect nowhere, so fuzz/fuzz_cli.c calls them. Each
+ * returns -1 when the command should go on, else its exit code after printing why
+ * (a usage error: CLI_EXIT_USAGE). Strings are borrowed from argv, whose order
+ * getopt may change. getopt must start afresh: optind = 0 before each call. A
+ * --help is only flagged: the command prints its help. */
+
+/* `install` (install true) and `uninstall`. */
+typedef struct cli_install_args {
+    pgcw_install_opts opts;
+    cli_conn_opts conn;
+    bool commit;
+    bool help;
+    const char **tables; /* malloc'd array (free it whatever the result) */
+    size_t n_tables;
+} cli_install_args;
+
+int cli_install_parse(int argc, char **argv, bool install, cli_install_args *p);
+
+/* `listen`. */
+typedef struct cli_listen_args {
+    cli_conn_opts conn;
+    const char **channels; /* malloc'd array (free it whatever the result) */
+    size_t n_channels;
+    pgcw_payload_format format; /* PGCW_FORMAT_AUTO unless --format */
+    long long count;            /* 0 unless --count */
+    long long timeout_ms;       /* -1 unless --timeout */
+    bool json;
+    bool help;
+} cli_listen_args;
+
+int cli_listen_parse(int argc, char **argv, cli_listen_args *a);
+
+/* `demo`: the connection options and --help only. */
+int cli_demo_parse(int argc, char **argv, cli_conn_opts *conn, bool *help);
 
 /* --- the cache table as plain SQL sees it (cmd_cache_table.c) ------------------- */
 

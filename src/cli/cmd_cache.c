@@ -235,9 +235,10 @@ static int parse(int argc, char **argv, const subcommand *s, cli_cache_args *a)
     return -1;
 }
 
-int cli_cmd_cache(int argc, char **argv)
+int cli_cache_parse(int argc, char **argv, cli_cache_args *a)
 {
     const char *cmd = argv[0];
+    memset(a, 0, sizeof *a);
     if (argc < 2)
         return cli_usage_error(cmd, "no subcommand given (init, get, set, del, cleanup "
                                     "or stats)");
@@ -259,30 +260,33 @@ int cli_cmd_cache(int argc, char **argv)
         const subcommand *s = &subcommands[i];
         if (strcmp(s->name, name) != 0)
             continue;
-        char prog[64];
-        snprintf(prog, sizeof prog, "%s %s", cmd, s->name);
-        cli_cache_args a;
-        memset(&a, 0, sizeof a);
-        a.cmd = prog;
-        a.err_code = s->run == cli_cache_get ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
-        a.ttl_ms = PGCW_CACHE_TTL_DEFAULT;
+        snprintf(a->cmd, sizeof a->cmd, "%s %s", cmd, s->name);
+        a->run = s->run;
+        a->err_code = s->run == cli_cache_get ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+        a->ttl_ms = PGCW_CACHE_TTL_DEFAULT;
         if (help) {
-            print_sub_help(prog, s);
+            print_sub_help(a->cmd, s);
             return CLI_EXIT_OK;
         }
         /* getopt sees "pgcachewatch cache get" as argv[0], so its messages name it. */
-        argv[1] = prog;
+        argv[1] = a->cmd;
         optind = 0;
-        int rc = parse(argc - 1, argv + 1, s, &a);
-        /* Every subcommand gets the handle: making it is the library's check of
-         * the prefix and the channel (init and stats need nothing else of it). */
-        pgcw_cache *c = NULL;
-        if (rc < 0)
-            rc = cli_cache_open(&a, &c);
-        if (rc < 0)
-            rc = s->run(&a, c);
-        pgcw_cache_free(c);
-        return rc;
+        return parse(argc - 1, argv + 1, s, a);
     }
     return cli_usage_error(cmd, "unknown subcommand '%s'", name);
+}
+
+int cli_cmd_cache(int argc, char **argv)
+{
+    cli_cache_args a;
+    int rc = cli_cache_parse(argc, argv, &a);
+    /* Every subcommand gets the handle: making it is the library's check of the
+     * prefix and the channel (init and stats need nothing else of it). */
+    pgcw_cache *c = NULL;
+    if (rc < 0)
+        rc = cli_cache_open(&a, &c);
+    if (rc < 0)
+        rc = a.run(&a, c);
+    pgcw_cache_free(c);
+    return rc;
 }

@@ -17,8 +17,8 @@
 #define CLI_CACHE_CLEANUP_BATCH 500
 
 typedef struct cli_cache_args {
-    const char *cmd; /* "pgcachewatch cache get" */
-    int err_code;    /* exit code of a runtime error (get: 2, its miss is 1) */
+    char cmd[64]; /* "pgcachewatch cache get" */
+    int err_code; /* exit code of a runtime error (get: 2, its miss is 1) */
     cli_conn_opts conn;
     pgcw_cache_opts opts; /* schema_prefix, notify_channel, durability */
     const char *prefix;   /* opts.schema_prefix or "" */
@@ -27,7 +27,14 @@ typedef struct cli_cache_args {
     char **args; /* positional arguments, borrowed from argv */
     int n_args;
     char why[512]; /* what the library logged when it refused the options */
+    int (*run)(struct cli_cache_args *a, pgcw_cache *c); /* the subcommand */
 } cli_cache_args;
+
+/* Parses `cache SUBCOMMAND [OPTIONS] [ARGS]` (argv[0] "pgcachewatch cache") into
+ * *a, running nothing and connecting nowhere: -1 when a->run should go on, else
+ * the exit code (help printed, or a usage error after printing why). Resets
+ * getopt itself; argv[1] is replaced by a->cmd. */
+int cli_cache_parse(int argc, char **argv, cli_cache_args *a);
 
 /* A cache handle for one-shot calls: no L1, so no LISTEN connection; one pooled
  * connection, opened by the first call. Returns -1, else the exit code (a prefix

@@ -378,7 +378,7 @@ static bool cleanup(demo *d)
     return ok;
 }
 
-int cli_cmd_demo(int argc, char **argv)
+int cli_demo_parse(int argc, char **argv, cli_conn_opts *conn, bool *help)
 {
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -386,25 +386,35 @@ int cli_cmd_demo(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *cmd = argv[0];
-    cli_conn_opts conn = {0};
-    bool help = false;
+    memset(conn, 0, sizeof *conn);
+    *help = false;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (cli_conn_opt(&conn, c, optarg))
+        if (cli_conn_opt(conn, c, optarg))
             continue;
         if (c == 'h')
-            help = true;
+            *help = true;
         else
             return cli_bad_option(cmd);
     }
+    if (!*help && optind < argc)
+        return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    return -1;
+}
+
+int cli_cmd_demo(int argc, char **argv)
+{
+    cli_conn_opts conn;
+    bool help;
+    int rc = cli_demo_parse(argc, argv, &conn, &help);
+    if (rc >= 0)
+        return rc;
     if (help) {
         fputs(demo_help, stdout);
         fputs(cli_conn_help, stdout);
         fputs(demo_exit_help, stdout);
         return CLI_EXIT_OK;
     }
-    if (optind < argc)
-        return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
 
     demo d;
     memset(&d, 0, sizeof d);

@@ -80,16 +80,6 @@ static void print_help(const char *text)
     fputs(exit_help, stdout);
 }
 
-/* What both commands parse. */
-typedef struct parsed {
-    pgcw_install_opts opts;
-    cli_conn_opts conn;
-    bool commit;
-    bool help;
-    const char **tables; /* borrowed from argv */
-    size_t n_tables;
-} parsed;
-
 static const struct option longopts[] = {
     {"tables", required_argument, NULL, OPT_TABLES},
     {"channel-name", required_argument, NULL, OPT_CHANNEL},
@@ -103,9 +93,7 @@ static const struct option longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Returns -1 on success, else the exit code. install: whether tables and
- * --with-keys are accepted. */
-static int parse(int argc, char **argv, bool install, parsed *p)
+int cli_install_parse(int argc, char **argv, bool install, cli_install_args *p)
 {
     const char *cmd = argv[0];
     memset(p, 0, sizeof *p);
@@ -191,8 +179,8 @@ static void print_sql(const char *sql)
 int cli_cmd_install(int argc, char **argv)
 {
     const char *cmd = argv[0];
-    parsed p;
-    int rc = parse(argc, argv, true, &p);
+    cli_install_args p;
+    int rc = cli_install_parse(argc, argv, true, &p);
     if (rc >= 0 || p.help) {
         if (p.help)
             print_help(install_help);
@@ -244,8 +232,8 @@ int cli_cmd_install(int argc, char **argv)
 int cli_cmd_uninstall(int argc, char **argv)
 {
     const char *cmd = argv[0];
-    parsed p;
-    int rc = parse(argc, argv, false, &p);
+    cli_install_args p;
+    int rc = cli_install_parse(argc, argv, false, &p);
     free(p.tables);
     if (rc >= 0 || p.help) {
         if (p.help)

@@ -111,7 +111,7 @@ static long long drain(pgcw_sub *sub, bool json, long long limit, bool *out_of_m
     return n;
 }
 
-int cli_cmd_listen(int argc, char **argv)
+int cli_listen_parse(int argc, char **argv, cli_listen_args *a)
 {
     static const struct option longopts[] = {
         {"channel-name", required_argument, NULL, OPT_CHANNEL},
@@ -124,39 +124,37 @@ int cli_cmd_listen(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *cmd = argv[0];
-    cli_conn_opts conn = {0};
-    bool json = false, help = false;
-    pgcw_payload_format format = PGCW_FORMAT_AUTO;
-    long long count = 0, timeout_ms = -1;
-    const char **channels = calloc((size_t)argc + 1, sizeof *channels);
-    size_t n_channels = 0;
-    if (!channels)
+    memset(a, 0, sizeof *a);
+    a->format = PGCW_FORMAT_AUTO;
+    a->timeout_ms = -1;
+    a->channels = calloc((size_t)argc + 1, sizeof *a->channels);
+    if (!a->channels)
         return cli_runtime_error(cmd, "out of memory");
     int c, rc = -1;
     while (rc < 0 && (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (cli_conn_opt(&conn, c, optarg))
+        if (cli_conn_opt(&a->conn, c, optarg))
             continue;
         switch (c) {
         case 'h':
-            help = true;
+            a->help = true;
             break;
         case OPT_CHANNEL:
-            channels[n_channels++] = optarg;
+            a->channels[a->n_channels++] = optarg;
             break;
         case OPT_JSON:
-            json = true;
+            a->json = true;
             break;
         case OPT_COUNT:
-            if (!cli_parse_count(optarg, &count))
+            if (!cli_parse_count(optarg, &a->count))
                 rc = cli_usage_error(cmd, "--count wants a positive integer, not '%s'",
                                      optarg);
             break;
         case OPT_TIMEOUT:
-            if (!cli_parse_seconds(optarg, &timeout_ms))
+            if (!cli_parse_seconds(optarg, &a->timeout_ms))
                 rc = cli_usage_error(cmd, "--timeout wants seconds, not '%s'", optarg);
             break;
         case OPT_FORMAT:
-            if (pgcw_payload_format_parse(optarg, &format) != PGCW_OK)
+            if (pgcw_payload_format_parse(optarg, &a->format) != PGCW_OK)
                 rc = cli_usage_error(
                     cmd, "--format wants auto, table-change or cache-key, not '%s'",
                     optarg);
@@ -165,18 +163,32 @@ int cli_cmd_listen(int argc, char **argv)
             rc = cli_bad_option(cmd);
         }
     }
-    if (rc < 0 && help) {
+    if (rc < 0 && !a->help && optind < argc)
+        rc = cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    return rc;
+}
+
+int cli_cmd_listen(int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    cli_listen_args a;
+    int rc = cli_listen_parse(argc, argv, &a);
+    if (rc < 0 && a.help) {
         fputs(listen_help, stdout);
         fputs(cli_conn_help, stdout);
         fputs(listen_exit_help, stdout);
         rc = CLI_EXIT_OK;
     }
-    if (rc < 0 && optind < argc)
-        rc = cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (rc >= 0) {
-        free(channels);
+        free(a.channels);
         return rc;
     }
+    const char **channels = a.channels;
+    size_t n_channels = a.n_channels;
+    bool json = a.json;
+    pgcw_payload_format format = a.format;
+    long long count = a.count, timeout_ms = a.timeout_ms;
+    cli_conn_opts conn = a.conn;
 
     long long start = now_ms();
     cli_conn_settings settings;

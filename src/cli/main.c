@@ -1,14 +1,12 @@
 /*
- * main.c - `pgcachewatch`: global options, dispatch to a command, and the error
- * and number helpers every command shares.
+ * main.c - `pgcachewatch`: global options and dispatch to a command (the helpers
+ * every command shares are in cli_util.c).
  *
  * Uses the public API only. Never exits from a helper: each command returns its
  * exit code to main().
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,83 +57,6 @@ static void print_help(FILE *f)
             "command's options.\n"
             "Exit status: 0 success, 1 runtime error (e.g. PostgreSQL refused),\n"
             "2 usage error ('cache get': 1 the key is missing, 2 any error).\n");
-}
-
-static void vreport(const char *cmd, const char *fmt, va_list ap)
-{
-    char msg[4096];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    size_t n = strlen(msg);
-    while (n > 0 && msg[n - 1] == '\n')
-        msg[--n] = '\0';
-    fprintf(stderr, "%s: %s\n", cmd ? cmd : CLI_PROG, msg);
-}
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vreport(cmd, fmt, ap);
-    va_end(ap);
-    return cli_bad_option(cmd);
-}
-
-int cli_runtime_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vreport(cmd, fmt, ap);
-    va_end(ap);
-    return CLI_EXIT_RUNTIME;
-}
-
-int cli_bad_option(const char *cmd)
-{
-    fprintf(stderr, "Try '%s --help' for more information.\n", cmd ? cmd : CLI_PROG);
-    return CLI_EXIT_USAGE;
-}
-
-/* The one number syntax of every option: decimal digits, then (where a fraction
- * is allowed) a point and more digits. No sign, space, exponent, hex or "inf":
- * strtod alone would take "0x1p3" or " 5" and strtoll would clamp an overflow. */
-static bool decimal_syntax(const char *text, bool fraction)
-{
-    const char *p = text;
-    if (!p || *p < '0' || *p > '9')
-        return false;
-    while (*p >= '0' && *p <= '9')
-        p++;
-    if (fraction && *p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return false;
-        while (*p >= '0' && *p <= '9')
-            p++;
-    }
-    return *p == '\0';
-}
-
-bool cli_parse_seconds(const char *text, long long *ms_out)
-{
-    if (!decimal_syntax(text, true))
-        return false;
-    double s = strtod(text, NULL);
-    if (s > CLI_MAX_SECONDS) /* refused, never clamped */
-        return false;
-    *ms_out = (long long)(s * 1000.0 + 0.5);
-    return true;
-}
-
-bool cli_parse_count(const char *text, long long *out)
-{
-    if (!decimal_syntax(text, false))
-        return false;
-    errno = 0;
-    long long n = strtoll(text, NULL, 10);
-    if (errno == ERANGE || n <= 0) /* refused, never clamped */
-        return false;
-    *out = n;
-    return true;
 }
 
 int main(int argc, char **argv)

@@ -81,8 +81,10 @@ static void redact_parse_error(const char *libpq_msg, char *out, size_t len)
         "missing \"=\" after \"",
         "invalid connection option \"",
         "invalid URI propagated to internal parser routine: \"",
-        "end of string reached when looking for matching \"]\" in IPv6 host address "
-        "in URI: \"",
+        /* One message, split for width (parenthesized: clang's
+         * -Wstring-concatenation would take it for a missing comma). */
+        ("end of string reached when looking for matching \"]\" in IPv6 host address "
+         "in URI: \""),
         "IPv6 host address may not be empty in URI: \"",
         "unexpected character \"",
         "extra key/value separator \"=\" in URI query parameter: \"",

@@ -36,11 +36,11 @@ bool pgcw__utf8_valid(const char *s, size_t n);
  * *cp set, or 0 when p does not start with one. */
 size_t pgcw__utf8_next(const unsigned char *p, size_t n, uint32_t *cp);
 
-/* Copies src[0..n) into dst as one line of printable text: backslash, newline,
- * carriage return and tab become \\, \n, \r, \t; other control bytes and bytes
- * that are not UTF-8 become \xHH; C1 controls, line separators and bidirectional
- * overrides become \uHHHH; everything else is kept. Truncates at a character
- * boundary to fit cap (NUL included); returns the length written. */
+/* Copies src[0..n) into dst as one line of printable text: newline, carriage
+ * return and tab become \n, \r, \t (a backslash stays as it is); other control
+ * bytes and bytes that are not UTF-8 become \xHH; C1 controls, line separators
+ * and bidirectional overrides become \uHHHH; everything else is kept. Truncates at
+ * a character boundary to fit cap (NUL included); returns the length written. */
 size_t pgcw__escape_line(char *dst, size_t cap, const char *src, size_t n);
 
 /* At most `burst` messages per window; the rest are counted. Zeroed except for

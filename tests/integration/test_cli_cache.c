@@ -247,6 +247,8 @@ static void test_hostile_prefix(void **state)
         "'x-y'",
         "'x.y_'",
         "p2345678901234567890123456789012345_", /* 36 bytes: names would not fit */
+        /* 34 bytes: its broadcast trigger's name would be 64 */
+        "p23456789023456789023456789012345_",
     };
     static const char *const subs[] = {"init",    "get k", "set k v",     "del k",
                                        "cleanup", "stats", "stats --json"};
@@ -266,8 +268,14 @@ static void test_hostile_prefix(void **state)
     assert_string_equal(before, after);
     free(before);
     free(after);
-    /* The longest prefix that fits is accepted. */
-    cli_ok("cache init --schema-prefix p23456789012345678901234567890123_");
+    /* The longest prefix that fits is accepted, and no name is truncated: the
+     * broadcast trigger's is exactly 63 bytes. */
+    cli_ok("cache init --schema-prefix p2345678902345678902345678901234_");
+    assert_int_equal(
+        pgtest_query_int(
+            conn, "SELECT count(*) FROM pg_trigger WHERE tgname = "
+                  "'p2345678902345678902345678901234_cache_broadcast_change_trigger'"),
+        1);
 }
 
 /* --- init -------------------------------------------------------------------------- */

@@ -56,15 +56,17 @@ static void test_bad_settings(void **state)
 {
     (void)state;
     pgcw_cache *c = NULL;
-    const char *prefixes[] = {"a-b", "x;y", "é", "p23456789012345678901234567890123456"};
-    for (size_t i = 0; i < 4; i++) {
+    /* 34 bytes: "<prefix>cache_broadcast_change_trigger" would be 64, one too many. */
+    const char *prefixes[] = {"a-b", "x;y", "é", "p23456789012345678901234567890123456",
+                              "p234567890123456789012345678901234"};
+    for (size_t i = 0; i < 5; i++) {
         pgcw_cache_opts o = {.schema_prefix = prefixes[i], .disable_l1 = true};
         assert_int_equal(pgcw_cache_new(&o, NULL, &c), PGCW_EINVAL);
         assert_null(c);
     }
-    pgcw_cache_opts ok = {.schema_prefix = "p2345678901234567890123456789012345",
+    pgcw_cache_opts ok = {.schema_prefix = "p23456789012345678901234567890123",
                           .disable_l1 = true};
-    assert_int_equal(pgcw_cache_new(&ok, NULL, &c), PGCW_OK); /* 35 bytes: fits */
+    assert_int_equal(pgcw_cache_new(&ok, NULL, &c), PGCW_OK); /* 33 bytes: fits */
     pgcw_cache_free(c);
     char chan[80];
     memset(chan, 'c', 64);
