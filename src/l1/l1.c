@@ -58,12 +58,12 @@ pgcw_status pgcw_l1_new_sized(const pgcw_l1_opts *opts, size_t opts_size, pgcw_l
     if (!c)
         return PGCW_ENOMEM;
     memset(c, 0, sizeof(*c));
-    /* Every shard's buckets in one region, each array on its own cache lines: a
-     * big region is huge-page advised, so a cold get's bucket load rarely pays a
-     * TLB miss (l1_slab.c). */
+    /* Every shard's hash table in one region, each on its own cache lines: a big
+     * region is huge-page advised, so a cold get's group load rarely pays a TLB
+     * miss (l1_slab.c). */
     size_t tb = 0;
     for (unsigned i = 0; i < n; i++)
-        tb += ((max_n / n + 1) * sizeof(void *) + 63) & ~(size_t)63;
+        tb += pgcw__l1_table_bytes(max_n / n + (i < max_n % n));
     size_t expected = max_n * 96 < max_b ? max_n * 96 : max_b;
     c->shards = aligned_alloc(64, n * sizeof(*c->shards));
     c->readers = aligned_alloc(64, PGCW__L1_READERS * sizeof(*c->readers));
@@ -100,7 +100,7 @@ pgcw_status pgcw_l1_new_sized(const pgcw_l1_opts *opts, size_t opts_size, pgcw_l
     for (unsigned i = 0; i < n; i++) {
         size_t cn = max_n / n + (i < max_n % n);
         size_t cb = max_b / n + (i < max_b % n);
-        if (pgcw__l1_shard_init(&c->shards[i], cn, cb, c->seed, (void *)bk,
+        if (pgcw__l1_shard_init(&c->shards[i], cn, cb, c->seed, bk,
                                 pgcw__l1_pool_run(&c->pool)) != PGCW_OK) {
             for (unsigned j = 0; j < i; j++)
                 pgcw__l1_shard_destroy(&c->shards[j]);
@@ -112,7 +112,7 @@ pgcw_status pgcw_l1_new_sized(const pgcw_l1_opts *opts, size_t opts_size, pgcw_l
             return PGCW_ENOMEM;
         }
         c->shards[i].payload_only = o.charge_payload_only;
-        bk += ((max_n / n + 1) * sizeof(void *) + 63) & ~(size_t)63;
+        bk += pgcw__l1_table_bytes(cn);
     }
     *out = c;
     return PGCW_OK;
@@ -358,7 +358,6 @@ static pgcw__l1_entry *build(const prepared *p, void *mem)
 {
     pgcw__l1_entry *e = mem;
     size_t hdr = sizeof(pgcw__l1_entry) + (p->has_ttl ? sizeof(int64_t) : 0);
-    atomic_init(&e->hnext, NULL);
     e->qnext = NULL;
     e->version = p->version;
     e->vlen = (uint32_t)p->vlen;
@@ -406,6 +405,10 @@ static pgcw_status prepare(pgcw_l1 *c, const void *key, size_t klen, const void 
     if (p->slot)
         return PGCW_OK; /* carved under the lock: pointer work, no call out */
     void *mem = malloc(size);
+    if (mem && !pgcw__l1_addr_fits((unsigned char *)mem + size - 1)) {
+        free(mem);
+        mem = NULL;
+    }
     if (!mem)
         return PGCW_ENOMEM;
     p->e = build(p, mem);

@@ -4,11 +4,11 @@
  * deferred frees) and the tests.
  *
  * Concurrency: writers hold the shard's mutex; readers (hits) take no lock. They
- * walk the hash chains with acquire loads and copy out of entries whose key, value,
- * version and expiry never change once published, so an update always publishes a
- * new entry. An entry unlinked from its chain is freed only after every reader that
- * might still hold it has left (epoch-based reclamation, l1_reclaim.c). Nothing here
- * allocates, frees or calls out while a shard is locked.
+ * load the table's slots with acquire loads (l1_table.h) and copy out of entries
+ * whose key, value, version and expiry never change once published, so an update
+ * always publishes a new entry. An entry removed from the table is freed only after
+ * every reader that might still hold it has left (epoch-based reclamation,
+ * l1_reclaim.c). Nothing here allocates, frees or calls out while a shard is locked.
  */
 #ifndef PGCW_L1_INTERNAL_H
 #define PGCW_L1_INTERNAL_H
@@ -23,6 +23,7 @@
 
 #include "l1_hash.h"
 #include "l1_slab.h"
+#include "l1_table.h"
 #include "pgcachewatch/l1.h"
 
 /* Entry flags. */
@@ -31,14 +32,14 @@
 #define PGCW__L1_DEAD 0x04u /* unlinked from the table, waiting in its queue */
 
 /*
- * One allocation per entry: this 32-byte header, the expiry (only if TTL), the
+ * One allocation per entry: this 24-byte header, the expiry (only if TTL), the
  * key, the value. The queues are singly linked (S3-FIFO only pops heads and pushes
- * tails); a removed entry is unlinked from the table at once and marked DEAD, and
+ * tails); a removed entry is taken out of the table at once and marked DEAD, and
  * its memory is reclaimed when its queue reaches it. That saves a back pointer per
- * entry, and the bounds count such entries until they are reclaimed.
+ * entry, and the bounds count such entries until they are reclaimed. (No hash-chain
+ * link: the table's slots point at entries, l1_table.h.)
  */
 typedef struct pgcw__l1_entry {
-    _Atomic(struct pgcw__l1_entry *) hnext; /* hash chain; readers follow it */
     struct pgcw__l1_entry *qnext; /* FIFO queue, or a to-free list (writers only) */
     int64_t version;
     uint32_t vlen;
@@ -104,8 +105,7 @@ typedef struct pgcw__l1_gen {
 typedef struct pgcw__l1_shard {
     /* Set at creation, then only read: lock-free readers need these, so they
      * share no cache line with anything a writer stores to. */
-    alignas(64) _Atomic(pgcw__l1_entry *) *buckets;
-    uint32_t nbuckets;
+    alignas(64) pgcw__l1_table table;
     uint32_t gmask;
     pgcw__l1_gen *gens; /* fill generations per slot; gmask + 1 slots */
     uint64_t seed;      /* the cache's hash seed, to rehash entries being evicted */
@@ -155,7 +155,7 @@ struct pgcw_l1 {
     void *clock_ctx;
     size_t max_entries, max_bytes;
     _Atomic bool ttl_seen; /* once true, every get reads the clock before locking */
-    void *tables;          /* every shard's bucket array, one region */
+    void *tables;          /* every shard's hash table (l1_table.h), one region */
     size_t tables_bytes;
     pgcw__l1_pool pool;                  /* chunks the shards' slabs carve entries from */
     alignas(64) _Atomic uint64_t epoch;  /* clears */
@@ -175,7 +175,7 @@ static inline int pgcw__l1_reader_slot(void)
 }
 
 /* Enters / leaves a lock-free read on c as reader slot r. Between the two, every
- * entry reached through the hash chains stays allocated. */
+ * entry reached through the table stays allocated. */
 static inline void pgcw__l1_read_enter(pgcw_l1 *c, pgcw__l1_reader *r)
 {
     uint64_t e = atomic_load_explicit(&c->gepoch, memory_order_acquire);
@@ -211,18 +211,6 @@ static inline pgcw__l1_shard *pgcw__l1_shard_of(pgcw_l1 *c, uint64_t h)
     return c->nshards == 1 ? c->shards : &c->shards[h >> c->shard_shift];
 }
 
-/* Lemire's fast range reduction: maps a 32-bit hash onto [0, n) without a divide,
- * so tables can be sized exactly (no power-of-two slack in the per-entry overhead). */
-static inline uint32_t pgcw__l1_fastrange(uint32_t x, uint32_t n)
-{
-    return (uint32_t)(((uint64_t)x * n) >> 32);
-}
-
-static inline _Atomic(pgcw__l1_entry *) *pgcw__l1_bucket(pgcw__l1_shard *s, uint64_t h)
-{
-    return &s->buckets[pgcw__l1_fastrange((uint32_t)h, s->nbuckets)];
-}
-
 /* Key equality; keys of 8 to 16 bytes (the common case) in two overlapping word
  * compares instead of a call to memcmp. */
 static inline bool pgcw__l1_key_eq(const unsigned char *a, const void *b, size_t n)
@@ -240,14 +228,29 @@ static inline bool pgcw__l1_key_eq(const unsigned char *a, const void *b, size_t
 }
 
 /* The live entry for key, or NULL: with s->mu held, or lock-free inside a read
- * (pgcw__l1_read_enter). Inline: it is most of a hit. */
+ * (pgcw__l1_read_enter). Reads the key's group line and, on a tag match, the entry
+ * (l1_table.h). Inline: it is most of a hit. */
 static inline pgcw__l1_entry *pgcw__l1_find(pgcw__l1_shard *s, uint64_t h,
                                             const void *key, size_t klen)
 {
-    pgcw__l1_entry *e = atomic_load_explicit(pgcw__l1_bucket(s, h), memory_order_acquire);
-    for (; e; e = atomic_load_explicit(&e->hnext, memory_order_acquire))
-        if (e->klen == klen && pgcw__l1_key_eq(pgcw__l1_key(e), key, klen))
-            return e;
+    const pgcw__l1_table *t = &s->table;
+    pgcw__l1_probe p = pgcw__l1_probe_of(t, h);
+    uint32_t g = p.group;
+    for (uint32_t seen = 0; seen < t->ngroups; seen++) {
+        _Atomic uint64_t *grp = &t->slots[(size_t)g * PGCW__L1_GROUP];
+        for (unsigned i = 0; i < PGCW__L1_GROUP; i++) {
+            uint64_t w = atomic_load_explicit(&grp[(p.first + i) & (PGCW__L1_GROUP - 1)],
+                                              memory_order_acquire);
+            if ((w & ~PGCW__L1_PTR_MASK) != p.tag)
+                continue;
+            pgcw__l1_entry *e = (pgcw__l1_entry *)(uintptr_t)(w & PGCW__L1_PTR_MASK);
+            if (e->klen == klen && pgcw__l1_key_eq(pgcw__l1_key(e), key, klen))
+                return e;
+        }
+        if (atomic_load_explicit(&t->over[g], memory_order_relaxed) == 0)
+            return NULL;
+        g = pgcw__l1_next_group(t, g);
+    }
     return NULL;
 }
 
@@ -260,16 +263,16 @@ uint64_t pgcw__l1_gen_slot(pgcw_l1 *c, const void *key, size_t key_len);
 
 /* --- l1_shard.c: everything below runs with s->mu held ------------------------ */
 
-/* Sets up a shard for cap_n entries / cap_bytes with `buckets` (cap_n zeroed
- * slots, owned by the caller) and allocates its other tables (no locking). */
+/* Sets up a shard for cap_n entries / cap_bytes with its hash table on `table`
+ * (pgcw__l1_table_bytes(cap_n) zeroed bytes, owned by the caller) and allocates its
+ * other tables (no locking). */
 pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_bytes,
-                                uint64_t seed, _Atomic(pgcw__l1_entry *) *buckets,
-                                size_t run);
+                                uint64_t seed, void *table, size_t run);
 /* Frees the malloc'ed entries and the tables it allocated (slab slots go with the
  * cache's pool). */
 void pgcw__l1_shard_destroy(pgcw__l1_shard *s);
 
-/* Unlinks a live entry from the table and marks it DEAD; it stays in its queue and
+/* Takes a live entry out of the table and marks it DEAD; it stays in its queue and
  * in the held counts until reclaimed. */
 void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e);
 

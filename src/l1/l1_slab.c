@@ -48,6 +48,10 @@ static void *map_aligned(size_t bytes, bool huge)
         mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
         return NULL;
+    if (!pgcw__l1_addr_fits(m + len - 1)) { /* the table packs 48-bit pointers */
+        munmap(m, len);
+        return NULL;
+    }
     if (!huge)
         return m;
     unsigned char *a = (unsigned char *)(((uintptr_t)m + CHUNK - 1) & ~(CHUNK - 1));
@@ -261,8 +265,14 @@ void pgcw__l1_free_big(pgcw__l1_entry *list)
 
 void *pgcw__l1_table_alloc(size_t bytes)
 {
-    if (bytes < CHUNK)
-        return calloc(1, bytes ? bytes : 1);
+    if (bytes < CHUNK) {
+        /* Cache-line aligned: a hash table group must be one line (l1_table.h). */
+        size_t n = (bytes + 63) & ~(size_t)63;
+        void *p = aligned_alloc(64, n ? n : 64);
+        if (p)
+            memset(p, 0, n ? n : 64);
+        return p;
+    }
     return map_aligned((bytes + 4095) & ~(size_t)4095, true);
 }
 

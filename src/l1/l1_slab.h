@@ -88,7 +88,8 @@ void pgcw__l1_slab_splice(pgcw__l1_slab *s, pgcw__l1_sorted *in);
 /* Frees the malloc'ed entries of a list (pgcw_l1_free: slab slots go with the pool). */
 void pgcw__l1_free_big(struct pgcw__l1_entry *list);
 
-/* Zeroed memory for tables: huge-page advised when it is big, else calloc'ed. */
+/* Zeroed, 64-byte aligned memory for tables: huge-page advised when it is big,
+ * else from aligned_alloc. */
 void *pgcw__l1_table_alloc(size_t bytes);
 void pgcw__l1_table_free(void *p, size_t bytes);
 /* Bytes a table of `bytes` maps outside malloc (0 if calloc'ed). */
