@@ -78,8 +78,8 @@ typedef struct pgcw__l1_queue {
     pgcw__l1_entry *head;
 } pgcw__l1_queue;
 
-/* The counters a fill does not bump (inserts and evictions sit with the state every
- * fill writes, in pgcw__l1_shard). */
+/* The counters a fill does not bump (inserts and evictions are in the writer's
+ * lane, pgcw__l1_lane). */
 typedef struct pgcw__l1_counters {
     uint64_t expirations, hits, misses, refused, invalidations, deletes;
 } pgcw__l1_counters;
@@ -93,6 +93,22 @@ typedef struct pgcw__l1_limbo {
     size_t n;
     uint64_t tag;
 } pgcw__l1_limbo;
+
+/*
+ * What the writers of one lane (threads whose reader slot is the lane's number
+ * modulo PGCW__L1_LANES) keep in a shard, on a line of its own: the entries they
+ * retired, the slots of their batches readers are past (reused by their next
+ * allocations first) and the counters every fill bumps. Why: a slot a writer
+ * retires is on its own core (it just read the entry, and linked it into its limbo);
+ * taken by the other core, every line of it moved (docs/l1.md, "Two threads, one
+ * L1"). Still under the shard lock: the lane is where, not who may.
+ */
+#define PGCW__L1_LANES 4
+typedef struct pgcw__l1_lane {
+    alignas(64) pgcw__l1_limbo fresh; /* retired entries, filling */
+    struct pgcw__l1_entry *released;  /* slots readers are past (pgcw__l1_slab_alloc) */
+    uint64_t inserts, evictions;
+} pgcw__l1_lane;
 
 /* A slot's fill generations (tickets, l1.h). Written under the shard lock; read
  * lock-free by pgcw_l1_ticket_take(). */
@@ -114,22 +130,21 @@ typedef struct pgcw__l1_shard {
     bool payload_only; /* charge keys + values only (opts.charge_payload_only) */
     size_t cap_n, cap_bytes;
     /* Writers' state, under mu, ordered so that a fill (lock, push on the small
-     * queue, evict, retire, count, take a slot) writes three cache lines, each one
-     * the other core may well have written last: the mutex with the small queue's
-     * tail; the small queue's head, the live counts and the filling limbo; the two
-     * counters every fill bumps, the main queue and the slab's released slots.
-     * (With glibc's 40-byte mutex; checked in l1_shard.c. Before, a fill wrote
-     * four, one of them a slab free list: docs/l1.md, "Two threads, one L1".) */
+     * queue, evict, retire, count, take a slot) writes two cache lines the other
+     * core may well have written last: the mutex with the small queue's tail and
+     * counts; the small queue's head, the live counts and the main queue. What else
+     * it writes is its lane's (below). (With glibc's 40-byte mutex; checked in
+     * l1_shard.c. Before, a fill wrote three, and four before that: docs/l1.md,
+     * "Two threads, one L1".) */
     alignas(64) pthread_mutex_t mu;
     pgcw__l1_queue small;
     size_t live_n, live_bytes;
-    pgcw__l1_limbo fresh; /* retired entries, filling */
-    alignas(64) uint64_t inserts;
-    uint64_t evictions;
     pgcw__l1_queue main;
-    pgcw__l1_slab slab; /* where this shard's entries are carved (l1_slab.c) */
+    /* Written only when the writer's lane has no released slot of the size. */
+    alignas(64) pgcw__l1_slab slab; /* where this shard's entries are carved */
     pgcw__l1_counters ct;
-    pgcw__l1_limbo aged; /* retired entries waiting for readers */
+    pgcw__l1_limbo aged[PGCW__L1_LANES]; /* each lane's batch waiting for readers */
+    pgcw__l1_lane lanes[PGCW__L1_LANES];
 } pgcw__l1_shard;
 
 /* Per reader thread and cache: the epoch it entered at (0: not reading) and its
@@ -195,16 +210,23 @@ static inline void pgcw__l1_read_leave(pgcw__l1_reader *r)
 }
 
 /* Called with s->mu held after removing entries: adds the unlinked entries `dead`
- * (a qnext list) to the shard's limbo; the slab entries readers can no longer see go
- * back to the shard's slab at once (a constant-time splice); *to_free is set to the
- * malloc'ed ones (or NULL), which the caller frees after unlocking
+ * (a qnext list) to lane's limbo in s; the lane's slab entries readers can no longer
+ * see go to its released slots at once (a constant-time splice); *to_free is set to
+ * the malloc'ed ones (or NULL), which the caller frees after unlocking
  * (pgcw__l1_free_big). */
-void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
+void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, unsigned lane, pgcw__l1_entry *dead,
                      pgcw__l1_entry **to_free);
 
 /* Waits (yielding) until no reader that entered before this call is still inside.
  * Never called with a lock held. */
 void pgcw__l1_synchronize(pgcw_l1 *c);
+
+/* The lane of this thread (its reader slot, claimed if need be, or lane 0). */
+static inline unsigned pgcw__l1_lane_of_thread(void)
+{
+    int s = pgcw__l1_reader_slot();
+    return s < 0 ? 0 : (unsigned)s % PGCW__L1_LANES;
+}
 
 static inline pgcw__l1_shard *pgcw__l1_shard_of(pgcw_l1 *c, uint64_t h)
 {
@@ -282,8 +304,8 @@ void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e);
  * evicted on the way are chained on *graveyard (via qnext), to be retired
  * (pgcw__l1_retire) before unlocking. `now` decides which evicted entries count as
  * expired. */
-void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost,
-                   bool replaced_main, uint8_t freq, int64_t now,
+void pgcw__l1_link(pgcw__l1_shard *s, pgcw__l1_lane *lane, uint64_t h, pgcw__l1_entry *e,
+                   size_t cost, bool replaced_main, uint8_t freq, int64_t now,
                    pgcw__l1_entry **graveyard);
 
 /* Moves every entry (and every retired one) to *graveyard and empties the shard;

@@ -11,15 +11,16 @@
 
 #include <stdlib.h>
 
-/* The layout l1_internal.h promises: a fill writes the mutex's line and the two
- * after it, nothing else of the shard's but one slab free list at most. */
-_Static_assert(offsetof(pgcw__l1_shard, inserts) % 64 == 0 &&
-                   offsetof(pgcw__l1_shard, slab) + offsetof(pgcw__l1_slab, cur) <
-                       offsetof(pgcw__l1_shard, inserts) + 64,
-               "a fill's third line holds the counters, main queue and slab head");
+/* The layout l1_internal.h promises: a fill writes the mutex's line and the one
+ * after it, and of the shard's other lines only its own lane's. */
+_Static_assert(offsetof(pgcw__l1_shard, main) + sizeof(pgcw__l1_queue) <=
+                   offsetof(pgcw__l1_shard, mu) + 128,
+               "mutex, small queue, live counts and main queue fill two lines");
+_Static_assert(sizeof(pgcw__l1_lane) == 64, "a lane is one line");
 #if defined(__GLIBC__) && defined(__x86_64__)
-_Static_assert(offsetof(pgcw__l1_shard, inserts) == offsetof(pgcw__l1_shard, mu) + 128,
-               "mutex + small queue + live counts + fresh limbo fill two lines");
+_Static_assert(offsetof(pgcw__l1_shard, small) + offsetof(pgcw__l1_queue, head) ==
+                   offsetof(pgcw__l1_shard, mu) + 64,
+               "an insert into the small queue writes the mutex's line only");
 #endif
 
 #define TABLE_SHARE 18u
@@ -90,8 +91,10 @@ void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
 {
     pgcw__l1_free_big(s->small.head);
     pgcw__l1_free_big(s->main.head);
-    pgcw__l1_free_big(s->fresh.big);
-    pgcw__l1_free_big(s->aged.big);
+    for (unsigned i = 0; i < PGCW__L1_LANES; i++) {
+        pgcw__l1_free_big(s->lanes[i].fresh.big);
+        pgcw__l1_free_big(s->aged[i].big);
+    }
     free(s->ghost);
     free((void *)s->gens);
     pthread_mutex_destroy(&s->mu);
@@ -180,7 +183,8 @@ static uint64_t entry_hash(const pgcw__l1_shard *s, const pgcw__l1_entry *e)
 
 /* Frees held space: reclaims one dead entry or removes one live entry (expired, or
  * evicted by S3-FIFO). Entries with accesses are promoted/reinserted on the way. */
-static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard)
+static void evict_one(pgcw__l1_shard *s, pgcw__l1_lane *lane, int64_t now,
+                      pgcw__l1_entry **graveyard)
 {
     for (;;) {
         bool small_over =
@@ -213,7 +217,7 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
         if (from_small)
             ghost_add(s, h);
         unpublish(s, h, e);
-        s->evictions++;
+        lane->evictions++;
         bury(e, graveyard);
         return;
     }
@@ -239,8 +243,8 @@ static void compact(const pgcw__l1_shard *s, pgcw__l1_queue *q,
     q->tail = last;
 }
 
-void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost,
-                   bool replaced_main, uint8_t freq, int64_t now,
+void pgcw__l1_link(pgcw__l1_shard *s, pgcw__l1_lane *lane, uint64_t h, pgcw__l1_entry *e,
+                   size_t cost, bool replaced_main, uint8_t freq, int64_t now,
                    pgcw__l1_entry **graveyard)
 {
     bool compacted = false;
@@ -261,7 +265,7 @@ void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost
             compacted = true;
             continue;
         }
-        evict_one(s, now, graveyard);
+        evict_one(s, lane, now, graveyard);
     }
     bool to_main = ghost_take(s, h) || replaced_main;
     atomic_store_explicit(&e->freq, freq, memory_order_relaxed);
@@ -287,16 +291,17 @@ void pgcw__l1_shard_clear(pgcw__l1_shard *s, pgcw__l1_entry **graveyard)
     move_all(s, &s->small, graveyard);
     move_all(s, &s->main, graveyard);
     /* Entries already waiting for readers go with them: the caller waits once. */
-    pgcw__l1_limbo *lists[2] = {&s->fresh, &s->aged};
-    for (int i = 0; i < 2; i++) {
-        pgcw__l1_entry *l[2] = {lists[i]->head, lists[i]->big};
+    for (unsigned i = 0; i < 2 * PGCW__L1_LANES; i++) {
+        pgcw__l1_limbo *lb =
+            i < PGCW__L1_LANES ? &s->lanes[i].fresh : &s->aged[i - PGCW__L1_LANES];
+        pgcw__l1_entry *l[2] = {lb->head, lb->big};
         for (int k = 0; k < 2; k++)
             while (l[k]) {
                 pgcw__l1_entry *e = l[k];
                 l[k] = e->qnext;
                 bury(e, graveyard);
             }
-        *lists[i] = (pgcw__l1_limbo){0};
+        *lb = (pgcw__l1_limbo){0};
     }
     pgcw__l1_table_clear(&s->table);
     memset(s->ghost, 0, (size_t)s->nghost * sizeof(*s->ghost));

@@ -144,14 +144,15 @@ static size_t entry_slot(const pgcw__l1_entry *e)
     return pgcw__l1_slot_size(pgcw__l1_hdr(e) + e->klen + e->vlen);
 }
 
-void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, size_t size)
+void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, pgcw__l1_entry **released, size_t size,
+                          bool carve)
 {
     /* Released entries first: in a workload of one size the first one fits. */
-    while (s->unsorted) {
-        pgcw__l1_entry *e = s->unsorted;
+    while (*released) {
+        pgcw__l1_entry *e = *released;
         UNPOISON(e, sizeof(*e));
         size_t have = entry_slot(e);
-        s->unsorted = e->qnext;
+        *released = e->qnext;
         if (e->qnext)
             __builtin_prefetch(e->qnext, 1);
         if (have == size) {
@@ -170,6 +171,8 @@ void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, size_t size)
             __builtin_prefetch(e->qnext, 1);
         return e;
     }
+    if (!carve)
+        return NULL;
     if ((size_t)(s->end - s->cur) < size) {
         if (!s->spare)
             return NULL;
@@ -201,7 +204,8 @@ size_t pgcw__l1_pool_run(const pgcw__l1_pool *p)
     return p->huge ? HUGE_RUN : SMALL_RUN;
 }
 
-void pgcw__l1_slab_give(pgcw__l1_slab *s, pgcw__l1_entry *head, pgcw__l1_entry *tail)
+void pgcw__l1_slab_give(pgcw__l1_entry **released, pgcw__l1_entry *head,
+                        pgcw__l1_entry *tail)
 {
     if (!head)
         return;
@@ -213,9 +217,9 @@ void pgcw__l1_slab_give(pgcw__l1_slab *s, pgcw__l1_entry *head, pgcw__l1_entry *
             POISON(e, sizeof(*e));
     }
 #endif
-    tail->qnext = s->unsorted;
+    tail->qnext = *released;
     POISON(tail, sizeof(*tail));
-    s->unsorted = head;
+    *released = head;
 }
 
 void pgcw__l1_slab_sort(pgcw__l1_entry *list, pgcw__l1_sorted *out)
