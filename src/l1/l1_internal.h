@@ -249,6 +249,29 @@ static inline bool pgcw__l1_key_eq(const unsigned char *a, const void *b, size_t
     return n == 0 || memcmp(a, b, n) == 0;
 }
 
+/* Key's entry in group g of t, or NULL. */
+static inline pgcw__l1_entry *pgcw__l1_find_in(const pgcw__l1_table *t, uint32_t g,
+                                               const pgcw__l1_probe *p, const void *key,
+                                               size_t klen)
+{
+    _Atomic uint64_t *grp = &t->slots[(size_t)g * PGCW__L1_GROUP];
+    for (unsigned i = 0; i < PGCW__L1_GROUP; i++) {
+        uint64_t w = atomic_load_explicit(&grp[(p->first + i) & (PGCW__L1_GROUP - 1)],
+                                          memory_order_acquire);
+        if (pgcw__l1_slot_tag(w) != p->tag)
+            continue;
+        pgcw__l1_entry *e = pgcw__l1_slot_entry(w);
+        if (e->klen == klen && pgcw__l1_key_eq(pgcw__l1_key(e), key, klen))
+            return e;
+    }
+    return NULL;
+}
+
+/* Key's entry in the groups after its home one (some entry was sent past it). Out
+ * of line: 1% of entries are there at full load. */
+pgcw__l1_entry *pgcw__l1_find_past(const pgcw__l1_table *t, const pgcw__l1_probe *p,
+                                   const void *key, size_t klen);
+
 /* The live entry for key, or NULL: with s->mu held, or lock-free inside a read
  * (pgcw__l1_read_enter). Reads the key's group line and, on a tag match, the entry
  * (l1_table.h). Inline: it is most of a hit. */
@@ -257,23 +280,10 @@ static inline pgcw__l1_entry *pgcw__l1_find(pgcw__l1_shard *s, uint64_t h,
 {
     const pgcw__l1_table *t = &s->table;
     pgcw__l1_probe p = pgcw__l1_probe_of(t, h);
-    uint32_t g = p.group;
-    for (uint32_t seen = 0; seen < t->ngroups; seen++) {
-        _Atomic uint64_t *grp = &t->slots[(size_t)g * PGCW__L1_GROUP];
-        for (unsigned i = 0; i < PGCW__L1_GROUP; i++) {
-            uint64_t w = atomic_load_explicit(&grp[(p.first + i) & (PGCW__L1_GROUP - 1)],
-                                              memory_order_acquire);
-            if ((w & ~PGCW__L1_PTR_MASK) != p.tag)
-                continue;
-            pgcw__l1_entry *e = (pgcw__l1_entry *)(uintptr_t)(w & PGCW__L1_PTR_MASK);
-            if (e->klen == klen && pgcw__l1_key_eq(pgcw__l1_key(e), key, klen))
-                return e;
-        }
-        if (atomic_load_explicit(&t->over[g], memory_order_relaxed) == 0)
-            return NULL;
-        g = pgcw__l1_next_group(t, g);
-    }
-    return NULL;
+    pgcw__l1_entry *e = pgcw__l1_find_in(t, p.group, &p, key, klen);
+    if (e || atomic_load_explicit(&t->over[p.group], memory_order_relaxed) == 0)
+        return e;
+    return pgcw__l1_find_past(t, &p, key, klen);
 }
 
 /* Bytes the cache has mapped outside malloc (slab chunks, a big bucket region):

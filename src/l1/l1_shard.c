@@ -100,6 +100,19 @@ void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
     pthread_mutex_destroy(&s->mu);
 }
 
+pgcw__l1_entry *pgcw__l1_find_past(const pgcw__l1_table *t, const pgcw__l1_probe *p,
+                                   const void *key, size_t klen)
+{
+    uint32_t g = p->group;
+    for (uint32_t seen = 1; seen < t->ngroups; seen++) {
+        g = pgcw__l1_next_group(t, g);
+        pgcw__l1_entry *e = pgcw__l1_find_in(t, g, p, key, klen);
+        if (e || atomic_load_explicit(&t->over[g], memory_order_relaxed) == 0)
+            return e;
+    }
+    return NULL;
+}
+
 /* Takes e out of the table and the live counts, but does not mark it: for an entry
  * already popped from its queue, which no one will look at again (writing it would
  * cost a line transfer when the other core created it or last read it). */

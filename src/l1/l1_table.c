@@ -24,7 +24,7 @@ static void over_add(pgcw__l1_table *t, uint32_t g, int d)
 
 static uint64_t word_of(const pgcw__l1_probe *p, const struct pgcw__l1_entry *e)
 {
-    return p->tag | ((uint64_t)(uintptr_t)e & PGCW__L1_PTR_MASK);
+    return p->tag << 48 | ((uint64_t)(uintptr_t)e & PGCW__L1_PTR_MASK);
 }
 
 /* The first slot holding `want` from p's home on, and its group in *group. An

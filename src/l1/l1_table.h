@@ -59,24 +59,34 @@ typedef struct pgcw__l1_table {
     uint32_t ngroups;
 } pgcw__l1_table;
 
-/* Where a key's hash probes: its home group, first slot in it, and tag (already
- * shifted into place, never 0, so a tag match is never an empty slot). Mixed from
- * the hash with another multiplier: the shard (top bits), the home group (low 32
- * bits), the fill generation and the ghost slot already use the plain bits. */
+/* Where a key's hash probes: its home group (the low 32 bits, as Lemire's range
+ * reduction maps them), its tag (bits 32..47, never 0, so a tag match is never an
+ * empty slot; the fill generation also uses these bits, but no table does, and the
+ * shard takes the top ones) and the first slot looked at in the group (3 of the
+ * tag's bits). Plain shifts: a hit computes this, so it costs few instructions. */
 typedef struct pgcw__l1_probe {
     uint32_t group;
     unsigned first;
-    uint64_t tag;
+    uint64_t tag; /* 16 bits */
 } pgcw__l1_probe;
 
 static inline pgcw__l1_probe pgcw__l1_probe_of(const pgcw__l1_table *t, uint64_t h)
 {
-    uint64_t r = h * 0xD6E8FEB86659FD93u;
     pgcw__l1_probe p;
     p.group = pgcw__l1_fastrange((uint32_t)h, t->ngroups);
-    p.first = (unsigned)(r >> 40) & (PGCW__L1_GROUP - 1);
-    p.tag = (r | ((uint64_t)1 << 48)) & ~PGCW__L1_PTR_MASK;
+    p.tag = ((h >> 32) & 0xFFFFu) | 1u;
+    p.first = (unsigned)(p.tag >> 1) & (PGCW__L1_GROUP - 1);
     return p;
+}
+
+/* A slot's tag and entry pointer. */
+static inline uint64_t pgcw__l1_slot_tag(uint64_t w)
+{
+    return w >> 48;
+}
+static inline struct pgcw__l1_entry *pgcw__l1_slot_entry(uint64_t w)
+{
+    return (struct pgcw__l1_entry *)(uintptr_t)(w & PGCW__L1_PTR_MASK);
 }
 
 static inline uint32_t pgcw__l1_next_group(const pgcw__l1_table *t, uint32_t g)
