@@ -221,10 +221,13 @@ void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, unsigned lane, pgcw__l1_entr
  * Never called with a lock held. */
 void pgcw__l1_synchronize(pgcw_l1 *c);
 
-/* The lane of this thread (its reader slot, claimed if need be, or lane 0). */
+/* The lane of this thread: its reader slot's, or lane 0 if it has none (a thread
+ * that has never read, or found all slots taken). A write claims no slot: slots
+ * are for readers, and a writer-only thread holding one would push a reader onto
+ * the locked path. */
 static inline unsigned pgcw__l1_lane_of_thread(void)
 {
-    int s = pgcw__l1_reader_slot();
+    int s = pgcw__l1_t_slot;
     return s < 0 ? 0 : (unsigned)s % PGCW__L1_LANES;
 }
 

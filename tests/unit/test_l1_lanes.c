@@ -42,6 +42,8 @@ static void *run_churn(void *arg)
     churn *ch = arg;
     char key[32], val[40];
     memset(val, 'v', sizeof val);
+    size_t len;
+    (void)pgcw_l1_get(ch->c, "x", 1, val, sizeof val, &len, NULL); /* a reader slot */
     ch->lane = pgcw__l1_lane_of_thread();
     for (int i = ch->from; i < ch->from + ch->n ||
                            (ch->leave_released && released_on(ch->c, ch->lane) == 0);
