@@ -23,14 +23,17 @@ _Static_assert(offsetof(pgcw__l1_shard, small) + offsetof(pgcw__l1_queue, head) 
                "an insert into the small queue writes the mutex's line only");
 #endif
 
-#define TABLE_SHARE 18u
+/* An entry's share of the hash table (15 slots per 8 entries: 15.2 bytes with the
+ * counts) and ghost list (2 bytes), rounded up to what the chained table charged
+ * (16) plus the 8-byte link the header lost with it: a slab entry costs exactly what
+ * it did with chains, so a max_bytes holds the same entries as before. */
+#define TABLE_SHARE 24u
 
 size_t pgcw__l1_cost(size_t klen, size_t vlen, bool ttl)
 {
-    /* The memory it really occupies plus its share of the hash table (15 slots
-     * per 8 entries: 15 bytes, and a count per 8 slots) and ghost list (2 bytes),
-     * rounded: its slab slot (l1_slab.h), or for a big entry what malloc uses
-     * (glibc: 8-byte chunk header, 16-byte granules). */
+    /* The memory it really occupies plus its share of the tables (above): its slab
+     * slot (l1_slab.h), or for a big entry what malloc uses (glibc: 8-byte chunk
+     * header, 16-byte granules). */
     size_t req = sizeof(pgcw__l1_entry) + (ttl ? 8 : 0) + klen + vlen;
     size_t slot = pgcw__l1_slot_size(req);
     if (slot)
