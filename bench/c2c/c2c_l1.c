@@ -25,10 +25,9 @@ static void shard_fields(size_t off, char *buf, size_t n)
         const char *name;
     } f[] = {
 #define F(x) {offsetof(pgcw__l1_shard, x), #x}
-        F(buckets), F(nbuckets),   F(gmask), F(gens),    F(seed),
-        F(ghost),   F(nghost),     F(cap_n), F(mu),      F(small),
-        F(live_n),  F(live_bytes), F(fresh), F(inserts), F(evictions),
-        F(main),    F(slab),       F(ct),    F(aged),
+        F(table), F(gmask), F(gens),  F(seed),   F(ghost),      F(nghost),
+        F(cap_n), F(mu),    F(small), F(live_n), F(live_bytes), F(main),
+        F(slab),  F(ct),    F(aged),  F(lanes),
 #undef F
     };
     buf[0] = 0;

@@ -58,12 +58,12 @@ pgcw_status pgcw_l1_new_sized(const pgcw_l1_opts *opts, size_t opts_size, pgcw_l
     if (!c)
         return PGCW_ENOMEM;
     memset(c, 0, sizeof(*c));
-    /* Every shard's buckets in one region, each array on its own cache lines: a
-     * big region is huge-page advised, so a cold get's bucket load rarely pays a
-     * TLB miss (l1_slab.c). */
+    /* Every shard's hash table in one region, each on its own cache lines: a big
+     * region is huge-page advised, so a cold get's group load rarely pays a TLB
+     * miss (l1_slab.c). */
     size_t tb = 0;
     for (unsigned i = 0; i < n; i++)
-        tb += ((max_n / n + 1) * sizeof(void *) + 63) & ~(size_t)63;
+        tb += pgcw__l1_table_bytes(max_n / n + (i < max_n % n));
     size_t expected = max_n * 96 < max_b ? max_n * 96 : max_b;
     c->shards = aligned_alloc(64, n * sizeof(*c->shards));
     c->readers = aligned_alloc(64, PGCW__L1_READERS * sizeof(*c->readers));
@@ -100,7 +100,7 @@ pgcw_status pgcw_l1_new_sized(const pgcw_l1_opts *opts, size_t opts_size, pgcw_l
     for (unsigned i = 0; i < n; i++) {
         size_t cn = max_n / n + (i < max_n % n);
         size_t cb = max_b / n + (i < max_b % n);
-        if (pgcw__l1_shard_init(&c->shards[i], cn, cb, c->seed, (void *)bk,
+        if (pgcw__l1_shard_init(&c->shards[i], cn, cb, c->seed, bk,
                                 pgcw__l1_pool_run(&c->pool)) != PGCW_OK) {
             for (unsigned j = 0; j < i; j++)
                 pgcw__l1_shard_destroy(&c->shards[j]);
@@ -112,7 +112,7 @@ pgcw_status pgcw_l1_new_sized(const pgcw_l1_opts *opts, size_t opts_size, pgcw_l
             return PGCW_ENOMEM;
         }
         c->shards[i].payload_only = o.charge_payload_only;
-        bk += ((max_n / n + 1) * sizeof(void *) + 63) & ~(size_t)63;
+        bk += pgcw__l1_table_bytes(cn);
     }
     *out = c;
     return PGCW_OK;
@@ -351,6 +351,7 @@ typedef struct prepared {
     const void *key, *value;
     size_t klen, vlen;
     int64_t version;
+    unsigned lane; /* the writing thread's (pgcw__l1_lane) */
 } prepared;
 
 /* Writes the entry p describes into mem. */
@@ -358,7 +359,6 @@ static pgcw__l1_entry *build(const prepared *p, void *mem)
 {
     pgcw__l1_entry *e = mem;
     size_t hdr = sizeof(pgcw__l1_entry) + (p->has_ttl ? sizeof(int64_t) : 0);
-    atomic_init(&e->hnext, NULL);
     e->qnext = NULL;
     e->version = p->version;
     e->vlen = (uint32_t)p->vlen;
@@ -400,12 +400,17 @@ static pgcw_status prepare(pgcw_l1 *c, const void *key, size_t klen, const void 
     p->value = value;
     p->vlen = vlen;
     p->version = version;
+    p->lane = pgcw__l1_lane_of_thread();
     size_t size =
         sizeof(pgcw__l1_entry) + (p->has_ttl ? sizeof(int64_t) : 0) + klen + vlen;
     p->slot = pgcw__l1_slot_size(size);
     if (p->slot)
         return PGCW_OK; /* carved under the lock: pointer work, no call out */
     void *mem = malloc(size);
+    if (mem && !pgcw__l1_addr_fits((unsigned char *)mem + size - 1)) {
+        free(mem);
+        mem = NULL;
+    }
     if (!mem)
         return PGCW_ENOMEM;
     p->e = build(p, mem);
@@ -418,7 +423,15 @@ static bool take_slot(prepared *p)
 {
     if (p->e)
         return true;
-    void *mem = pgcw__l1_slab_alloc(&p->s->slab, p->slot);
+    /* The lane's own released slots first (the likeliest on this core), then any
+     * other lane's before carving new memory, so no lane's slots are stranded. */
+    pgcw__l1_lane *ln = p->s->lanes;
+    void *mem = pgcw__l1_slab_alloc(&p->s->slab, &ln[p->lane].released, p->slot, false);
+    for (unsigned i = 1; !mem && i < PGCW__L1_LANES; i++)
+        mem = pgcw__l1_slab_alloc(
+            &p->s->slab, &ln[(p->lane + i) % PGCW__L1_LANES].released, p->slot, false);
+    if (!mem)
+        mem = pgcw__l1_slab_alloc(&p->s->slab, &ln[p->lane].released, p->slot, true);
     if (!mem)
         return false;
     p->e = build(p, mem);
@@ -445,7 +458,7 @@ static pgcw_status refill(pgcw_l1 *c, pgcw__l1_shard *s)
 static void store_locked(prepared *p, pgcw__l1_entry *old, pgcw__l1_entry **graveyard)
 {
     pgcw__l1_shard *s = p->s;
-    s->inserts++;
+    s->lanes[p->lane].inserts++;
     bool was_main = false;
     uint8_t freq = 0;
     if (old) {
@@ -454,15 +467,17 @@ static void store_locked(prepared *p, pgcw__l1_entry *old, pgcw__l1_entry **grav
         freq = atomic_load_explicit(&old->freq, memory_order_relaxed);
         pgcw__l1_kill(s, p->h, old);
     }
-    pgcw__l1_link(s, p->h, p->e, p->cost, was_main, freq, p->now, graveyard);
+    pgcw__l1_link(s, &s->lanes[p->lane], p->h, p->e, p->cost, was_main, freq, p->now,
+                  graveyard);
 }
 
 /* Unlocks s after handing what was unlinked to the reclaimer (which gives slab
  * entries readers can no longer see back to the slab); frees the malloc'ed ones. */
-static void unlock_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *graveyard)
+static void unlock_retire(pgcw_l1 *c, const prepared *p, pgcw__l1_entry *graveyard)
 {
+    pgcw__l1_shard *s = p->s;
     pgcw__l1_entry *to_free;
-    pgcw__l1_retire(c, s, graveyard, &to_free);
+    pgcw__l1_retire(c, s, p->lane, graveyard, &to_free);
     pthread_mutex_unlock(&s->mu);
     pgcw__l1_free_big(to_free);
 }
@@ -496,7 +511,7 @@ pgcw_status pgcw_l1_set(pgcw_l1 *c, const void *key, size_t key_len, const void 
     pgcw__l1_entry *old = pgcw__l1_find(p.s, p.h, key, key_len);
     atomic_fetch_add_explicit(&gen_of(p.s, p.h)->hard, 1, memory_order_release);
     store_locked(&p, old, &graveyard);
-    unlock_retire(c, p.s, graveyard);
+    unlock_retire(c, &p, graveyard);
     return PGCW_OK;
 }
 
@@ -559,7 +574,7 @@ pgcw_status pgcw_l1_fill(pgcw_l1 *c, const pgcw_l1_ticket *ticket, const void *k
     store_locked(&p, old, &graveyard);
     if (stored)
         *stored = true;
-    unlock_retire(c, p.s, graveyard);
+    unlock_retire(c, &p, graveyard);
     return PGCW_OK;
 }
 
@@ -644,9 +659,11 @@ void pgcw_l1_stats_get_sized(pgcw_l1 *c, pgcw_l1_stats *dst, size_t dst_size)
         pthread_mutex_lock(&s->mu);
         out->hits += s->ct.hits;
         out->misses += s->ct.misses;
-        out->inserts += s->inserts;
+        for (unsigned k = 0; k < PGCW__L1_LANES; k++) {
+            out->inserts += s->lanes[k].inserts;
+            out->evictions += s->lanes[k].evictions;
+        }
         out->refused_fills += s->ct.refused;
-        out->evictions += s->evictions;
         out->expirations += s->ct.expirations;
         out->invalidations += s->ct.invalidations;
         out->deletes += s->ct.deletes;

@@ -3,7 +3,8 @@
  *
  * A hit takes no lock and writes only to its own thread's reader slot, so two
  * cores reading the same hot keys never bounce a cache line between them. The
- * price is paid by writers: an entry they unlink is parked in a per-shard limbo and
+ * price is paid by writers: an entry they unlink is parked in a limbo of its shard
+ * (one per lane, l1_internal.h) and
  * freed only once no reader that could have seen it is still reading. This file
  * must never block under a shard lock; only clear (no lock held) waits for readers.
  */
@@ -73,9 +74,10 @@ static bool readers_past(pgcw_l1 *c, uint64_t tag)
     return true;
 }
 
-void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
+void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, unsigned lane, pgcw__l1_entry *dead,
                      pgcw__l1_entry **to_free)
 {
+    pgcw__l1_limbo *fresh = &s->lanes[lane].fresh, *aged = &s->aged[lane];
     *to_free = NULL;
     if (dead) {
         while (dead) {
@@ -83,33 +85,34 @@ void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, pgcw__l1_entry *dead,
             /* The header is in this core's cache now (its remover just read it);
              * by the time the batch is freed it may be in the other core's. */
             if (pgcw__l1_slot_size(pgcw__l1_hdr(dead) + dead->klen + dead->vlen)) {
-                dead->qnext = s->fresh.head;
-                s->fresh.head = dead;
-                if (!s->fresh.tail)
-                    s->fresh.tail = dead;
+                dead->qnext = fresh->head;
+                fresh->head = dead;
+                if (!fresh->tail)
+                    fresh->tail = dead;
             } else {
-                dead->qnext = s->fresh.big;
-                s->fresh.big = dead;
+                dead->qnext = fresh->big;
+                fresh->big = dead;
             }
-            s->fresh.n++;
+            fresh->n++;
             dead = next;
         }
         /* Read after the unlinks: a reader that enters at a later epoch cannot
          * reach any of them. */
-        s->fresh.tag = atomic_load_explicit(&c->gepoch, memory_order_seq_cst);
+        fresh->tag = atomic_load_explicit(&c->gepoch, memory_order_seq_cst);
     }
-    if (s->fresh.n < RETIRE_BATCH)
+    if (fresh->n < RETIRE_BATCH)
         return;
-    if (s->aged.n && readers_past(c, s->aged.tag)) {
-        /* O(1): the entries are cold, and walking them would miss on each one,
-         * often on a line the other core holds. */
-        pgcw__l1_slab_give(&s->slab, s->aged.head, s->aged.tail);
-        *to_free = s->aged.big;
-        s->aged = (pgcw__l1_limbo){0};
+    if (aged->n && readers_past(c, aged->tag)) {
+        /* O(1): the entries are cold, and walking them would miss on each one.
+         * They go to the lane that retired them: its next allocations reuse them,
+         * on the core that last wrote them, more often than not. */
+        pgcw__l1_slab_give(&s->lanes[lane].released, aged->head, aged->tail);
+        *to_free = aged->big;
+        *aged = (pgcw__l1_limbo){0};
     }
-    if (s->aged.n == 0) {
-        s->aged = s->fresh;
-        s->fresh = (pgcw__l1_limbo){0};
+    if (aged->n == 0) {
+        *aged = *fresh;
+        *fresh = (pgcw__l1_limbo){0};
         /* Readers entering from now on are past the aged batch. */
         atomic_fetch_add_explicit(&c->gepoch, 1, memory_order_seq_cst);
     }

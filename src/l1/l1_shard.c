@@ -1,6 +1,6 @@
 /*
- * l1_shard.c - one L1 shard: a chained hash table and the S3-FIFO queues (small
- * probationary FIFO, main FIFO with reinsertion, ghost fingerprints).
+ * l1_shard.c - one L1 shard: its hash table (l1_table.c) and the S3-FIFO queues
+ * (small probationary FIFO, main FIFO with reinsertion, ghost fingerprints).
  *
  * Every function here runs with the shard's mutex held, so it must never allocate,
  * free, block or call out: entries to free go on a graveyard list that the caller
@@ -11,30 +11,37 @@
 
 #include <stdlib.h>
 
-/* The layout l1_internal.h promises: a fill writes the mutex's line and the two
- * after it, nothing else of the shard's but one slab free list at most. */
-_Static_assert(offsetof(pgcw__l1_shard, inserts) % 64 == 0 &&
-                   offsetof(pgcw__l1_shard, slab) + offsetof(pgcw__l1_slab, cur) <
-                       offsetof(pgcw__l1_shard, inserts) + 64,
-               "a fill's third line holds the counters, main queue and slab head");
+/* The layout l1_internal.h promises: a fill writes the mutex's line and the one
+ * after it, and of the shard's other lines only its own lane's. */
+_Static_assert(offsetof(pgcw__l1_shard, main) + sizeof(pgcw__l1_queue) <=
+                   offsetof(pgcw__l1_shard, mu) + 128,
+               "mutex, small queue, live counts and main queue fill two lines");
+_Static_assert(sizeof(pgcw__l1_lane) == 64, "a lane is one line");
 #if defined(__GLIBC__) && defined(__x86_64__)
-_Static_assert(offsetof(pgcw__l1_shard, inserts) == offsetof(pgcw__l1_shard, mu) + 128,
-               "mutex + small queue + live counts + fresh limbo fill two lines");
+_Static_assert(offsetof(pgcw__l1_shard, small) + offsetof(pgcw__l1_queue, head) ==
+                   offsetof(pgcw__l1_shard, mu) + 64,
+               "an insert into the small queue writes the mutex's line only");
 #endif
+
+/* An entry's share of the hash table (15 slots per 8 entries: 15.2 bytes with the
+ * counts) and ghost list (2 bytes), rounded up to what the chained table charged
+ * (16) plus the 8-byte link the header lost with it: a slab entry costs exactly what
+ * it did with chains, so a max_bytes holds the same entries as before. */
+#define TABLE_SHARE 24u
 
 size_t pgcw__l1_cost(size_t klen, size_t vlen, bool ttl)
 {
-    /* The memory it really occupies plus its share of the bucket array (8 bytes)
-     * and ghost list (2), rounded: its slab slot (l1_slab.h), or for a big entry
-     * what malloc uses (glibc: 8-byte chunk header, 16-byte granules). */
+    /* The memory it really occupies plus its share of the tables (above): its slab
+     * slot (l1_slab.h), or for a big entry what malloc uses (glibc: 8-byte chunk
+     * header, 16-byte granules). */
     size_t req = sizeof(pgcw__l1_entry) + (ttl ? 8 : 0) + klen + vlen;
     size_t slot = pgcw__l1_slot_size(req);
     if (slot)
-        return slot + 16;
+        return slot + TABLE_SHARE;
     size_t chunk = (req + 8 + 15) & ~(size_t)15;
     if (chunk < 32)
         chunk = 32;
-    return chunk + 16;
+    return chunk + TABLE_SHARE;
 }
 
 static size_t entry_cost(const pgcw__l1_shard *s, const pgcw__l1_entry *e)
@@ -59,21 +66,19 @@ static int init_mutex(pthread_mutex_t *mu)
 }
 
 pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_bytes,
-                                uint64_t seed, _Atomic(pgcw__l1_entry *) *buckets,
-                                size_t run)
+                                uint64_t seed, void *table, size_t run)
 {
     memset(s, 0, sizeof(*s));
     s->seed = seed;
     s->cap_n = cap_n;
     s->cap_bytes = cap_bytes;
     /* cap_n <= UINT32_MAX is checked by pgcw_l1_new(). */
-    s->nbuckets = (uint32_t)cap_n;
     s->nghost = (uint32_t)cap_n;
     uint32_t g = 64;
     while (g < 65536 && g < cap_n / 4)
         g <<= 1;
     s->gmask = g - 1;
-    s->buckets = buckets;
+    pgcw__l1_table_init(&s->table, table, cap_n);
     s->slab.run = run;
     s->ghost = calloc(s->nghost, sizeof(*s->ghost));
     s->gens = calloc(g, sizeof(*s->gens));
@@ -89,25 +94,42 @@ void pgcw__l1_shard_destroy(pgcw__l1_shard *s)
 {
     pgcw__l1_free_big(s->small.head);
     pgcw__l1_free_big(s->main.head);
-    pgcw__l1_free_big(s->fresh.big);
-    pgcw__l1_free_big(s->aged.big);
+    for (unsigned i = 0; i < PGCW__L1_LANES; i++) {
+        pgcw__l1_free_big(s->lanes[i].fresh.big);
+        pgcw__l1_free_big(s->aged[i].big);
+    }
     free(s->ghost);
     free((void *)s->gens);
     pthread_mutex_destroy(&s->mu);
 }
 
-void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e)
+pgcw__l1_entry *pgcw__l1_find_past(const pgcw__l1_table *t, const pgcw__l1_probe *p,
+                                   const void *key, size_t klen)
 {
-    _Atomic(pgcw__l1_entry *) *pp = pgcw__l1_bucket(s, h);
-    pgcw__l1_entry *cur;
-    while ((cur = atomic_load_explicit(pp, memory_order_relaxed)) != e)
-        pp = &cur->hnext;
-    /* e keeps its hnext: a reader standing on e must still reach the rest. */
-    atomic_store_explicit(pp, atomic_load_explicit(&e->hnext, memory_order_relaxed),
-                          memory_order_release);
-    atomic_fetch_or_explicit(&e->flags, PGCW__L1_DEAD, memory_order_relaxed);
+    uint32_t g = p->group;
+    for (uint32_t seen = 1; seen < t->ngroups; seen++) {
+        g = pgcw__l1_next_group(t, g);
+        pgcw__l1_entry *e = pgcw__l1_find_in(t, g, p, key, klen);
+        if (e || atomic_load_explicit(&t->over[g], memory_order_relaxed) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Takes e out of the table and the live counts, but does not mark it: for an entry
+ * already popped from its queue, which no one will look at again (writing it would
+ * cost a line transfer when the other core created it or last read it). */
+static void unpublish(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e)
+{
+    pgcw__l1_table_remove(&s->table, h, e);
     s->live_n--;
     s->live_bytes -= entry_cost(s, e);
+}
+
+void pgcw__l1_kill(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e)
+{
+    unpublish(s, h, e);
+    atomic_fetch_or_explicit(&e->flags, PGCW__L1_DEAD, memory_order_relaxed);
 }
 
 static void qpush(const pgcw__l1_shard *s, pgcw__l1_queue *q, pgcw__l1_entry *e)
@@ -128,7 +150,8 @@ static pgcw__l1_entry *qpop(const pgcw__l1_shard *s, pgcw__l1_queue *q)
     q->head = e->qnext;
     if (!q->head)
         q->tail = NULL;
-    e->qnext = NULL;
+    /* e->qnext is left as it is: every caller overwrites it (push or bury), and
+     * storing to a line the other core may hold costs a transfer. */
     q->n--;
     q->bytes -= entry_cost(s, e);
     return e;
@@ -176,7 +199,8 @@ static uint64_t entry_hash(const pgcw__l1_shard *s, const pgcw__l1_entry *e)
 
 /* Frees held space: reclaims one dead entry or removes one live entry (expired, or
  * evicted by S3-FIFO). Entries with accesses are promoted/reinserted on the way. */
-static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard)
+static void evict_one(pgcw__l1_shard *s, pgcw__l1_lane *lane, int64_t now,
+                      pgcw__l1_entry **graveyard)
 {
     for (;;) {
         bool small_over =
@@ -188,7 +212,7 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
             return;
         }
         if (pgcw__l1_expiry(e) <= now) {
-            pgcw__l1_kill(s, entry_hash(s, e), e);
+            unpublish(s, entry_hash(s, e), e);
             s->ct.expirations++;
             bury(e, graveyard);
             return;
@@ -208,8 +232,8 @@ static void evict_one(pgcw__l1_shard *s, int64_t now, pgcw__l1_entry **graveyard
         uint64_t h = entry_hash(s, e);
         if (from_small)
             ghost_add(s, h);
-        pgcw__l1_kill(s, h, e);
-        s->evictions++;
+        unpublish(s, h, e);
+        lane->evictions++;
         bury(e, graveyard);
         return;
     }
@@ -235,8 +259,8 @@ static void compact(const pgcw__l1_shard *s, pgcw__l1_queue *q,
     q->tail = last;
 }
 
-void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost,
-                   bool replaced_main, uint8_t freq, int64_t now,
+void pgcw__l1_link(pgcw__l1_shard *s, pgcw__l1_lane *lane, uint64_t h, pgcw__l1_entry *e,
+                   size_t cost, bool replaced_main, uint8_t freq, int64_t now,
                    pgcw__l1_entry **graveyard)
 {
     bool compacted = false;
@@ -257,18 +281,15 @@ void pgcw__l1_link(pgcw__l1_shard *s, uint64_t h, pgcw__l1_entry *e, size_t cost
             compacted = true;
             continue;
         }
-        evict_one(s, now, graveyard);
+        evict_one(s, lane, now, graveyard);
     }
     bool to_main = ghost_take(s, h) || replaced_main;
     atomic_store_explicit(&e->freq, freq, memory_order_relaxed);
     uint8_t fl = atomic_load_explicit(&e->flags, memory_order_relaxed) & PGCW__L1_TTL;
     atomic_store_explicit(&e->flags, (uint8_t)(fl | (to_main ? PGCW__L1_MAIN : 0)),
                           memory_order_relaxed);
-    _Atomic(pgcw__l1_entry *) *b = pgcw__l1_bucket(s, h);
-    atomic_store_explicit(&e->hnext, atomic_load_explicit(b, memory_order_relaxed),
-                          memory_order_relaxed);
     /* Publishes the entry: its key, value and header are complete before this. */
-    atomic_store_explicit(b, e, memory_order_release);
+    pgcw__l1_table_insert(&s->table, h, e);
     qpush(s, to_main ? &s->main : &s->small, e);
     s->live_n++;
     s->live_bytes += cost;
@@ -286,19 +307,19 @@ void pgcw__l1_shard_clear(pgcw__l1_shard *s, pgcw__l1_entry **graveyard)
     move_all(s, &s->small, graveyard);
     move_all(s, &s->main, graveyard);
     /* Entries already waiting for readers go with them: the caller waits once. */
-    pgcw__l1_limbo *lists[2] = {&s->fresh, &s->aged};
-    for (int i = 0; i < 2; i++) {
-        pgcw__l1_entry *l[2] = {lists[i]->head, lists[i]->big};
+    for (unsigned i = 0; i < 2 * PGCW__L1_LANES; i++) {
+        pgcw__l1_limbo *lb =
+            i < PGCW__L1_LANES ? &s->lanes[i].fresh : &s->aged[i - PGCW__L1_LANES];
+        pgcw__l1_entry *l[2] = {lb->head, lb->big};
         for (int k = 0; k < 2; k++)
             while (l[k]) {
                 pgcw__l1_entry *e = l[k];
                 l[k] = e->qnext;
                 bury(e, graveyard);
             }
-        *lists[i] = (pgcw__l1_limbo){0};
+        *lb = (pgcw__l1_limbo){0};
     }
-    for (uint32_t i = 0; i < s->nbuckets; i++)
-        atomic_store_explicit(&s->buckets[i], NULL, memory_order_release);
+    pgcw__l1_table_clear(&s->table);
     memset(s->ghost, 0, (size_t)s->nghost * sizeof(*s->ghost));
     s->live_n = 0;
     s->live_bytes = 0;

@@ -48,6 +48,10 @@ static void *map_aligned(size_t bytes, bool huge)
         mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
         return NULL;
+    if (!pgcw__l1_addr_fits(m + len - 1)) { /* the table packs 48-bit pointers */
+        munmap(m, len);
+        return NULL;
+    }
     if (!huge)
         return m;
     unsigned char *a = (unsigned char *)(((uintptr_t)m + CHUNK - 1) & ~(CHUNK - 1));
@@ -140,14 +144,15 @@ static size_t entry_slot(const pgcw__l1_entry *e)
     return pgcw__l1_slot_size(pgcw__l1_hdr(e) + e->klen + e->vlen);
 }
 
-void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, size_t size)
+void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, pgcw__l1_entry **released, size_t size,
+                          bool carve)
 {
     /* Released entries first: in a workload of one size the first one fits. */
-    while (s->unsorted) {
-        pgcw__l1_entry *e = s->unsorted;
+    while (*released) {
+        pgcw__l1_entry *e = *released;
         UNPOISON(e, sizeof(*e));
         size_t have = entry_slot(e);
-        s->unsorted = e->qnext;
+        *released = e->qnext;
         if (e->qnext)
             __builtin_prefetch(e->qnext, 1);
         if (have == size) {
@@ -166,6 +171,8 @@ void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, size_t size)
             __builtin_prefetch(e->qnext, 1);
         return e;
     }
+    if (!carve)
+        return NULL;
     if ((size_t)(s->end - s->cur) < size) {
         if (!s->spare)
             return NULL;
@@ -197,7 +204,8 @@ size_t pgcw__l1_pool_run(const pgcw__l1_pool *p)
     return p->huge ? HUGE_RUN : SMALL_RUN;
 }
 
-void pgcw__l1_slab_give(pgcw__l1_slab *s, pgcw__l1_entry *head, pgcw__l1_entry *tail)
+void pgcw__l1_slab_give(pgcw__l1_entry **released, pgcw__l1_entry *head,
+                        pgcw__l1_entry *tail)
 {
     if (!head)
         return;
@@ -209,9 +217,9 @@ void pgcw__l1_slab_give(pgcw__l1_slab *s, pgcw__l1_entry *head, pgcw__l1_entry *
             POISON(e, sizeof(*e));
     }
 #endif
-    tail->qnext = s->unsorted;
+    tail->qnext = *released;
     POISON(tail, sizeof(*tail));
-    s->unsorted = head;
+    *released = head;
 }
 
 void pgcw__l1_slab_sort(pgcw__l1_entry *list, pgcw__l1_sorted *out)
@@ -261,8 +269,14 @@ void pgcw__l1_free_big(pgcw__l1_entry *list)
 
 void *pgcw__l1_table_alloc(size_t bytes)
 {
-    if (bytes < CHUNK)
-        return calloc(1, bytes ? bytes : 1);
+    if (bytes < CHUNK) {
+        /* Cache-line aligned: a hash table group must be one line (l1_table.h). */
+        size_t n = (bytes + 63) & ~(size_t)63;
+        void *p = aligned_alloc(64, n ? n : 64);
+        if (p)
+            memset(p, 0, n ? n : 64);
+        return p;
+    }
     return map_aligned((bytes + 4095) & ~(size_t)4095, true);
 }
 

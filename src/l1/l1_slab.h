@@ -33,10 +33,6 @@ typedef struct pgcw__l1_pool {
 } pgcw__l1_pool;
 
 typedef struct pgcw__l1_slab {
-    /* Released entries of any size, their headers intact (pgcw__l1_slab_give):
-     * sorted into the free lists only as allocation pops them, so releasing a batch
-     * touches none of its cold entries. First, with cur: a fill's line. */
-    struct pgcw__l1_entry *unsorted;
     unsigned char *cur, *end; /* what is left of the shard's current run */
     unsigned char *spare;     /* a whole run, installed when cur..end runs out */
     size_t run;               /* bytes per run (pgcw__l1_pool_run) */
@@ -60,18 +56,22 @@ size_t pgcw__l1_pool_run(const pgcw__l1_pool *p);
 /* Hands back a run that was not needed (no shard lock held). */
 void pgcw__l1_pool_give(pgcw__l1_pool *p, unsigned char *run);
 
-/* Under the shard mutex: a slot of `size` bytes (pgcw__l1_slot_size), or NULL when
- * the shard needs a run (drop the lock, pgcw__l1_pool_take, pgcw__l1_slab_add). */
-void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, size_t size);
+/* Under the shard mutex: a slot of `size` bytes (pgcw__l1_slot_size), from
+ * *released first (entries of any size, their headers intact, handed back by
+ * pgcw__l1_slab_give: sorted onto the free lists only as this pops them, when their
+ * lines are about to be written anyway), then the free list of the size, then, if
+ * `carve`, the shard's run. NULL when none has one: with carve, the shard needs a
+ * run (drop the lock, pgcw__l1_pool_take, pgcw__l1_slab_add). */
+void *pgcw__l1_slab_alloc(pgcw__l1_slab *s, struct pgcw__l1_entry **released, size_t size,
+                          bool carve);
 /* Under the shard mutex: gives the shard a run; false if it already has a spare
  * (the caller hands `run` back to the pool after unlocking). */
 bool pgcw__l1_slab_add(pgcw__l1_slab *s, unsigned char *run);
 
 /* Under the shard mutex: hands back the slab entries head..tail (linked through
- * qnext, none malloc'ed, no reader able to reach them) in constant time: they are
- * sorted by size only as pgcw__l1_slab_alloc pops them, when their lines are about
- * to be written anyway. (Under ASan it walks them to poison them.) */
-void pgcw__l1_slab_give(pgcw__l1_slab *s, struct pgcw__l1_entry *head,
+ * qnext, none malloc'ed, no reader able to reach them) onto *released in constant
+ * time (pgcw__l1_slab_alloc sorts them). (Under ASan it walks them to poison them.) */
+void pgcw__l1_slab_give(struct pgcw__l1_entry **released, struct pgcw__l1_entry *head,
                         struct pgcw__l1_entry *tail);
 
 /* Freeing a list of entries of unknown kinds (linked through qnext) back to a
@@ -88,7 +88,8 @@ void pgcw__l1_slab_splice(pgcw__l1_slab *s, pgcw__l1_sorted *in);
 /* Frees the malloc'ed entries of a list (pgcw_l1_free: slab slots go with the pool). */
 void pgcw__l1_free_big(struct pgcw__l1_entry *list);
 
-/* Zeroed memory for tables: huge-page advised when it is big, else calloc'ed. */
+/* Zeroed, 64-byte aligned memory for tables: huge-page advised when it is big,
+ * else from aligned_alloc. */
 void *pgcw__l1_table_alloc(size_t bytes);
 void pgcw__l1_table_free(void *p, size_t bytes);
 /* Bytes a table of `bytes` maps outside malloc (0 if calloc'ed). */
