@@ -96,7 +96,11 @@ void pgcw_l1_free(pgcw_l1 *c);
 
 /* Bytes one entry is charged against max_bytes: key + value + overhead (header,
  * allocator rounding, its share of the hash table). ttl: whether it expires.
- * Chunk memory not yet carved into entries is not charged. */
+ * Chunk memory not yet carved into entries is not charged. Saturates at SIZE_MAX
+ * (never wraps) for lengths no entry can have.
+ * Keys longer than PGCW_L1_MAX_KEY are refused or missed by their length alone,
+ * before anything reads them: get is PGCW_ENOTFOUND (not counted), set and fill
+ * PGCW_ETOOBIG, delete and invalidate PGCW_ENOTFOUND. */
 size_t pgcw_l1_entry_cost(size_t key_len, size_t value_len, bool ttl);
 
 /*

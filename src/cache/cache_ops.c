@@ -155,7 +155,7 @@ static pgcw_status get(pgcw_cache *c, const void *key, size_t key_len, void *buf
         free(row.value);
         return PGCW_ETOOBIG;
     }
-    if (row.len)
+    if (row.len && buf) /* buf is NULL only with buf_len 0, refused above */
         memcpy(buf, row.value, row.len);
     free(row.value);
     return PGCW_OK;

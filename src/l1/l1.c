@@ -271,6 +271,8 @@ pgcw_status pgcw_l1_get(pgcw_l1 *c, const void *key, size_t key_len, void *buf,
 {
     if (!c || !value_len || !key_ok(key, key_len) || (!buf && buf_len))
         return PGCW_EINVAL;
+    if (key_len > PGCW_L1_MAX_KEY) /* never stored; and not hashed for nothing */
+        return PGCW_ENOTFOUND;
     uint64_t h = pgcw__l1_hash(c->seed, key, key_len);
     int slot = pgcw__l1_reader_slot();
     if (slot < 0)
@@ -379,11 +381,12 @@ static pgcw_status prepare(pgcw_l1 *c, const void *key, size_t klen, const void 
 {
     if (!c || !key_ok(key, klen) || (!value && vlen) || ttl_us < PGCW_L1_TTL_NONE)
         return PGCW_EINVAL;
+    /* Lengths first: a 4 GiB key would take seconds to hash only to be refused. */
+    if (klen > PGCW_L1_MAX_KEY || vlen > UINT32_MAX)
+        return PGCW_ETOOBIG;
     p->h = pgcw__l1_hash(c->seed, key, klen);
     p->s = pgcw__l1_shard_of(c, p->h);
     p->e = NULL;
-    if (klen > PGCW_L1_MAX_KEY || vlen > UINT32_MAX)
-        return PGCW_ETOOBIG;
     int64_t ttl = ttl_us == PGCW_L1_TTL_DEFAULT ? c->default_ttl_us : ttl_us;
     p->has_ttl = ttl > 0;
     p->cost = p->s->payload_only ? klen + vlen : pgcw__l1_cost(klen, vlen, p->has_ttl);
@@ -518,6 +521,10 @@ pgcw_status pgcw_l1_set(pgcw_l1 *c, const void *key, size_t key_len, const void 
 void pgcw_l1_ticket_take(pgcw_l1 *c, const void *key, size_t key_len,
                          pgcw_l1_ticket *ticket)
 {
+    if (key_len > PGCW_L1_MAX_KEY) { /* its fill is refused as too big anyway */
+        *ticket = (pgcw_l1_ticket){{0, 0, 0}};
+        return;
+    }
     uint64_t h = pgcw__l1_hash(c->seed, key, key_len);
     pgcw__l1_shard *s = pgcw__l1_shard_of(c, h);
     ticket->priv_[0] = atomic_load_explicit(&c->epoch, memory_order_acquire);
@@ -536,6 +543,8 @@ pgcw_status pgcw_l1_fill(pgcw_l1 *c, const pgcw_l1_ticket *ticket, const void *k
         *stored = false;
     if (!c || !ticket || !key_ok(key, key_len))
         return PGCW_EINVAL;
+    if (key_len > PGCW_L1_MAX_KEY)
+        return PGCW_ETOOBIG;
     if (ticket->priv_[1] != pgcw__l1_hash(c->seed, key, key_len))
         return PGCW_EINVAL;
     prepared p;
@@ -585,6 +594,8 @@ static pgcw_status remove_key(pgcw_l1 *c, const void *key, size_t klen, int64_t 
 {
     if (!c || !key_ok(key, klen))
         return PGCW_EINVAL;
+    if (klen > PGCW_L1_MAX_KEY) /* never stored, and no fill of it can succeed */
+        return PGCW_ENOTFOUND;
     uint64_t h = pgcw__l1_hash(c->seed, key, klen);
     pgcw__l1_shard *s = pgcw__l1_shard_of(c, h);
     pgcw__l1_entry *e = lock_find(c, s, h, key, klen);

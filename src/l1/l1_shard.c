@@ -34,6 +34,9 @@ size_t pgcw__l1_cost(size_t klen, size_t vlen, bool ttl)
     /* The memory it really occupies plus its share of the tables (above): its slab
      * slot (l1_slab.h), or for a big entry what malloc uses (glibc: 8-byte chunk
      * header, 16-byte granules). */
+    /* Saturates rather than wrap: SIZE_MAX is above every bound. */
+    if (klen > SIZE_MAX / 4 || vlen > SIZE_MAX / 4)
+        return SIZE_MAX;
     size_t req = sizeof(pgcw__l1_entry) + (ttl ? 8 : 0) + klen + vlen;
     size_t slot = pgcw__l1_slot_size(req);
     if (slot)

@@ -283,6 +283,49 @@ static void test_args(void **state)
 
 /* charge_payload_only, the memo's mode: only keys + values count against
  * max_bytes. */
+/* A key longer than PGCW_L1_MAX_KEY is judged by its length alone: the calls are
+ * given a 16-byte buffer with a 4 GiB length, so reading (hashing) it would run far
+ * past the buffer (ASan) and take seconds. And the entry cost never wraps. */
+static void test_huge_keys(void **state)
+{
+    (void)state;
+    pgcw_l1 *c = NULL;
+    assert_int_equal(pgcw_l1_new(NULL, &c), PGCW_OK);
+    char key[16] = "fifteen bytes..";
+    size_t huge = (size_t)4 << 30;
+    char buf[8];
+    size_t len = 0;
+    int64_t t0 = pgcw__mono_us();
+    assert_int_equal(pgcw_l1_get(c, key, huge, buf, sizeof buf, &len, NULL),
+                     PGCW_ENOTFOUND);
+    void *dup = NULL;
+    assert_int_equal(pgcw_l1_get_dup(c, key, huge, &dup, &len, NULL), PGCW_ENOTFOUND);
+    assert_int_equal(pgcw_l1_set(c, key, huge, "v", 1, 1, PGCW_L1_TTL_NONE),
+                     PGCW_ETOOBIG);
+    pgcw_l1_ticket t;
+    pgcw_l1_ticket_take(c, key, huge, &t);
+    bool stored = true;
+    assert_int_equal(pgcw_l1_fill(c, &t, key, huge, "v", 1, 1, PGCW_L1_TTL_NONE, &stored),
+                     PGCW_ETOOBIG);
+    assert_false(stored);
+    assert_int_equal(pgcw_l1_delete(c, key, huge), PGCW_ENOTFOUND);
+    assert_int_equal(pgcw_l1_invalidate(c, key, huge, 5), PGCW_ENOTFOUND);
+    assert_int_equal(
+        pgcw_l1_set(c, key, PGCW_L1_MAX_KEY + 1, "v", 1, 1, PGCW_L1_TTL_NONE),
+        PGCW_ETOOBIG);
+    assert_true(pgcw__mono_us() - t0 < 1000000); /* nothing was hashed */
+    pgcw_l1_stats st;
+    pgcw_l1_stats_get(c, &st);
+    assert_int_equal(st.entries, 0);
+
+    assert_int_equal(pgcw_l1_entry_cost(SIZE_MAX, SIZE_MAX, true), SIZE_MAX);
+    assert_int_equal(pgcw_l1_entry_cost(SIZE_MAX, 0, false), SIZE_MAX);
+    assert_int_equal(pgcw_l1_entry_cost(0, SIZE_MAX - 10, true), SIZE_MAX);
+    assert_true(pgcw_l1_entry_cost(10, 100, false) <
+                pgcw_l1_entry_cost(10, 100000, false));
+    pgcw_l1_free(c);
+}
+
 static void test_payload_only(void **state)
 {
     (void)state;
@@ -313,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_scan_resistance),   cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_get_dup_and_sizes), cmocka_unit_test(test_args),
         cmocka_unit_test(test_payload_only),      cmocka_unit_test(test_slot_reuse),
+        cmocka_unit_test(test_huge_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
