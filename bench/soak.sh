@@ -72,8 +72,15 @@ rec.sort()
 def pct(v, p): return v[min(len(v) - 1, int(p * len(v)))] if v else 0
 print("ops %d (%.0f/s), errors %d, violations %d, hit rate %.4f" % (
     r["ops"], r["ops_per_second"], r["errors"]["total"], r["violations"], r["hit_rate"]))
-print("chaos: %d recoveries, p50 %.0f ms, max %.0f ms, unrecovered %s" % (
-    len(rec), pct(rec, 0.5), rec[-1] if rec else 0, ch.get("unrecovered")))
+print("chaos: %d watcher and %d pool backends killed, unrecovered %s; the first %d"
+      " recoveries: p50 %.0f ms, max %.0f ms" % (
+    ch.get("watcher_kills", 0), ch.get("pool_kills", 0), ch.get("unrecovered"),
+    len(rec), pct(rec, 0.5), rec[-1] if rec else 0))
+for kind in ("watcher", "pool"):
+    h = ch.get(kind + "_recovery_ms", {})
+    if h.get("count"):
+        print("  %s recovery: %d, p50 %.0f ms, p99 %.0f ms, max %.0f ms" % (
+            kind, h["count"], h.get("p50", 0), h.get("p99", 0), h.get("max", 0)))
 if len(samples) >= 4:
     # Flat: the last quarter's mean within 10% (RSS) / 10 descriptors of the
     # second quarter's (the first is warm-up).
