@@ -10,7 +10,7 @@
 #   scripts/run.sh test         install, then build and run the whole suite three
 #                               times: plain, under ASan+UBSan, under TSan; then the
 #                               plain build's unit tests under valgrind, and every
-#                               libFuzzer target for PGCW_FUZZ_SECONDS (45) each
+#                               libFuzzer target for PGCW_FUZZ_SECONDS (60) each
 #   scripts/run.sh test quick   the plain build only
 #   scripts/run.sh fuzz         the fuzz stage alone (PGCW_FUZZ_SECONDS=N to change)
 #
@@ -107,7 +107,7 @@ fuzz_stage() {
   echo "run.sh: fuzz build" >&2
   build build-fuzz -DCMAKE_C_COMPILER=clang -DPGCW_BUILD_FUZZ=ON -DPGCW_BUILD_TESTS=OFF \
     -DPGCW_BUILD_BENCH=OFF -DPGCW_BUILD_EXAMPLES=OFF
-  local secs="${PGCW_FUZZ_SECONDS:-45}" work src running=0 failed=0
+  local secs="${PGCW_FUZZ_SECONDS:-60}" work src running=0 failed=0
   work=$(mktemp -d "${TMPDIR:-/tmp}/pgcw-fuzz.XXXXXX")
   for src in "$ROOT"/fuzz/fuzz_*.c; do
     fuzz_one "$(basename "$src" .c)" "$secs" "$work" &

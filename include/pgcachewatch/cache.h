@@ -235,7 +235,7 @@ pgcw_status pgcw_cache_init_db_sized(const pgcw_cache_opts *opts, size_t opts_si
                              sizeof(pgcw_conn_opts), (version), (errmsg))
 
 /* The schema version this library's pgcw_cache_init_db() brings a schema to. */
-#define PGCW_CACHE_SCHEMA_VERSION 3
+#define PGCW_CACHE_SCHEMA_VERSION 4
 
 /*
  * Waits until the L1 can be used: the watcher is healthy (a no-op with

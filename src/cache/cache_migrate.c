@@ -28,6 +28,7 @@ static const migration k_migrations[] = {
     {1, pgcw__sql_cache_migration_1},
     {2, pgcw__sql_cache_migration_2},
     {3, pgcw__sql_cache_migration_3},
+    {4, pgcw__sql_cache_migration_4},
 };
 
 typedef struct run {

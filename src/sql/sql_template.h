@@ -37,5 +37,6 @@ extern const char pgcw__sql_uninstall_objects[];
 extern const char pgcw__sql_cache_migration_1[];
 extern const char pgcw__sql_cache_migration_2[];
 extern const char pgcw__sql_cache_migration_3[];
+extern const char pgcw__sql_cache_migration_4[];
 
 #endif

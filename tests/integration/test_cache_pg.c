@@ -80,11 +80,12 @@ static void test_layout(void **state)
     assert_string_equal(schema, "id integer, version integer");
     free(schema);
     assert_int_equal(
-        pgtest_query_int(pg, "SELECT version FROM lay_cache_schema WHERE id = 1"), 3);
+        pgtest_query_int(pg, "SELECT version FROM lay_cache_schema WHERE id = 1"),
+        PGCW_CACHE_SCHEMA_VERSION);
     /* A second run changes nothing: same objects, same version, no error. */
     long long before = pgtest_query_int(pg, "SELECT count(*) FROM pg_proc WHERE proname"
                                             " LIKE 'lay\\_%'");
-    assert_int_equal(cachetest_init("lay_"), 3);
+    assert_int_equal(cachetest_init("lay_"), PGCW_CACHE_SCHEMA_VERSION);
     assert_int_equal(pgtest_query_int(pg, "SELECT count(*) FROM pg_proc WHERE proname"
                                           " LIKE 'lay\\_%'"),
                      before);
@@ -130,7 +131,7 @@ static void test_concurrent_init(void **state)
             pgcw_status st = pgcw_cache_init_db(&o, &co, &v, &err);
             if (st != PGCW_OK)
                 fprintf(stderr, "init_db in child: %s\n", err ? err : "");
-            _exit(st == PGCW_OK && v == 3 ? 0 : 1);
+            _exit(st == PGCW_OK && v == PGCW_CACHE_SCHEMA_VERSION ? 0 : 1);
         }
     }
     close(go[0]);
@@ -138,7 +139,8 @@ static void test_concurrent_init(void **state)
     for (int i = 0; i < N; i++)
         assert_int_equal(pgtest_wait_pid(kids[i], 60000), 0);
     PGconn *pg = pgtest_connect();
-    assert_int_equal(pgtest_query_int(pg, "SELECT version FROM race_cache_schema"), 3);
+    assert_int_equal(pgtest_query_int(pg, "SELECT version FROM race_cache_schema"),
+                     PGCW_CACHE_SCHEMA_VERSION);
     PQfinish(pg);
 }
 
@@ -503,6 +505,30 @@ static void test_infinite_expiry(void **state)
     pgcw_cache_free(c);
 }
 
+/* The cache's trigger functions pin their search_path (migration 4): a plain-SQL
+ * writer whose search_path puts look-alike functions before pg_catalog, or leaves
+ * out the table's schema, still makes the trigger send the true notification, so
+ * another client's L1 copy is evicted. */
+static void test_search_path_pinned(void **state)
+{
+    (void)state;
+    cachetest_init("pin_");
+    pgcw_cache *reader = cachetest_new("pin_", NULL);
+    cachetest_set(reader, "k", "v1", 60000);
+    cachetest_wait_value(reader, "k", "v1"); /* an L1 copy */
+    PGconn *pg = pgtest_connect();
+    pgtest_exec(pg, "CREATE SCHEMA pin_shadow;"
+                    "CREATE FUNCTION pin_shadow.encode(bytea, text) RETURNS text"
+                    "  LANGUAGE sql AS $$ SELECT 'forged'::text $$;"
+                    "SET search_path = pin_shadow, pg_catalog");
+    pgtest_exec(pg, "UPDATE public.pin_cache_entries SET value = 'v2', version = version"
+                    " + 1 WHERE cache_key = 'k'");
+    cachetest_wait_value(reader, "k", "v2");
+    pgtest_exec(pg, "RESET search_path; DROP SCHEMA pin_shadow CASCADE");
+    PQfinish(pg);
+    pgcw_cache_free(reader);
+}
+
 static void test_null_cache(void **state)
 {
     (void)state;
@@ -603,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_batch_all_or_nothing),
         cmocka_unit_test(test_infinite_expiry),
+        cmocka_unit_test(test_search_path_pinned),
         cmocka_unit_test(test_null_cache),
         cmocka_unit_test(test_versioned),
     };
