@@ -198,6 +198,10 @@ void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent,
  * modes other than TRIGGER, after the write committed and before its notification
  * is sent, so a test can end the writing process exactly there. */
 extern void (*pgcw__cache_test_before_announce)(void);
+/* Tests only (NULL otherwise): the PREPARE the notifier's connection runs instead
+ * of its own, so a test can make PostgreSQL refuse the batched notifications as on
+ * a full NOTIFY queue. */
+extern const char *pgcw__cache_test_notify_sql;
 
 /* After a committed write: sends its invalidations when notify_after_commit is on
  * (PGCW_OK otherwise); a failure is the call's error. */

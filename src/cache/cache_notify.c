@@ -138,9 +138,12 @@ static pgcw_status connect_sender(pgcw__notifier *n, char *err, size_t errlen)
         return st;
     }
     /* The payloads are [ud0-9|a-f]: a comma separates them safely. */
-    PGresult *res = PQexec(n->conn.pg, "PREPARE pgcw_cache_notify (text, text) AS SELECT"
-                                       " count(pg_notify($1, x)) FROM"
-                                       " unnest(string_to_array($2, ',')) x");
+    PGresult *res =
+        PQexec(n->conn.pg, pgcw__cache_test_notify_sql
+                               ? pgcw__cache_test_notify_sql
+                               : "PREPARE pgcw_cache_notify (text, text) AS SELECT"
+                                 " count(pg_notify($1, x)) FROM"
+                                 " unnest(string_to_array($2, ',')) x");
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         pgcw__result_message(res, n->conn.pg, err, errlen);
@@ -306,6 +309,7 @@ pgcw_status pgcw__notifier_send(pgcw__notifier *n, const pgcw__notice *items,
 }
 
 void (*pgcw__cache_test_before_announce)(void);
+const char *pgcw__cache_test_notify_sql;
 
 pgcw_status pgcw__cache_announce(pgcw_cache *c, const char *what,
                                  const pgcw__notice *items, size_t count)

@@ -18,6 +18,7 @@
 #include <pgcachewatch/pgcachewatch.h>
 
 #include "cachetest.h"
+#include "pgcw_testhook.h"
 #include "pgtest.h"
 
 static double usage_now(pgcw_watcher *w)
@@ -128,11 +129,84 @@ static void test_full_queue_fails_the_write(void **state)
     pgcw_cache_free(writer);
 }
 
+/* The notify modes that send after commit, when PostgreSQL refuses the batch as on
+ * a full queue (a test hook makes the notifier's statement call a function that
+ * raises what a full queue raises; the error comes back through the real send
+ * path). AFTER_COMMIT: the row is written but the call fails, saying so, so the
+ * write is not reported done. BACKGROUND: the call returned at commit already; the
+ * failure is logged and counted, and other clients keep their copy until it
+ * expires: that mode trades this guarantee away (cache.h). */
+static int logged_errors;
+static void on_log(void *ctx, pgcw_log_level level, const char *msg)
+{
+    (void)ctx;
+    if (level == PGCW_LOG_ERROR && strstr(msg, "54000"))
+        logged_errors++;
+}
+
+static void test_full_queue_after_commit_modes(void **state)
+{
+    (void)state;
+    PGconn *pg = pgtest_connect();
+    pgtest_exec(pg, "CREATE OR REPLACE FUNCTION q_queue_full(text) RETURNS boolean"
+                    " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'too many"
+                    " notifications in the NOTIFY queue' USING ERRCODE ="
+                    " 'program_limit_exceeded'; END $$");
+    pgcw__cache_test_notify_sql =
+        "PREPARE pgcw_cache_notify (text, text) AS SELECT count(pg_notify($1, x)) FROM"
+        " unnest(string_to_array($2, ',')) x WHERE public.q_queue_full(x)";
+    static const char *const prefixes[] = {"qac_", "qbg_"};
+    for (int i = 0; i < 2; i++) {
+        cachetest_init(prefixes[i]);
+        pgcw_cache *reader = cachetest_new(prefixes[i], NULL);
+        pgcw_cache_opts wo = {.notify_mode = i == 0 ? PGCW_CACHE_NOTIFY_AFTER_COMMIT
+                                                    : PGCW_CACHE_NOTIFY_BACKGROUND,
+                              .log = on_log};
+        pgcw_cache *writer = cachetest_new(prefixes[i], &wo);
+        cachetest_set(reader, "k", "v1", 60000);
+        cachetest_wait_value(reader, "k", "v1");
+        logged_errors = 0;
+        pgcw_status st = pgcw_cache_set(writer, "k", 1, "v2", 2, 60000);
+        if (i == 0) {
+            assert_int_equal(st, PGCW_EQUERY);
+            const char *msg = pgcw_cache_errmsg(writer);
+            assert_non_null(
+                strstr(msg, "written, but its invalidation could not be sent"));
+            assert_non_null(strstr(msg, "54000"));
+        } else {
+            assert_int_equal(st, PGCW_OK); /* returned at commit, before the send */
+            int64_t until = pgtest_now_ms() + CACHETEST_WAIT_MS;
+            while (cachetest_stats(writer).notify_failures == 0 &&
+                   pgtest_now_ms() < until)
+                pgtest_sleep_ms(10);
+        }
+        assert_true(cachetest_stats(writer).notify_failures >= 1);
+        char q[128];
+        snprintf(q, sizeof q,
+                 "SELECT convert_from(value, 'UTF8') FROM %scache_entries"
+                 " WHERE cache_key = 'k'",
+                 prefixes[i]);
+        char *row = pgtest_query_value(pg, q);
+        assert_string_equal(row, "v2"); /* committed */
+        free(row);
+        char *r = cachetest_get(reader, "k");
+        assert_string_equal(r, "v1"); /* the other client was not told */
+        free(r);
+        pgcw_cache_free(writer); /* BACKGROUND: logs once its thread is done */
+        if (i == 1)
+            assert_true(logged_errors >= 1);
+        pgcw_cache_free(reader);
+    }
+    pgcw__cache_test_notify_sql = NULL;
+    PQfinish(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queue_usage_reported),
         cmocka_unit_test(test_full_queue_fails_the_write),
+        cmocka_unit_test(test_full_queue_after_commit_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
