@@ -1,9 +1,11 @@
 -- What uninstall drops, read from the catalogs: $1 holds the signatures of this
 -- channel's functions, resolved with to_regprocedure() through search_path exactly
 -- as they were created (two signatures may name one function: DISTINCT). Rows: kind
--- ('t' trigger, 'f' function), then names, raw (quoted by the caller). Triggers are
--- found by the function they call, whatever their names; those cloned onto
--- partitions go with their parent.
+-- ('t' trigger, 'e' event trigger, 'f' function), then names, raw (quoted by the
+-- caller). Triggers are found by the function they call, whatever their names;
+-- those cloned onto partitions go with their parent. A table notify function can
+-- have no event trigger nor the DDL function a table trigger (their return types
+-- differ), so one query serves uninstall and uninstall --ddl.
 WITH fn AS (
     SELECT DISTINCT p.oid, n.nspname, p.proname
       FROM unnest($1::text[]) AS s(signature)
@@ -18,6 +20,10 @@ SELECT kind, name, nspname, relname FROM (
       JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
       JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
      WHERE NOT t.tgisinternal AND t.tgparentid = 0
+    UNION ALL
+    SELECT 'e', e.evtname::text, NULL, NULL, 0
+      FROM pg_catalog.pg_event_trigger e
+      JOIN fn ON fn.oid = e.evtfoid
     UNION ALL
     SELECT 'f', fn.proname::text, fn.nspname::text, NULL, 1
       FROM fn

@@ -67,6 +67,12 @@
  * and the L1 is kept under TTL alone: a copy read here may then be served for as
  * long as the row had left to live when it was read, capped by l1_ttl_ms, whatever
  * other clients write meanwhile. Set l1_ttl_ms to the staleness you accept.
+ * Schema changes: a schema event (`pgcachewatch install --ddl`, event.h) that
+ * names the cache's own table (<prefix>cache_entries, in any schema) flushes the
+ * L1, as a gap does; schema events about other tables are ignored. The cache's
+ * own watcher LISTENs only on notify_channel (with PGCW_FORMAT_AUTO), so it sees
+ * them when install --ddl used that channel (`--channel-name cache_events`); a
+ * watcher you pass must LISTEN on the DDL channel too, with AUTO or TABLE_CHANGE.
  *
  * Write path. By default (PGCW_CACHE_NOTIFY_TRIGGER) a write notifies from the
  * table's trigger, inside its transaction: the notification commits with the row,

@@ -21,8 +21,20 @@
  *     bytes in hex ("u42|70726f66696c653a37").
  *   PGCW_EVENT_GAP     notifications may have been lost: drop everything. Never
  *     decoded: the watcher makes it (reconnect, queue overflow, stop).
+ *   PGCW_EVENT_SCHEMA  a DDL command ran (event triggers installed with
+ *     `pgcachewatch install --ddl`, install.h). Decoded from the table-change JSON
+ *     format when "operation" is "ddl" (ASCII case-insensitive):
+ *       {"operation":"ddl","event":"ddl_command_end","command_tag":"ALTER TABLE",
+ *        "object_type":"table","object_identity":"public.items",
+ *        "schema":"public","table":"items","sent_at":"<ISO 8601>"}
+ *     command_tag, object_type, object_identity (may be "") and sent_at are
+ *     required strings; schema and table are optional (absent when the object is
+ *     not a table nor an index or trigger of one, nor, for drops, a column or
+ *     constraint of one; a dropped index names no table). operation is
+ *     PGCW_OP_NONE. The trigger cuts a long object_identity short (and adds
+ *     "identity_truncated":true) so that every payload stays under 7999 bytes.
  *
- * More kinds (schema changes) and more gap reasons will be added: a consumer must
+ * More kinds and more gap reasons may be added: a consumer must
  * treat a kind it does not know as "something changed" (or ignore it if it only
  * cares about one kind) and any gap, whatever its reason, as a gap.
  *
@@ -64,10 +76,11 @@ pgcw_status pgcw_op_parse(const char *text, pgcw_op *out);
 typedef enum pgcw_event_kind {
     PGCW_EVENT_CHANGE = 0, /* a table changed */
     PGCW_EVENT_GAP = 1,    /* notifications may have been lost: drop everything */
-    PGCW_EVENT_KEY = 2     /* a cache key was written or deleted */
+    PGCW_EVENT_KEY = 2,    /* a cache key was written or deleted */
+    PGCW_EVENT_SCHEMA = 3  /* a DDL command ran (since 0.3) */
 } pgcw_event_kind;
 
-/* "change", "gap", "key"; "unknown" for anything else. Never NULL. */
+/* "change", "gap", "key", "schema"; "unknown" for anything else. Never NULL. */
 const char *pgcw_event_kind_name(pgcw_event_kind kind);
 
 /* Where an event came from. */
@@ -81,9 +94,10 @@ const char *pgcw_event_source_name(pgcw_event_source source);
 
 /* How a channel's payloads are decoded (pgcw_watcher_opts.formats). */
 typedef enum pgcw_payload_format {
-    /* By the first byte: '{' is a table change (JSON), 'u' or 'd' a cache key. */
+    /* By the first byte: '{' is JSON (a table change, or a schema change when its
+     * operation is "ddl"), 'u' or 'd' a cache key. */
     PGCW_FORMAT_AUTO = 0,
-    PGCW_FORMAT_TABLE_CHANGE = 1, /* JSON, ours or Python pgcachewatch's */
+    PGCW_FORMAT_TABLE_CHANGE = 1, /* JSON, ours or Python pgcachewatch's; DDL too */
     PGCW_FORMAT_CACHE_KEY = 2     /* the postgres-cache key notification */
 } pgcw_payload_format;
 
@@ -112,7 +126,8 @@ typedef struct pgcw_event {
     pgcw_op operation;      /* PGCW_OP_NONE for gap events */
     const char *channel;    /* never NULL ("" if unknown) */
     const char *schema;     /* NULL when the payload had none (Python payload) */
-    const char *table;      /* never NULL for change events; NULL otherwise */
+    const char *table;      /* never NULL for change events; schema events: the
+                             * table concerned or NULL; NULL otherwise */
     int64_t sent_at_us;     /* server's clock, microseconds since the Unix epoch
                              * (key events carry no time: received_at_us) */
     int64_t received_at_us; /* this host's realtime clock, same unit */
@@ -143,6 +158,15 @@ typedef struct pgcw_event {
     int64_t version;
     /* The log position of the commit, for sources that know it; 0 otherwise. */
     uint64_t lsn;
+
+    /* --- since 0.3 ------------------------------------------------------------ */
+    /* Schema events only (NULL otherwise): the command ("ALTER TABLE", "DROP
+     * TABLE"), the object's type ("table", "index", "table column") and its
+     * identity as pg_identify_object() gives it ("public.items"), possibly cut
+     * short. schema and table above name the table concerned, or are NULL. */
+    const char *command_tag;
+    const char *object_type;
+    const char *object_identity;
 } pgcw_event;
 
 /*
@@ -184,7 +208,9 @@ void pgcw_event_free(const pgcw_event *event);
  * {"kind":"change","channel":..,"operation":..,"schema":..,"table":..,
  *  "sent_at":"<ISO 8601 UTC>","received_at":..,"latency_ms":..,"keys":[..]}
  * A key event has "key" (the key as a JSON string; "key_hex" instead when it is
- * not valid UTF-8) and "version" in place of schema, table and keys.
+ * not valid UTF-8) and "version" in place of schema, table and keys. A schema
+ * event adds "command_tag", "object_type" and "object_identity"; its schema and
+ * table may be null.
  * Owned: free with pgcw_free(). NULL on allocation failure.
  */
 char *pgcw_event_to_json(const pgcw_event *event);

@@ -27,6 +27,25 @@
  * names never matter to it; it also finds the unfolded function names that earlier
  * versions created.
  *
+ * DDL events (opts.ddl, `pgcachewatch install --ddl`): instead of table triggers,
+ * the handle installs and uninstalls
+ *
+ *   function       <function_name>_<channel>_ddl()   RETURNS event_trigger
+ *   event triggers <trigger_prefix><channel>_ddl_end  ON ddl_command_end
+ *                  <trigger_prefix><channel>_ddl_drop ON sql_drop
+ *
+ * which notify one schema-change payload (event.h, PGCW_EVENT_SCHEMA) on the same
+ * channel per object a command created, altered or dropped, read from
+ * pg_event_trigger_ddl_commands() and pg_event_trigger_dropped_objects(). Event
+ * triggers fire in every schema of the database. Only a superuser may create
+ * them: the script checks pg_roles.rolsuper first and fails with SQLSTATE 42501
+ * and a message that says so, having created nothing. With ddl, tables must be
+ * empty (PGCW_EINVAL otherwise). Uninstall with ddl drops exactly the event
+ * triggers that call that function, and the function; uninstall without it leaves
+ * them in place, so the two are removed independently. Payloads stay under
+ * PGCW_MAX_PAYLOAD bytes: a long object identity is cut short (at a character
+ * boundary) and the payload says "identity_truncated":true.
+ *
  * Functions are created unqualified, i.e. in the first schema of search_path, as
  * the Python tool does. Every identifier and literal in the generated SQL is quoted;
  * a name that is not a valid (optionally schema-qualified, optionally double-quoted)
@@ -63,6 +82,8 @@ typedef struct pgcw_install_opts {
     const char *function_name;  /* NULL: PGCW_DEFAULT_FUNCTION_NAME */
     const char *trigger_prefix; /* NULL: PGCW_DEFAULT_TRIGGER_PREFIX */
     bool with_keys;             /* add primary-key values to payloads */
+    /* --- since 0.3 ------------------------------------------------------------ */
+    bool ddl; /* work on the DDL event triggers instead (top of file) */
 } pgcw_install_opts;
 
 /*

@@ -13,8 +13,10 @@
  *             previous clearing event (the first reference is creation time).
  *
  * Unlike the Python strategies, a gap event (lost notifications) always answers
- * "clear", whatever the strategy: nothing else is safe. A gap also restarts the
- * Windowed history (operations on both sides of it are not one sequence). A drain
+ * "clear", whatever the strategy: nothing else is safe. So does a schema event
+ * (PGCW_EVENT_SCHEMA, from `install --ddl` triggers on a channel the watcher
+ * listens to), whatever table it names, without consulting the predicate. Both
+ * restart the Windowed history (operations on both sides are not one sequence). A drain
  * that stops at the deadline leaves the rest for the next call.
  *
  * Threads: every function is thread-safe. The predicate runs on the calling

@@ -78,7 +78,10 @@ pgcw_status pgcw_cache_new_sized(const pgcw_cache_opts *opts, size_t opts_size,
         c->watcher = o.watcher;
         if (!c->watcher) {
             const char *channels[1] = {c->cfg.channel};
-            pgcw_payload_format formats[1] = {PGCW_FORMAT_CACHE_KEY};
+            /* AUTO decodes every key notification as CACHE_KEY would (they start
+             * with 'u' or 'd') and also the JSON of `install --ddl` triggers put on
+             * this channel, whose schema events flush the L1 (cache_local.c). */
+            pgcw_payload_format formats[1] = {PGCW_FORMAT_AUTO};
             pgcw_watcher_opts wo = {.channels = channels,
                                     .n_channels = 1,
                                     .formats = formats,

@@ -16,10 +16,22 @@
 #include "cache_internal.h"
 #include "core_time.h"
 
+/* A DDL event (install --ddl, on any channel the watcher listens to) on the
+ * cache's own table, in whatever schema search_path put it: its rows may have
+ * been rewritten or dropped behind the triggers' back, so no L1 copy is safe. */
+static bool is_own_schema_change(const pgcw_cache *c, const pgcw_event *ev)
+{
+    if (ev->kind != PGCW_EVENT_SCHEMA || !ev->table)
+        return false;
+    size_t np = strlen(c->cfg.prefix);
+    return strncmp(ev->table, c->cfg.prefix, np) == 0 &&
+           strcmp(ev->table + np, "cache_entries") == 0;
+}
+
 static void on_event(void *ctx, const pgcw_event *ev)
 {
     pgcw_cache *c = ctx;
-    if (ev->kind == PGCW_EVENT_GAP) {
+    if (ev->kind == PGCW_EVENT_GAP || is_own_schema_change(c, ev)) {
         pgcw_l1_clear(c->l1);
         PGCW__CACHE_COUNT(c, flushes);
         return;

@@ -21,6 +21,7 @@ enum {
     OPT_TRIGGER,
     OPT_COMMIT,
     OPT_WITH_KEYS,
+    OPT_DDL,
 };
 
 static const char commit_hint[] = "::: Use '--commit' to write changes to db. :::\n";
@@ -29,12 +30,18 @@ static const char install_help[] =
     "Usage: " CLI_PROG " install [OPTIONS] TABLE...\n"
     "       " CLI_PROG
     " install [OPTIONS] --tables TABLE [--tables TABLE]... [TABLE]...\n"
+    "       " CLI_PROG " install [OPTIONS] --ddl\n"
     "\n"
     "Puts statement-level AFTER INSERT/UPDATE/DELETE/TRUNCATE triggers on each TABLE\n"
     "that pg_notify() a JSON event on one channel. TABLE may be schema-qualified and\n"
     "double-quoted (sales.orders, \"Order Items\"). Without --commit the SQL is\n"
     "printed and nothing is changed (no connection is made); with --commit it runs\n"
     "in one transaction: everything is created or nothing is.\n"
+    "\n"
+    "With --ddl (and no TABLE) it installs instead event triggers on ddl_command_end\n"
+    "and sql_drop that notify a schema-change event (\"operation\":\"ddl\") on the\n"
+    "same channel for every object a DDL command creates, alters or drops. Needs a\n"
+    "superuser; otherwise it fails and creates nothing.\n"
     "\n"
     "Options:\n"
     "      --tables TABLE          a table to install on (may repeat; the remaining\n"
@@ -46,6 +53,7 @@ static const char install_help[] =
     "                              (default " PGCW_DEFAULT_TRIGGER_PREFIX ");\n"
     "                              each table's trigger is PREFIX<channel>\n"
     "      --with-keys             add the changed rows' primary-key values to events\n"
+    "      --ddl                   install the DDL event triggers (see above)\n"
     "      --commit                run the SQL instead of printing it only\n"
     "  -h, --help                  show this help and exit\n";
 
@@ -56,7 +64,8 @@ static const char uninstall_help[] =
     "functions, then those functions; nothing else is touched. Reads the catalogs,\n"
     "so it always connects. Without --commit the SQL is printed and nothing is\n"
     "changed; with --commit it runs in one transaction. When nothing is installed\n"
-    "for the channel it says so and exits 0.\n"
+    "for the channel it says so and exits 0. The DDL event triggers are left alone\n"
+    "unless --ddl is given, which removes them and their function and nothing else.\n"
     "\n"
     "Options:\n"
     "      --channel-name NAME     NOTIFY channel (default " PGCW_DEFAULT_CHANNEL ")\n"
@@ -65,6 +74,7 @@ static const char uninstall_help[] =
     "      --trigger-name PREFIX   accepted (also --trigger-name-prefix) for symmetry\n"
     "                              with install; triggers are found by the function\n"
     "                              they call, whatever their names\n"
+    "      --ddl                   remove the DDL event triggers instead\n"
     "      --commit                run the SQL instead of printing it only\n"
     "  -h, --help                  show this help and exit\n";
 
@@ -88,6 +98,7 @@ static const struct option longopts[] = {
     {"trigger-name-prefix", required_argument, NULL, OPT_TRIGGER},
     {"commit", no_argument, NULL, OPT_COMMIT},
     {"with-keys", no_argument, NULL, OPT_WITH_KEYS},
+    {"ddl", no_argument, NULL, OPT_DDL},
     {"help", no_argument, NULL, 'h'},
     CLI_CONN_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
@@ -137,6 +148,9 @@ int cli_install_parse(int argc, char **argv, bool install, cli_install_args *p)
                 return cli_usage_error(cmd, "--with-keys is an install option");
             p->opts.with_keys = true;
             break;
+        case OPT_DDL:
+            p->opts.ddl = true;
+            break;
         default:
             return cli_bad_option(cmd);
         }
@@ -149,7 +163,10 @@ int cli_install_parse(int argc, char **argv, bool install, cli_install_args *p)
             return cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
         p->tables[p->n_tables++] = argv[i];
     }
-    if (install && p->n_tables == 0)
+    if (install && p->opts.ddl && (p->n_tables || p->opts.with_keys))
+        return cli_usage_error(cmd, "--ddl takes no table and no --with-keys: event "
+                                    "triggers are database-wide");
+    if (install && p->n_tables == 0 && !p->opts.ddl)
         return cli_usage_error(cmd, "no table given");
     return -1;
 }
@@ -213,9 +230,14 @@ int cli_cmd_install(int argc, char **argv)
             st = pgcw_install_run(in, pgcw_conn_pg(conn), p.tables, p.n_tables, &sql);
             if (st == PGCW_OK) {
                 print_sql(sql);
-                fprintf(stderr, "%s: installed on %zu table%s (channel %s)\n", cmd,
-                        p.n_tables, p.n_tables == 1 ? "" : "s",
-                        p.opts.channel ? p.opts.channel : PGCW_DEFAULT_CHANNEL);
+                const char *channel =
+                    p.opts.channel ? p.opts.channel : PGCW_DEFAULT_CHANNEL;
+                if (p.opts.ddl)
+                    fprintf(stderr, "%s: installed the DDL event triggers (channel %s)\n",
+                            cmd, channel);
+                else
+                    fprintf(stderr, "%s: installed on %zu table%s (channel %s)\n", cmd,
+                            p.n_tables, p.n_tables == 1 ? "" : "s", channel);
                 rc = CLI_EXIT_OK;
             } else {
                 rc = report(cmd, st, in);

@@ -41,7 +41,7 @@ const char *pgcw_op_name(pgcw_op op)
     return "none";
 }
 
-static bool ascii_ieq(const char *a, const char *b)
+bool pgcw__ascii_ieq(const char *a, const char *b)
 {
     for (; *a && *b; a++, b++) {
         char x = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;
@@ -58,7 +58,7 @@ pgcw_status pgcw_op_parse(const char *text, pgcw_op *out)
     if (!text)
         return PGCW_EPARSE;
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-        if (ascii_ieq(text, pgcw_op_name(ops[i]))) {
+        if (pgcw__ascii_ieq(text, pgcw_op_name(ops[i]))) {
             if (out)
                 *out = ops[i];
             return PGCW_OK;
@@ -75,6 +75,8 @@ const char *pgcw_event_kind_name(pgcw_event_kind kind)
         return "gap";
     case PGCW_EVENT_KEY:
         return "key";
+    case PGCW_EVENT_SCHEMA:
+        return "schema";
     }
     return "unknown";
 }
@@ -147,7 +149,9 @@ pgcw_status pgcw__event_build(const pgcw_event *tmpl, size_t payload_len,
         return PGCW_ENOMEM;
     size += n_ptrs * sizeof(char *);
     bool ok = grow_str(&size, channel) && grow_str(&size, tmpl->schema) &&
-              grow_str(&size, tmpl->table) &&
+              grow_str(&size, tmpl->table) && grow_str(&size, tmpl->command_tag) &&
+              grow_str(&size, tmpl->object_type) &&
+              grow_str(&size, tmpl->object_identity) &&
               (!tmpl->payload || (grow(&size, payload_len) && grow(&size, 1))) &&
               (!tmpl->key || (grow(&size, tmpl->key_len) && grow(&size, 1)));
     for (size_t i = 0; ok && i < tmpl->n_pk_columns; i++)
@@ -168,6 +172,9 @@ pgcw_status pgcw__event_build(const pgcw_event *tmpl, size_t payload_len,
     e->channel = place_str(&cursor, channel);
     e->schema = place_str(&cursor, tmpl->schema);
     e->table = place_str(&cursor, tmpl->table);
+    e->command_tag = place_str(&cursor, tmpl->command_tag);
+    e->object_type = place_str(&cursor, tmpl->object_type);
+    e->object_identity = place_str(&cursor, tmpl->object_identity);
     e->payload = place(&cursor, tmpl->payload, payload_len);
     e->key = place(&cursor, tmpl->key, tmpl->key_len);
     if (!e->key)

@@ -1,8 +1,9 @@
 /*
  * event_decoder.h - payload decoders behind one interface: one file per format
  * (event_parse.c: table-change JSON; event_decode_key.c: the postgres-cache key
- * notification), chosen per channel by event_decode.c. A new format (DDL events)
- * is a new file and a line in event_decode.c's table.
+ * notification), chosen per channel by event_decode.c. A new format is a new file
+ * and a line in event_decode.c's table. (DDL events are not one: they share the
+ * table triggers' channel and JSON, told apart by "operation":"ddl".)
  *
  * A decoder is a pure function: it must never crash, leak or read past
  * payload_len on any input, and never write to anything but *out and why.

@@ -106,6 +106,11 @@ char *pgcw_event_to_json(const pgcw_event *e)
     if (ok)
         ok = add(o, "source", json_object_new_string(pgcw_event_source_name(e->source)),
                  true);
+    if (ok && e->kind == PGCW_EVENT_SCHEMA)
+        ok = add(o, "command_tag", str_or_null(e->command_tag), e->command_tag != NULL) &&
+             add(o, "object_type", str_or_null(e->object_type), e->object_type != NULL) &&
+             add(o, "object_identity", str_or_null(e->object_identity),
+                 e->object_identity != NULL);
     if (ok && e->n_pk_columns) {
         json_object *pk = json_object_new_array_ext((int)e->n_pk_columns);
         ok = add(o, "pk", pk, true);
@@ -193,9 +198,21 @@ char *pgcw_event_to_text(const pgcw_event *e)
     char sent[40], ms[32];
     pgcw_time_format(e->sent_at_us, sent, sizeof sent);
     format_ms(e->latency_us, ms, sizeof ms);
-    pgcw__buf_append(&b, pgcw_op_name(e->operation));
-    pgcw__buf_append(&b, " ");
-    if (e->schema) {
+    if (e->kind == PGCW_EVENT_SCHEMA) {
+        /* "schema ALTER TABLE table public.items on public.items sent_at=..." */
+        pgcw__buf_append(&b, "schema ");
+        append_clean(&b, e->command_tag ? e->command_tag : "");
+        pgcw__buf_append(&b, " ");
+        append_clean(&b, e->object_type ? e->object_type : "");
+        pgcw__buf_append(&b, " ");
+        append_clean(&b, e->object_identity ? e->object_identity : "");
+        if (e->table)
+            pgcw__buf_append(&b, " on ");
+    } else {
+        pgcw__buf_append(&b, pgcw_op_name(e->operation));
+        pgcw__buf_append(&b, " ");
+    }
+    if (e->schema && (e->table || e->kind != PGCW_EVENT_SCHEMA)) {
         append_clean(&b, e->schema);
         pgcw__buf_append(&b, ".");
     }

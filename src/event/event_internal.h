@@ -60,6 +60,9 @@ pgcw_status pgcw__event_decode(pgcw_payload_format format, const char *channel,
                                int64_t received_at_us, pgcw_event **out, char *why,
                                size_t whylen);
 
+/* a == b ignoring the case of ASCII letters in a; b is lower case. */
+bool pgcw__ascii_ieq(const char *a, const char *b);
+
 /* Whether format is one the decoders know (AUTO included). */
 bool pgcw__payload_format_valid(pgcw_payload_format format);
 

@@ -1,6 +1,7 @@
 /*
  * event_parse.c - one notification payload (JSON text) into an event: the Python
- * pgcachewatch payload and our superset with schema, pk, keys and part. Flat
+ * pgcachewatch payload and our superset with schema, pk, keys and part, and the
+ * schema-change payload of our DDL event triggers ("operation":"ddl"). Flat
  * payloads are first offered to the fast path (event_fastpath.c); json-c reads
  * whatever it declines and writes every error message.
  * Must never crash, leak or read past payload_len on any input, and must never
@@ -250,6 +251,18 @@ static bool get_part(parse_ctx *c, json_object *root, int *out)
     return true;
 }
 
+/* The members of a schema-change payload ("operation":"ddl"), after operation. */
+static bool get_ddl(parse_ctx *c, json_object *root, pgcw_event *t)
+{
+    t->kind = PGCW_EVENT_SCHEMA;
+    t->operation = PGCW_OP_NONE;
+    return get_string(c, root, "command_tag", true, false, &t->command_tag) &&
+           get_string(c, root, "object_type", true, false, &t->object_type) &&
+           get_string(c, root, "object_identity", true, true, &t->object_identity) &&
+           get_string(c, root, "schema", false, false, &t->schema) &&
+           get_string(c, root, "table", false, false, &t->table);
+}
+
 static json_object *parse_json(parse_ctx *c, const char *payload, size_t len)
 {
     /* json-c's own check lets overlong forms (C0 AF) and encoded surrogates
@@ -313,14 +326,19 @@ pgcw_status pgcw__event_parse_json(const char *channel, const char *payload,
     char shown[41];
     if (!get_string(&c, root, "operation", true, false, &op))
         goto done;
-    if (pgcw_op_parse(op, &t.operation) != PGCW_OK) {
+    /* The fast path declines "ddl" (pgcw_op_parse does not know it), so schema
+     * events are always read here. */
+    bool ddl = pgcw__ascii_ieq(op, "ddl");
+    if (!ddl && pgcw_op_parse(op, &t.operation) != PGCW_OK) {
         pgcw__errf(errbuf, errlen, "unknown operation \"%s\"",
                    quote_for_error(op, shown, sizeof shown));
         goto done;
     }
-    if (!get_string(&c, root, "table", true, false, &t.table) ||
-        !get_string(&c, root, "schema", false, false, &t.schema) ||
-        !get_string(&c, root, "sent_at", true, false, &sent_at))
+    if (ddl ? !get_ddl(&c, root, &t)
+            : (!get_string(&c, root, "table", true, false, &t.table) ||
+               !get_string(&c, root, "schema", false, false, &t.schema)))
+        goto done;
+    if (!get_string(&c, root, "sent_at", true, false, &sent_at))
         goto done;
     if (pgcw_time_parse(sent_at, &t.sent_at_us) != PGCW_OK) {
         pgcw__errf(errbuf, errlen, "member \"sent_at\" is not a timestamp: \"%s\"",

@@ -80,18 +80,22 @@ static pgcw_status install_run(PGconn *conn, const pgcw_install_opts *opts,
 }
 
 /* Builds the DROP statements (without BEGIN/COMMIT) for n's functions: the folded
- * names install makes now, and the unfolded ones of earlier versions. */
+ * names install makes now, and the unfolded ones of earlier versions; with ddl,
+ * the DDL function and the event triggers that call it, nothing else. */
 static pgcw_status uninstall_body(PGconn *conn, const pgcw__install_names *n,
                                   pgcw__buf *out, char *errbuf, size_t errlen)
 {
-    const char *names[] = {n->function, n->keys_function, n->unfolded_function,
-                           n->unfolded_keys_function};
+    const char *table_names[] = {n->function, n->keys_function, n->unfolded_function,
+                                 n->unfolded_keys_function};
+    const char *ddl_names[] = {n->ddl_function};
+    const char *const *names = n->ddl ? ddl_names : table_names;
+    size_t n_names = n->ddl ? 1 : sizeof table_names / sizeof table_names[0];
     pgcw__buf arr = {0};
     bool oom = false;
     /* A text[] literal of the signatures: {"\"fn\"()", ...}. Quoting for the array
      * literal is separate from SQL quoting: it is sent as a parameter. */
     pgcw__buf_append(&arr, "{");
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && !oom; i++) {
+    for (size_t i = 0; i < n_names && !oom; i++) {
         char *sig = pgcw_quote_ident(names[i]);
         oom = !sig;
         pgcw__buf_append(&arr, i ? ",\"" : "\"");
@@ -120,12 +124,15 @@ static pgcw_status uninstall_body(PGconn *conn, const pgcw__install_names *n,
     }
     pgcw_status st = PGCW_OK;
     for (int r = 0; r < PQntuples(res) && st == PGCW_OK; r++) {
-        bool trigger = PQgetvalue(res, r, 0)[0] == 't';
+        char kind = PQgetvalue(res, r, 0)[0];
+        bool trigger = kind == 't', event_trigger = kind == 'e';
         char *name = pgcw_quote_ident(PQgetvalue(res, r, 1));
         char *schema = pgcw_quote_ident(PQgetvalue(res, r, 2));
         char *rel = trigger ? pgcw_quote_ident(PQgetvalue(res, r, 3)) : NULL;
         if (!name || !schema || (trigger && !rel))
             st = PGCW_ENOMEM;
+        else if (event_trigger) /* database-wide: no schema */
+            pgcw__buf_appendf(out, "DROP EVENT TRIGGER %s;\n", name);
         else if (trigger)
             pgcw__buf_appendf(out, "DROP TRIGGER %s ON %s.%s;\n", name, schema, rel);
         else
@@ -236,7 +243,7 @@ static pgcw_status uninstall_run(PGconn *conn, const pgcw_install_opts *opts,
 
 struct pgcw_install {
     char *channel, *function_name, *trigger_prefix; /* NULL: the default */
-    bool with_keys;
+    bool with_keys, ddl;
     char err[2048];
     char err_out[2048]; /* err as one line (pgcw_install_errmsg) */
 };
@@ -254,6 +261,7 @@ pgcw_status pgcw_install_new_sized(const pgcw_install_opts *opts, size_t opts_si
     if (!in)
         return PGCW_ENOMEM;
     in->with_keys = o.with_keys;
+    in->ddl = o.ddl;
     bool ok =
         (!o.channel || (in->channel = pgcw__strdup(o.channel))) &&
         (!o.function_name || (in->function_name = pgcw__strdup(o.function_name))) &&
@@ -292,7 +300,8 @@ static pgcw_install_opts begin(pgcw_install *in)
     return (pgcw_install_opts){.channel = in->channel,
                                .function_name = in->function_name,
                                .trigger_prefix = in->trigger_prefix,
-                               .with_keys = in->with_keys};
+                               .with_keys = in->with_keys,
+                               .ddl = in->ddl};
 }
 
 pgcw_status pgcw_install_sql(pgcw_install *in, const char *const *tables, size_t n_tables,

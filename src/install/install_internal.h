@@ -22,10 +22,14 @@ typedef struct pgcw__install_names {
     const char *function_name;
     const char *trigger_prefix;
     bool with_keys;
+    bool ddl;
     char function[PGCW_MAX_IDENTIFIER + 1];      /* <function_name>_<channel> */
     char keys_function[PGCW_MAX_IDENTIFIER + 1]; /* ... _keys */
     char trigger[PGCW_MAX_IDENTIFIER + 1];       /* <trigger_prefix><channel> */
     char keys_triggers[PGCW__N_KEYS_TRIGGERS][PGCW_MAX_IDENTIFIER + 1]; /* _ins... */
+    char ddl_function[PGCW_MAX_IDENTIFIER + 1];    /* <function_name>_<channel>_ddl */
+    char ddl_trigger_end[PGCW_MAX_IDENTIFIER + 1]; /* <trigger_prefix><channel>_ddl_end */
+    char ddl_trigger_drop[PGCW_MAX_IDENTIFIER + 1]; /* ... _ddl_drop */
     /* The function names as earlier versions made them (not folded); uninstall
      * looks for these too. */
     char unfolded_function[PGCW_MAX_IDENTIFIER + 1];

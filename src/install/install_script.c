@@ -67,6 +67,7 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     n->function_name = o.function_name ? o.function_name : PGCW_DEFAULT_FUNCTION_NAME;
     n->trigger_prefix = o.trigger_prefix ? o.trigger_prefix : PGCW_DEFAULT_TRIGGER_PREFIX;
     n->with_keys = o.with_keys;
+    n->ddl = o.ddl;
     if (n->channel[0] == '\0') {
         pgcw__errf(errbuf, errlen, "the channel name is empty");
         return PGCW_EINVAL;
@@ -105,6 +106,9 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     derive_name(n->trigger, prefix, channel, "");
     for (int i = 0; i < PGCW__N_KEYS_TRIGGERS; i++)
         derive_name(n->keys_triggers[i], prefix, channel, key_suffixes[i]);
+    derive_name(n->ddl_function, base, channel, "_ddl");
+    derive_name(n->ddl_trigger_end, prefix, channel, "_ddl_end");
+    derive_name(n->ddl_trigger_drop, prefix, channel, "_ddl_drop");
     return PGCW_OK;
 }
 
@@ -122,6 +126,7 @@ static void body_tag(const char *quoted_channel, char tag[32])
 typedef struct quoted {
     char *channel, *function, *keys_function, *trigger;
     char *keys_triggers[PGCW__N_KEYS_TRIGGERS];
+    char *ddl_function, *ddl_trigger_end, *ddl_trigger_drop;
 } quoted;
 
 static void quoted_free(quoted *q)
@@ -130,6 +135,9 @@ static void quoted_free(quoted *q)
     free(q->function);
     free(q->keys_function);
     free(q->trigger);
+    free(q->ddl_function);
+    free(q->ddl_trigger_end);
+    free(q->ddl_trigger_drop);
     for (int i = 0; i < PGCW__N_KEYS_TRIGGERS; i++)
         free(q->keys_triggers[i]);
     *q = (quoted){0};
@@ -142,7 +150,11 @@ static bool quote_names(const pgcw__install_names *n, quoted *q)
     q->function = pgcw_quote_ident(n->function);
     q->keys_function = pgcw_quote_ident(n->keys_function);
     q->trigger = pgcw_quote_ident(n->trigger);
-    bool ok = q->channel && q->function && q->keys_function && q->trigger;
+    q->ddl_function = pgcw_quote_ident(n->ddl_function);
+    q->ddl_trigger_end = pgcw_quote_ident(n->ddl_trigger_end);
+    q->ddl_trigger_drop = pgcw_quote_ident(n->ddl_trigger_drop);
+    bool ok = q->channel && q->function && q->keys_function && q->trigger &&
+              q->ddl_function && q->ddl_trigger_end && q->ddl_trigger_drop;
     for (int i = 0; i < PGCW__N_KEYS_TRIGGERS; i++)
         ok = (q->keys_triggers[i] = pgcw_quote_ident(n->keys_triggers[i])) && ok;
     return ok;
@@ -209,6 +221,28 @@ static pgcw_status append_table(pgcw__buf *out, const pgcw__install_names *n,
     return st;
 }
 
+/* The superuser check, the DDL function and its two event triggers. */
+static pgcw_status append_ddl(pgcw__buf *out, const quoted *fq, const char *tag)
+{
+    char max[16];
+    snprintf(max, sizeof max, "%d", PGCW_MAX_PAYLOAD);
+    const pgcw__sql_var vars[] = {
+        {"function", fq->ddl_function},
+        {"channel", fq->channel},
+        {"tag", tag},
+        {"max_payload", max},
+        {"trigger_end", fq->ddl_trigger_end},
+        {"trigger_drop", fq->ddl_trigger_drop},
+    };
+    size_t nv = sizeof vars / sizeof vars[0];
+    pgcw_status st = pgcw__sql_expand(out, pgcw__sql_ddl_superuser_check, vars, nv);
+    if (st == PGCW_OK)
+        st = pgcw__sql_expand(out, pgcw__sql_ddl_function, vars, nv);
+    if (st == PGCW_OK)
+        st = pgcw__sql_expand(out, pgcw__sql_ddl_event_triggers, vars, nv);
+    return st;
+}
+
 pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *const *tables,
                                  size_t n_tables, char **sql_out, char *errbuf,
                                  size_t errlen)
@@ -223,6 +257,11 @@ pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *cons
     pgcw_status st = pgcw__install_resolve(opts, &n, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
+    if (n.ddl && n_tables) {
+        pgcw__errf(errbuf, errlen,
+                   "DDL event triggers are database-wide: install tables without --ddl");
+        return PGCW_EINVAL;
+    }
 
     quoted fq = {0};
     if (!quote_names(&n, &fq)) {
@@ -240,8 +279,11 @@ pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *cons
                      "SET LOCAL client_min_messages = warning;\n");
     const pgcw__sql_var fvars[] = {
         {"function", fq.function}, {"channel", fq.channel}, {"tag", tag}};
-    st = pgcw__sql_expand(&out, pgcw__sql_notify_function, fvars, 3);
-    if (st == PGCW_OK && n.with_keys) {
+    if (n.ddl)
+        st = append_ddl(&out, &fq, tag);
+    else
+        st = pgcw__sql_expand(&out, pgcw__sql_notify_function, fvars, 3);
+    if (st == PGCW_OK && n.with_keys && !n.ddl) {
         const pgcw__sql_var kvars[] = {
             {"function", fq.keys_function}, {"channel", fq.channel}, {"tag", tag}};
         st = pgcw__sql_expand(&out, pgcw__sql_notify_keys_function, kvars, 3);

@@ -157,6 +157,14 @@ static bool window_push(pgcw_strategy *s, pgcw_op op)
     return true;
 }
 
+/* A gap (lost notifications) or a schema change (the columns a memoized result
+ * was built from may be gone): whatever the strategy or predicate, only clearing
+ * is safe. */
+static bool must_clear(const pgcw_event *e)
+{
+    return e->kind == PGCW_EVENT_GAP || e->kind == PGCW_EVENT_SCHEMA;
+}
+
 /* Takes one event and, for the stateful strategies, folds it in under the mutex.
  * Returns PGCW_OK with *clear set, or the queue's status when it is empty. The
  * event is handed back for Greedy's predicate (owned by the caller); otherwise it
@@ -170,7 +178,7 @@ static pgcw_status take_one(pgcw_strategy *s, bool *clear, const pgcw_event **gr
         pgcw_status st = pgcw_sub_try_get(s->sub, &e);
         if (st != PGCW_OK)
             return st;
-        if (e->kind == PGCW_EVENT_GAP) {
+        if (must_clear(e)) {
             *clear = true;
             pgcw_event_free(e);
         } else {
@@ -182,7 +190,7 @@ static pgcw_status take_one(pgcw_strategy *s, bool *clear, const pgcw_event **gr
     pthread_mutex_lock(&s->mu);
     pgcw_status st = pgcw_sub_try_get(s->sub, &e);
     if (st == PGCW_OK) {
-        if (e->kind == PGCW_EVENT_GAP) {
+        if (must_clear(e)) {
             *clear = true;
             s->seen_count = 0;
             s->seen_head = 0;

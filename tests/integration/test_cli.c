@@ -89,6 +89,7 @@ static void test_help(void **state)
                              "--trigger-name-prefix",
                              "--commit",
                              "--with-keys",
+                             "--ddl",
                              "--help",
                              conn_opts[0],
                              conn_opts[1],
@@ -103,13 +104,9 @@ static void test_help(void **state)
     pgtest_cli_expect_help("help install", install, NULL);
     pgtest_cli_expect_help("install --help sometable --commit", install,
                            NULL); /* help wins, no SQL */
-    const char *uninstall[] = {"--channel-name",
-                               "--function-name",
-                               "--trigger-name",
-                               "--commit",
-                               conn_opts[0],
-                               conn_opts[5],
-                               NULL};
+    const char *uninstall[] = {
+        "--channel-name", "--function-name", "--trigger-name", "--commit",
+        "--ddl",          conn_opts[0],      conn_opts[5],     NULL};
     pgtest_cli_expect_help("uninstall --help", uninstall, NULL);
     const char *listen[] = {"--channel-name", "--json",     "--count", "--timeout",
                             conn_opts[0],     conn_opts[4], NULL};

@@ -61,6 +61,26 @@ static void send(pgcw_watcher *w, pgcw_op op, const char *table)
     send_at(w, op, table, pgcw__real_us());
 }
 
+/* A schema event as our DDL event trigger sends it. */
+static void send_ddl(pgcw_watcher *w, const char *table)
+{
+    char ts[40], payload[512], err[128] = "";
+    pgcw_time_format(pgcw__real_us(), ts, sizeof ts);
+    snprintf(payload, sizeof payload,
+             "{\"operation\":\"ddl\",\"command_tag\":\"ALTER TABLE\","
+             "\"object_type\":\"table\",\"object_identity\":\"public.%s\","
+             "\"schema\":\"public\",\"table\":\"%s\",\"sent_at\":\"%s\"}",
+             table, table, ts);
+    pgcw_event *e = NULL;
+    pgcw_status st = pgcw__event_decode(PGCW_FORMAT_TABLE_CHANGE, "ch", payload,
+                                        strlen(payload), 0, &e, err, sizeof err);
+    if (st != PGCW_OK)
+        fail_msg("parse %s: %s", payload, err);
+    assert_int_equal(e->kind, PGCW_EVENT_SCHEMA);
+    assert_int_equal(pgcw_watcher_dispatch(w, e), PGCW_OK);
+    pgcw_event_free(e);
+}
+
 /* Unless a test is about the time budget, give the drain a generous one: on a
  * loaded machine (or under TSan) 1 ms can pass between two events, and only the
  * event budget should decide where a drain stops. */
@@ -514,6 +534,47 @@ static void test_concurrent_callers(void **state)
     pgcw_watcher_free(w);
 }
 
+/* A schema change clears whatever the strategy: Greedy without asking its
+ * predicate, Windowed (restarting its history), Timed inside its interval. */
+static void test_schema_event_clears_every_strategy(void **state)
+{
+    (void)state;
+    pgcw_watcher *w = new_watcher();
+    pred_ctx pc = {.table = "never"};
+    pgcw_op window[] = {I, U};
+    pgcw_strategy_opts og = {.predicate = table_is, .predicate_ctx = &pc};
+    pgcw_strategy_opts ow = {
+        .kind = PGCW_STRATEGY_WINDOWED, .window = window, .window_len = 2};
+    pgcw_strategy_opts ot = {.kind = PGCW_STRATEGY_TIMED,
+                             .interval_us = (int64_t)3600 * 1000000};
+    pgcw_strategy *g = new_strategy(w, &og), *win = new_strategy(w, &ow),
+                  *t = new_strategy(w, &ot);
+
+    send(w, I, "items");
+    assert_false(pgcw_strategy_clear(g));
+    assert_false(pgcw_strategy_clear(win));
+    assert_false(pgcw_strategy_clear(t));
+    assert_int_equal(atomic_load(&pc.calls), 1);
+
+    send_ddl(w, "items");
+    assert_true(pgcw_strategy_clear(g));
+    assert_int_equal(atomic_load(&pc.calls), 1); /* not consulted */
+    assert_true(pgcw_strategy_clear(win));
+    assert_true(pgcw_strategy_clear(t));
+
+    /* The I before the schema event and the U after it are not one sequence. */
+    send(w, U, "items");
+    assert_false(pgcw_strategy_clear(win));
+    send(w, I, "items");
+    send(w, U, "items");
+    assert_true(pgcw_strategy_clear(win));
+
+    pgcw_strategy_free(g);
+    pgcw_strategy_free(win);
+    pgcw_strategy_free(t);
+    pgcw_watcher_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_windowed_gap_resets_history),
         cmocka_unit_test(test_overflow_gap),
         cmocka_unit_test(test_concurrent_callers),
+        cmocka_unit_test(test_schema_event_clears_every_strategy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
