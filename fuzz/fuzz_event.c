@@ -9,6 +9,7 @@
  * primary-key column and key, the event's JSON and text forms. A broken promise
  * traps.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,13 +47,28 @@ static void utf8(const char *s)
         __builtin_trap();
 }
 
+static bool same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 static void check_event(const pgcw_event *e)
 {
-    if (!e->table || !e->table[0] || !e->channel || !e->payload)
+    /* A table change names its table; a schema change (DDL) may name none, but
+     * always has its command tag, object type and identity (event.h). */
+    bool schema = e->kind == PGCW_EVENT_SCHEMA;
+    if ((!schema && (!e->table || !e->table[0])) || !e->channel || !e->payload)
+        __builtin_trap();
+    if (schema && (!e->command_tag || !e->object_type || !e->object_identity))
         __builtin_trap();
     utf8(e->channel);
     utf8(e->schema);
     utf8(e->table);
+    if (schema) {
+        utf8(e->command_tag);
+        utf8(e->object_type);
+        utf8(e->object_identity);
+    }
     for (size_t i = 0; i < e->n_pk_columns; i++)
         utf8(e->pk_columns[i]);
     for (size_t i = 0; i < e->n_keys; i++)
@@ -68,9 +84,9 @@ static void check_event(const pgcw_event *e)
     if (json) {
         utf8(json);
         json_object *o = strict_parse(json);
-        json_object *table;
+        json_object *table = NULL;
         if (!o || strchr(json, '\n') || !json_object_object_get_ex(o, "table", &table) ||
-            strcmp(json_object_get_string(table), e->table) != 0)
+            !same(table ? json_object_get_string(table) : NULL, e->table))
             __builtin_trap();
         json_object_put(o);
     }
@@ -83,7 +99,7 @@ static void check_event(const pgcw_event *e)
 
     const pgcw_event *c = NULL;
     if (pgcw_event_clone(e, &c) == PGCW_OK) {
-        if (strcmp(c->table, e->table) != 0 || strcmp(c->payload, e->payload) != 0 ||
+        if (!same(c->table, e->table) || strcmp(c->payload, e->payload) != 0 ||
             c->n_keys != e->n_keys || c->sent_at_us != e->sent_at_us)
             __builtin_trap();
         for (size_t i = 0; i < e->n_keys; i++)
