@@ -97,7 +97,7 @@ static void fuzz_install(args *a, bool install)
     int rc = cli_install_parse(a->argc, a->argv, install, &p);
     check_rc(rc);
     if (rc == -1) {
-        expect(p.help || !install || p.n_tables > 0);
+        expect(p.help || !install || p.n_tables > 0 || p.opts.ddl); /* --ddl: none */
         expect(p.help || install || p.n_tables == 0);
         for (size_t i = 0; i < p.n_tables; i++)
             expect(p.tables[i] && borrowed(a, p.tables[i]));
