@@ -127,7 +127,8 @@ typedef struct pgcw__l1_shard {
     uint64_t seed;      /* the cache's hash seed, to rehash entries being evicted */
     uint16_t *ghost;    /* fingerprints of keys recently evicted from the small queue */
     uint32_t nghost;
-    bool payload_only; /* charge keys + values only (opts.charge_payload_only) */
+    uint32_t retire_batch; /* entries a lane's limbo gathers before a reclaim */
+    bool payload_only;     /* charge keys + values only (opts.charge_payload_only) */
     size_t cap_n, cap_bytes;
     /* Writers' state, under mu, ordered so that a fill (lock, push on the small
      * queue, evict, retire, count, take a slot) writes two cache lines the other

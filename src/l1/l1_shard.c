@@ -77,10 +77,16 @@ pgcw_status pgcw__l1_shard_init(pgcw__l1_shard *s, size_t cap_n, size_t cap_byte
     s->cap_bytes = cap_bytes;
     /* cap_n <= UINT32_MAX is checked by pgcw_l1_new(). */
     s->nghost = (uint32_t)cap_n;
+    /* A sixteenth of the entries: 16 bytes a slot (l1_internal.h) come to one byte
+     * per entry, what four-byte slots for a quarter cost before; keys sharing a slot
+     * can only refuse each other's fills, never make one stale. */
     uint32_t g = 64;
-    while (g < 65536 && g < cap_n / 4)
+    while (g < 65536 && g < cap_n / 16)
         g <<= 1;
     s->gmask = g - 1;
+    /* What waits in limbo is memory beyond the bounds (two batches per lane at
+     * most): a fixed 64 would let a small shard hold several times its entries. */
+    s->retire_batch = cap_n / 16 < 8 ? 8 : cap_n / 16 > 64 ? 64 : (uint32_t)(cap_n / 16);
     pgcw__l1_table_init(&s->table, table, cap_n);
     s->slab.run = run;
     s->ghost = calloc(s->nghost, sizeof(*s->ghost));
