@@ -301,13 +301,21 @@ typedef struct run {
     int n;
 } run;
 
-/* True when a child ended (reaped; its pid zeroed). */
-static bool child_ended(run *r)
+/* True when a child ended (reaped; its pid zeroed), which before the run is over
+ * means it failed: says how on stderr (a child that exits 1 has put its reason in
+ * the shared result, printed at the end). */
+static bool child_ended(run *r, const char *cmd)
 {
     bool ended = false;
     for (int i = 0; i < r->n; i++) {
         int status;
         if (r->pids[i] > 0 && waitpid(r->pids[i], &status, WNOHANG) == r->pids[i]) {
+            if (WIFSIGNALED(status))
+                fprintf(stderr, "%s: client process %d was killed by signal %d\n", cmd,
+                        (int)r->pids[i], WTERMSIG(status));
+            else if (WEXITSTATUS(status) == 0)
+                fprintf(stderr, "%s: client process %d ended before the run did\n", cmd,
+                        (int)r->pids[i]);
             r->pids[i] = 0;
             ended = true;
         }
@@ -387,7 +395,12 @@ static int run_harness(const char *cmd, hx_cfg *cfg, const cli_conn_opts *conn,
         }
         if (ready == shm->clients)
             break;
-        if (failed || interrupted || child_ended(&r) || hx_now_ns() > deadline) {
+        bool ended = !failed && child_ended(&r, cmd);
+        bool late = !failed && !ended && !interrupted && hx_now_ns() > deadline;
+        if (late)
+            fprintf(stderr, "%s: %d of %d clients were ready after %lld s\n", cmd, ready,
+                    shm->clients, READY_WAIT_NS / 1000000000LL);
+        if (failed || ended || interrupted || late) {
             failed = true;
             break;
         }
@@ -416,7 +429,7 @@ static int run_harness(const char *cmd, hx_cfg *cfg, const cli_conn_opts *conn,
             hx_chaos_stop(chaos, &sum.kill_errors);
             chaos = NULL;
         }
-        if (child_ended(&r)) {
+        if (child_ended(&r, cmd)) {
             failed = true;
             break;
         }

@@ -618,6 +618,7 @@ static void *setup_main(void *arg)
 
 int hx_process_main(const hx_cfg *cfg, const cli_conn_opts *conn, hx_shm *shm, int proc)
 {
+    pid_t parent = getppid(); /* called right after fork */
     hx_proc p;
     memset(&p, 0, sizeof p);
     p.cfg = cfg;
@@ -692,6 +693,12 @@ int hx_process_main(const hx_cfg *cfg, const cli_conn_opts *conn, hx_shm *shm, i
     for (int i = 0; i < p.n; i++)
         if (p.clients[i].started)
             pthread_join(p.clients[i].thread, NULL);
+    /* With --ops this process may be done before the others: it stays (its watchers
+     * matching their writes) until the parent ends the run, since a child that ends
+     * during the run is a failed one. Not past the parent's own end. */
+    while (ok && cfg->ops > 0 && atomic_load(&shm->phase) != HX_PHASE_STOP &&
+           getppid() == parent)
+        hx_sleep_ms(5);
     /* A short grace for recoveries and the last notifications to be matched. */
     if (monitor_started) {
         hx_sleep_ms(50);
