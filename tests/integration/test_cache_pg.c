@@ -462,9 +462,10 @@ static pgcw_status loader_abc(void *ctx, const void *key, size_t key_len,
 }
 
 /* Rows whose expires_at is infinite: a tombstone ('-infinity', what delete leaves)
- * is a miss that get_or_set loads over, and 'infinity' (plain SQL may write it) is a
- * live row that never expires. PostgreSQL 15 refuses to subtract an infinite
- * timestamp, and the remaining lifetime used to be computed for every row read. */
+ * is a miss that get_or_set loads over (as over an expired row), and 'infinity' (plain
+ * SQL may write it) is a live row that never expires. PostgreSQL 15 refuses to subtract
+ * an infinite timestamp, and the remaining lifetime used to be computed for every row
+ * read. */
 static void test_infinite_expiry(void **state)
 {
     (void)state;
@@ -485,12 +486,24 @@ static void test_infinite_expiry(void **state)
         pgcw_free(v);
     }
     assert_int_equal(calls, 1);
+    char *got = cachetest_get(c, "gone"); /* what the load wrote, read back */
+    assert_string_equal(got, "abc");
+    free(got);
     PGconn *pg = pgtest_connect();
+    /* An expired row is a miss that get_or_set loads over too. */
+    pgtest_exec(pg, "UPDATE inf_cache_entries SET expires_at = now() - interval '1 s'"
+                    " WHERE cache_key = 'gone'");
+    pgcw_cache_flush_local(c);
+    assert_int_equal(
+        pgcw_cache_get_or_set(c, "gone", 4, 60000, loader_abc, &calls, &v, &len),
+        PGCW_OK);
+    pgcw_free(v);
+    assert_int_equal(calls, 2);
     pgtest_exec(pg, "INSERT INTO inf_cache_entries (cache_key, value, expires_at)"
                     " VALUES ('forever', 'v', 'infinity'), ('never', 'w', '-infinity')");
     pgcw_cache_opts o2 = {.disable_l1 = true};
     pgcw_cache *fresh = cachetest_new("inf_", &o2);
-    char *got = cachetest_get(fresh, "forever");
+    got = cachetest_get(fresh, "forever");
     assert_non_null(got);
     assert_string_equal(got, "v");
     free(got);
@@ -499,7 +512,7 @@ static void test_infinite_expiry(void **state)
         pgcw_cache_get_or_set(fresh, "never", 5, 60000, loader_abc, &calls, &v, &len),
         PGCW_OK);
     pgcw_free(v);
-    assert_int_equal(calls, 2);
+    assert_int_equal(calls, 3);
     PQfinish(pg);
     pgcw_cache_free(fresh);
     pgcw_cache_free(c);
