@@ -273,6 +273,17 @@ void pgcw__l1_link(pgcw__l1_shard *s, pgcw__l1_lane *lane, uint64_t h, pgcw__l1_
                    pgcw__l1_entry **graveyard)
 {
     bool compacted = false;
+    /* Removed entries outnumber the live ones and are an eighth of the bound:
+     * reclaim them now rather than when the shard is full, so a cache holding few
+     * live entries does not keep its whole bound's worth of memory in dead ones. A
+     * pass frees at least half of what it visits; the live entries keep their
+     * places, so hits are the same. */
+    size_t dead_n = s->small.n + s->main.n - s->live_n;
+    if (dead_n >= s->live_n && dead_n * 8 >= s->cap_n && dead_n > 0) {
+        compact(s, &s->small, graveyard);
+        compact(s, &s->main, graveyard);
+        compacted = true;
+    }
     while (s->small.n + s->main.n > 0 &&
            (s->small.n + s->main.n + 1 > s->cap_n ||
             s->small.bytes + s->main.bytes + cost > s->cap_bytes)) {

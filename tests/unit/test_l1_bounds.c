@@ -26,6 +26,42 @@ static void assert_bounds(pgcw_l1 *c)
     assert_true(s.entries <= s.held_entries);
 }
 
+/* A working set far below the bound: 64 keys in a 4096-entry cache, each read back,
+ * invalidated and filled again, over and over. The removed entries are reclaimed
+ * once they outnumber the live ones and make an eighth of a shard's bound, so what
+ * the cache holds follows its working set; before, it held up to its whole bound
+ * in dead entries. Per shard: live + max(live, bound / 8) + the one being added. */
+static void test_small_working_set(void **state)
+{
+    (void)state;
+    pgcw_l1_opts o = {.max_entries = 4096, .max_bytes = 1u << 30, .shards = 16};
+    pgcw_l1 *c;
+    assert_int_equal(pgcw_l1_new(&o, &c), PGCW_OK);
+    char key[16];
+    size_t most = 0;
+    for (int64_t v = 1; v <= 200000; v++) {
+        int n = snprintf(key, sizeof(key), "k%d", (int)(v % 64));
+        pgcw_l1_ticket t;
+        pgcw_l1_ticket_take(c, key, (size_t)n, &t);
+        bool stored = false;
+        assert_int_equal(
+            pgcw_l1_fill(c, &t, key, (size_t)n, "value", 5, v, PGCW_L1_TTL_NONE, &stored),
+            PGCW_OK);
+        assert_true(stored);
+        assert_int_equal(pgcw_l1_invalidate(c, key, (size_t)n, v + 1), PGCW_OK);
+        pgcw_l1_stats s;
+        pgcw_l1_stats_get(c, &s);
+        if (s.held_entries > most)
+            most = s.held_entries;
+    }
+    pgcw_l1_stats s;
+    pgcw_l1_stats_get(c, &s);
+    assert_int_equal(s.shards, 16);
+    assert_true(most <= 2 * 64 + 4096 / 8 + 16);
+    assert_true(s.invalidations == 200000);
+    pgcw_l1_free(c);
+}
+
 static void test_entry_bound(void **state)
 {
     (void)state;
@@ -352,11 +388,16 @@ static void test_payload_only(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_entry_bound),       cmocka_unit_test(test_byte_bound),
-        cmocka_unit_test(test_scan_resistance),   cmocka_unit_test(test_ttl),
-        cmocka_unit_test(test_get_dup_and_sizes), cmocka_unit_test(test_args),
-        cmocka_unit_test(test_payload_only),      cmocka_unit_test(test_slot_reuse),
+        cmocka_unit_test(test_entry_bound),
+        cmocka_unit_test(test_byte_bound),
+        cmocka_unit_test(test_scan_resistance),
+        cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_get_dup_and_sizes),
+        cmocka_unit_test(test_args),
+        cmocka_unit_test(test_payload_only),
+        cmocka_unit_test(test_slot_reuse),
         cmocka_unit_test(test_huge_keys),
+        cmocka_unit_test(test_small_working_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
