@@ -14,10 +14,6 @@
 #include <sched.h>
 #include <stdint.h>
 
-/* Retired entries are handed to the reclaimer in batches of s->retire_batch (a
- * sixteenth of the shard's entries, 8..64: l1_shard.c) per shard and lane, so
- * scanning the reader slots is amortized over many frees. */
-
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_key_t g_key;
 static bool g_key_ok;
@@ -100,6 +96,9 @@ void pgcw__l1_retire(pgcw_l1 *c, pgcw__l1_shard *s, unsigned lane, pgcw__l1_entr
          * reach any of them. */
         fresh->tag = atomic_load_explicit(&c->gepoch, memory_order_seq_cst);
     }
+    /* Handed to the reclaimer in batches of s->retire_batch (a sixteenth of the
+     * shard's entries, 8..64: l1_shard.c) per shard and lane, so scanning the
+     * reader slots is amortized over many frees. */
     if (fresh->n < s->retire_batch)
         return;
     if (aged->n && readers_past(c, aged->tag)) {

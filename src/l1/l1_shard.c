@@ -268,6 +268,13 @@ static void compact(const pgcw__l1_shard *s, pgcw__l1_queue *q,
     q->tail = last;
 }
 
+/* Removes every dead entry from both queues. */
+static void compact_all(pgcw__l1_shard *s, pgcw__l1_entry **graveyard)
+{
+    compact(s, &s->small, graveyard);
+    compact(s, &s->main, graveyard);
+}
+
 void pgcw__l1_link(pgcw__l1_shard *s, pgcw__l1_lane *lane, uint64_t h, pgcw__l1_entry *e,
                    size_t cost, bool replaced_main, uint8_t freq, int64_t now,
                    pgcw__l1_entry **graveyard)
@@ -279,9 +286,8 @@ void pgcw__l1_link(pgcw__l1_shard *s, pgcw__l1_lane *lane, uint64_t h, pgcw__l1_
      * pass frees at least half of what it visits; the live entries keep their
      * places, so hits are the same. */
     size_t dead_n = s->small.n + s->main.n - s->live_n;
-    if (dead_n >= s->live_n && dead_n * 8 >= s->cap_n && dead_n > 0) {
-        compact(s, &s->small, graveyard);
-        compact(s, &s->main, graveyard);
+    if (dead_n >= s->live_n && dead_n * 8 >= s->cap_n) { /* cap_n >= 1: dead_n > 0 */
+        compact_all(s, graveyard);
         compacted = true;
     }
     while (s->small.n + s->main.n > 0 &&
@@ -296,8 +302,7 @@ void pgcw__l1_link(pgcw__l1_shard *s, pgcw__l1_lane *lane, uint64_t h, pgcw__l1_
          * hit ratio, 1/4 1.4, 1/8 0.6; see docs/l1.md.) */
         if (!compacted && ((held_n - s->live_n) * 8 >= held_n ||
                            (held_b - s->live_bytes) * 8 >= held_b)) {
-            compact(s, &s->small, graveyard);
-            compact(s, &s->main, graveyard);
+            compact_all(s, graveyard);
             compacted = true;
             continue;
         }
