@@ -21,6 +21,7 @@
 #include "l1_internal.h"      /* slot generations, mapped bytes */
 #include "sql_names.h"        /* table names with the reason they are refused */
 #include "sql_template.h"     /* the embedded templates and their expansion */
+#include "source_pgoutput.h"  /* the pgoutput decoder */
 #include "watcher_internal.h" /* pgcw__watcher_set_healthy(), test sources */
 
 #endif
