@@ -54,6 +54,15 @@ typedef void (*pgcw_log_fn)(void *ctx, pgcw_log_level level, const char *message
 #define PGCW_IO_READ 1
 #define PGCW_IO_WRITE 2
 
+/* Where a watcher gets its events (pgcw_watcher_opts.source) and what an install
+ * prepares for it (pgcw_install_opts.source). Since 0.4. */
+typedef enum pgcw_watch_source {
+    PGCW_WATCH_LISTEN =
+        0, /* LISTEN/NOTIFY: the triggers notify, one connection listens */
+    PGCW_WATCH_LOGICAL = 1, /* logical decoding: a replication slot and a publication */
+    PGCW_WATCH_POLL = 2     /* a change-log table the triggers write, polled */
+} pgcw_watch_source;
+
 /* Release memory the library handed out as "owned: free with pgcw_free".
  * NULL is fine. */
 void pgcw_free(void *ptr);

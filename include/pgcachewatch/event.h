@@ -85,11 +85,13 @@ const char *pgcw_event_kind_name(pgcw_event_kind kind);
 
 /* Where an event came from. */
 typedef enum pgcw_event_source {
-    PGCW_SOURCE_LOCAL = 0, /* made in this process: decoded by hand, dispatched, a gap */
-    PGCW_SOURCE_LISTEN = 1 /* a NOTIFY received on a LISTEN connection */
+    PGCW_SOURCE_LOCAL = 0,  /* made in this process: decoded by hand, dispatched, a gap */
+    PGCW_SOURCE_LISTEN = 1, /* a NOTIFY received on a LISTEN connection */
+    PGCW_SOURCE_LOGICAL = 2, /* decoded from the WAL through a replication slot (0.4) */
+    PGCW_SOURCE_POLL = 3     /* read from a change-log table by polling (0.4) */
 } pgcw_event_source;
 
-/* "local", "listen"; "unknown" for anything else. Never NULL. */
+/* "local", "listen", "logical", "poll"; "unknown" for anything else. Never NULL. */
 const char *pgcw_event_source_name(pgcw_event_source source);
 
 /* How a channel's payloads are decoded (pgcw_watcher_opts.formats). */
@@ -111,10 +113,11 @@ pgcw_status pgcw_payload_format_parse(const char *text, pgcw_payload_format *out
 typedef enum pgcw_gap_reason {
     PGCW_GAP_NONE = 0,
     PGCW_GAP_DISCONNECTED = 1, /* the LISTEN connection was lost */
-    PGCW_GAP_OVERFLOW = 2      /* this subscriber's queue was full */
+    PGCW_GAP_OVERFLOW = 2,     /* this subscriber's queue was full */
+    PGCW_GAP_PRUNED = 3        /* change-log rows not yet read were pruned (0.4) */
 } pgcw_gap_reason;
 
-/* "none", "disconnected", "overflow". Never NULL. */
+/* "none", "disconnected", "overflow", "pruned". Never NULL. */
 const char *pgcw_gap_reason_name(pgcw_gap_reason reason);
 
 /*

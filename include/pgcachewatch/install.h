@@ -84,6 +84,12 @@ typedef struct pgcw_install_opts {
     bool with_keys;             /* add primary-key values to payloads */
     /* --- since 0.3 ------------------------------------------------------------ */
     bool ddl; /* work on the DDL event triggers instead (top of file) */
+    /* --- since 0.4 ------------------------------------------------------------ */
+    /* Which source the install prepares for. PGCW_WATCH_LISTEN (0): the triggers
+     * above. Other values are described where they are supported. */
+    pgcw_watch_source source;
+    const char *slot_name;   /* logical decoding: NULL: derived from the channel */
+    const char *publication; /* logical decoding: NULL: derived from the channel */
 } pgcw_install_opts;
 
 /*

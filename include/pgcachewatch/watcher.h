@@ -80,6 +80,15 @@ typedef struct pgcw_watcher_opts {
     size_t queue_capacity;
     pgcw_log_fn log;
     void *log_ctx;
+    /* --- since 0.4 ------------------------------------------------------------ */
+    /* Where events come from. PGCW_WATCH_LISTEN (0): LISTEN on the channels above.
+     * Other values, and the fields below, are described where they are supported;
+     * a value this library does not support is PGCW_EINVAL. */
+    pgcw_watch_source source;
+    const char *slot_name;          /* logical decoding */
+    const char *publication;        /* logical decoding */
+    int64_t poll_interval_ms;       /* polling */
+    int64_t changelog_retention_ms; /* polling */
 } pgcw_watcher_opts;
 
 /* Creates a watcher. conn: how to connect (conn.h; NULL: all defaults, i.e.
@@ -184,6 +193,10 @@ typedef struct pgcw_watcher_stats {
      * every pg_notify() and so every notifying write fails. The watcher logs a
      * warning when it passes 0.5 (again after it fell below 0.25). */
     double notify_queue_usage;
+    /* --- since 0.4 ------------------------------------------------------------ */
+    uint64_t slot_lag_bytes; /* logical decoding: WAL the slot retains past its
+                              * confirmed position, as last reported; else 0 */
+    uint64_t confirmed_lsn;  /* logical decoding: the last confirmed position */
 } pgcw_watcher_stats;
 
 /* Copies the counters. Thread-safe. */

@@ -121,6 +121,10 @@ bool cli_parse_seconds(const char *text, long long *ms_out);
  * false otherwise: out of range is refused, never clamped. */
 bool cli_parse_count(const char *text, long long *out);
 
+/* Parses a --source value: "listen", "logical" or "poll". Returns false for
+ * anything else. */
+bool cli_parse_source(const char *text, pgcw_watch_source *out);
+
 /* --- commands: argv[0] is "pgcachewatch CMD"; each returns an exit code -------- */
 
 int cli_cmd_install(int argc, char **argv);

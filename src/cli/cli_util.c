@@ -93,3 +93,19 @@ bool cli_parse_count(const char *text, long long *out)
     *out = n;
     return true;
 }
+
+bool cli_parse_source(const char *text, pgcw_watch_source *out)
+{
+    static const struct {
+        const char *name;
+        pgcw_watch_source source;
+    } names[] = {{"listen", PGCW_WATCH_LISTEN},
+                 {"logical", PGCW_WATCH_LOGICAL},
+                 {"poll", PGCW_WATCH_POLL}};
+    for (size_t i = 0; text && i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(text, names[i].name) == 0) {
+            *out = names[i].source;
+            return true;
+        }
+    return false;
+}

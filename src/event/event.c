@@ -88,6 +88,10 @@ const char *pgcw_event_source_name(pgcw_event_source source)
         return "local";
     case PGCW_SOURCE_LISTEN:
         return "listen";
+    case PGCW_SOURCE_LOGICAL:
+        return "logical";
+    case PGCW_SOURCE_POLL:
+        return "poll";
     }
     return "unknown";
 }
@@ -99,6 +103,8 @@ const char *pgcw_gap_reason_name(pgcw_gap_reason reason)
         return "disconnected";
     case PGCW_GAP_OVERFLOW:
         return "overflow";
+    case PGCW_GAP_PRUNED:
+        return "pruned";
     case PGCW_GAP_NONE:
         break;
     }

@@ -244,6 +244,8 @@ static pgcw_status uninstall_run(PGconn *conn, const pgcw_install_opts *opts,
 struct pgcw_install {
     char *channel, *function_name, *trigger_prefix; /* NULL: the default */
     bool with_keys, ddl;
+    pgcw_watch_source source;
+    char *slot_name, *publication; /* NULL: the default */
     char err[2048];
     char err_out[2048]; /* err as one line (pgcw_install_errmsg) */
 };
@@ -262,10 +264,13 @@ pgcw_status pgcw_install_new_sized(const pgcw_install_opts *opts, size_t opts_si
         return PGCW_ENOMEM;
     in->with_keys = o.with_keys;
     in->ddl = o.ddl;
+    in->source = o.source;
     bool ok =
         (!o.channel || (in->channel = pgcw__strdup(o.channel))) &&
         (!o.function_name || (in->function_name = pgcw__strdup(o.function_name))) &&
-        (!o.trigger_prefix || (in->trigger_prefix = pgcw__strdup(o.trigger_prefix)));
+        (!o.trigger_prefix || (in->trigger_prefix = pgcw__strdup(o.trigger_prefix))) &&
+        (!o.slot_name || (in->slot_name = pgcw__strdup(o.slot_name))) &&
+        (!o.publication || (in->publication = pgcw__strdup(o.publication)));
     if (!ok) {
         pgcw_install_free(in);
         return PGCW_ENOMEM;
@@ -281,6 +286,8 @@ void pgcw_install_free(pgcw_install *in)
     free(in->channel);
     free(in->function_name);
     free(in->trigger_prefix);
+    free(in->slot_name);
+    free(in->publication);
     free(in);
 }
 
@@ -301,7 +308,10 @@ static pgcw_install_opts begin(pgcw_install *in)
                                .function_name = in->function_name,
                                .trigger_prefix = in->trigger_prefix,
                                .with_keys = in->with_keys,
-                               .ddl = in->ddl};
+                               .ddl = in->ddl,
+                               .source = in->source,
+                               .slot_name = in->slot_name,
+                               .publication = in->publication};
 }
 
 pgcw_status pgcw_install_sql(pgcw_install *in, const char *const *tables, size_t n_tables,

@@ -68,6 +68,11 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     n->trigger_prefix = o.trigger_prefix ? o.trigger_prefix : PGCW_DEFAULT_TRIGGER_PREFIX;
     n->with_keys = o.with_keys;
     n->ddl = o.ddl;
+    if (o.source != PGCW_WATCH_LISTEN) {
+        pgcw__errf(errbuf, errlen, "source %d is not supported by this build",
+                   (int)o.source);
+        return PGCW_EINVAL;
+    }
     if (n->channel[0] == '\0') {
         pgcw__errf(errbuf, errlen, "the channel name is empty");
         return PGCW_EINVAL;

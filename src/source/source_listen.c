@@ -17,21 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn_internal.h"
 #include "core_time.h"
 #include "core_util.h"
 #include "event_internal.h"
-#include "source.h"
+#include "source_link.h"
 
 #define BATCH 64
-
-typedef enum state {
-    ST_IDLE = 0,   /* no connection; connect at the next step */
-    ST_CONNECTING, /* the conn module's attempt in progress */
-    ST_LISTENING,  /* SET and LISTEN statements sent, waiting for their results */
-    ST_READY,      /* healthy: reading notifications, pinging when idle */
-    ST_BACKOFF     /* lost or failed: waiting before the next attempt */
-} state;
 
 enum { Q_NONE = 0, Q_LISTEN = 1, Q_PING = 2 };
 
@@ -39,26 +30,20 @@ typedef struct listen_source {
     pgcw__source base;
 
     /* Settings, fixed at creation. */
-    pgcw__conn_params params;
     char **channels;
     pgcw_payload_format *formats;
     size_t n_channels;
     int64_t max_latency_us, ping_interval_us, ping_timeout_us;
 
-    /* Touched only by the driving thread. */
-    pgcw__conn conn;
-    pgcw__backoff backoff;
-    state st;
-    bool flush_pending;   /* output queued in libpq that the socket did not take */
+    /* Touched only by the driving thread. The link's SETUP state is the LISTEN
+     * round trip (SET and LISTEN statements sent, waiting for their results); READY
+     * is reading notifications and pinging when idle. */
+    pgcw__link link;
     int query;            /* Q_*: what the outstanding query is */
     int results_want;     /* COMMAND_OK results the LISTEN round trip must bring */
     int results_ok;       /* ... and how many it brought so far */
     char *listen_error;   /* first failure of this round trip (owned) */
-    int64_t deadline_us;  /* LISTEN deadline, or end of the backoff */
-    int64_t last_rx_us;   /* last time the server answered or notified */
     int64_t ping_sent_us; /* when the outstanding ping left */
-
-    atomic_int backend_pid;
     /* Malformed and late notifications are logged at most WARN_BURST a second
      * each, so a flood of them cannot flood the log. */
     pgcw__ratelimit rl_malformed, rl_late;
@@ -78,61 +63,19 @@ static void count(atomic_uint_fast64_t *c, uint64_t n)
         atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-static void drop_connection(listen_source *s)
+/* The link dropped the connection: forget this connection's round trips. */
+static void on_drop(pgcw__source *base)
 {
-    pgcw__conn_close(&s->conn);
-    atomic_store_explicit(&s->backend_pid, 0, memory_order_relaxed);
+    listen_source *s = (listen_source *)base;
     s->query = Q_NONE;
-    s->flush_pending = false;
     s->results_ok = s->results_want = 0;
     free(s->listen_error);
     s->listen_error = NULL;
 }
 
-/* Ends the current attempt or connection (s->conn.err holds why): drops it,
- * reports unhealthy (lost, if it was healthy), schedules the next attempt. */
-static void failed(listen_source *s)
-{
-    drop_connection(s);
-    bool lost = atomic_load(&s->base.healthy);
-    if (lost)
-        count(&s->base.st_disconnects, 1);
-    else
-        count(&s->base.st_conn_errors, 1);
-    s->base.hub_ops->error(s->base.hub, &s->base, s->conn.err);
-    s->base.hub_ops->unhealthy(s->base.hub, &s->base, lost, s->conn.permanent);
-    int64_t delay = pgcw__backoff_next(&s->backoff);
-    s->st = ST_BACKOFF;
-    s->deadline_us = pgcw__deadline_in_us(delay);
-
-    char msg[sizeof s->conn.err + 64];
-    pgcw__errf(msg, sizeof msg, "%s%s; retrying in %lld ms",
-               lost ? "LISTEN connection: " : "", s->conn.err,
-               (long long)(delay / 1000 + (delay % 1000 != 0)));
-    warn(s, msg);
-}
-
-/* A failure on an established connection: "what: libpq's message". */
 static void lost(listen_source *s, const char *what, const char *detail)
 {
-    pgcw__conn_fail(&s->conn, what, detail);
-    failed(s);
-}
-
-static const char *lost_what(const listen_source *s)
-{
-    return s->st == ST_READY ? "connection lost" : "could not connect";
-}
-
-static bool flush(listen_source *s)
-{
-    int r = PQflush(s->conn.pg);
-    if (r < 0) {
-        lost(s, lost_what(s), NULL);
-        return false;
-    }
-    s->flush_pending = r == 1;
-    return true;
+    pgcw__link_lost(&s->link, what, detail);
 }
 
 /* Connected: in one round trip, make the session immune to idle_session_timeout
@@ -142,14 +85,10 @@ static bool flush(listen_source *s)
  * on the first payload that is not UTF-8: one bad NOTIFY would disconnect every
  * watcher), and LISTEN on every channel. Channel names are quoted identifiers, so
  * "Orders" and "a-b" work and nothing is pasted into SQL. */
-static void send_listen(listen_source *s)
+static void send_listen(pgcw__source *base)
 {
-    PGconn *pg = s->conn.pg;
-    if (PQsetnonblocking(pg, 1) != 0) {
-        lost(s, "could not connect", NULL);
-        return;
-    }
-    atomic_store_explicit(&s->backend_pid, PQbackendPID(pg), memory_order_relaxed);
+    listen_source *s = (listen_source *)base;
+    PGconn *pg = s->link.conn.pg;
     pgcw__buf sql = {0};
     int want = 0;
     if (PQserverVersion(pg) >= 140000) {
@@ -186,35 +125,8 @@ static void send_listen(listen_source *s)
     s->query = Q_LISTEN;
     s->results_want = want;
     s->results_ok = 0;
-    s->st = ST_LISTENING;
-    s->deadline_us = pgcw__deadline_in_us(s->params.connect_timeout_us);
-    flush(s);
-}
-
-static void start_connect(listen_source *s)
-{
-    /* Payloads are decoded as UTF-8 (invalid sequences are refused), so have the
-     * server convert them whatever the database's encoding; applied after the
-     * settings so it wins over a client_encoding in them. */
-    static const char *const keys[] = {"client_encoding", NULL};
-    static const char *const vals[] = {"UTF8", NULL};
-    pgcw__conn_step r = pgcw__conn_start(&s->conn, &s->params, keys, vals);
-    if (r == PGCW__CONN_FAILED) {
-        failed(s);
-        return;
-    }
-    s->st = ST_CONNECTING;
-    if (r == PGCW__CONN_OK)
-        send_listen(s);
-}
-
-static void connect_step(listen_source *s, int revents)
-{
-    pgcw__conn_step r = pgcw__conn_poll(&s->conn, revents);
-    if (r == PGCW__CONN_OK)
-        send_listen(s);
-    else if (r == PGCW__CONN_FAILED)
-        failed(s);
+    pgcw__link_setup(&s->link, s->link.params.connect_timeout_us);
+    pgcw__link_flush(&s->link);
 }
 
 static void listen_result(listen_source *s, PGresult *res)
@@ -223,7 +135,7 @@ static void listen_result(listen_source *s, PGresult *res)
         s->results_ok++;
     } else if (!s->listen_error) {
         char msg[512];
-        pgcw__result_message(res, s->conn.pg, msg, sizeof msg);
+        pgcw__result_message(res, s->link.conn.pg, msg, sizeof msg);
         s->listen_error = pgcw__strdup(msg);
     }
 }
@@ -238,15 +150,10 @@ static bool listen_done(listen_source *s)
         lost(s, "LISTEN failed", d);
         return false;
     }
-    s->st = ST_READY;
-    s->last_rx_us = pgcw__mono_us();
-    pgcw__backoff_reset(&s->backoff);
-    count(&s->base.st_connects, 1);
-    s->base.hub_ops->error(s->base.hub, &s->base, "");
-    s->base.hub_ops->healthy(s->base.hub, &s->base);
+    pgcw__link_ready(&s->link);
     pgcw__logf(s->base.log, s->base.log_ctx, PGCW_LOG_INFO,
                "listening on %zu channel(s), backend pid %d, epoch %llu", s->n_channels,
-               PQbackendPID(s->conn.pg),
+               PQbackendPID(s->link.conn.pg),
                (unsigned long long)s->base.hub_ops->epoch(s->base.hub));
     return true;
 }
@@ -287,9 +194,9 @@ static void ping_result(listen_source *s, const PGresult *res)
 
 static bool read_results(listen_source *s)
 {
-    while (s->query != Q_NONE && !PQisBusy(s->conn.pg)) {
-        PGresult *res = PQgetResult(s->conn.pg);
-        s->last_rx_us = pgcw__mono_us();
+    while (s->query != Q_NONE && !PQisBusy(s->link.conn.pg)) {
+        PGresult *res = PQgetResult(s->link.conn.pg);
+        s->link.last_rx_us = pgcw__mono_us();
         if (!res) {
             if (s->query == Q_LISTEN)
                 return listen_done(s);
@@ -364,7 +271,7 @@ static void read_notifies(listen_source *s)
     bool nomem = false;
     uint64_t epoch = s->base.hub_ops->epoch(s->base.hub);
     PGnotify *nf;
-    while ((nf = PQnotifies(s->conn.pg)) != NULL) {
+    while ((nf = PQnotifies(s->link.conn.pg)) != NULL) {
         notified++;
         if (!now_us)
             now_us = pgcw__real_us();
@@ -409,7 +316,7 @@ static void read_notifies(listen_source *s)
     if (n)
         s->base.hub_ops->deliver(s->base.hub, &s->base, batch, n);
     if (notified) {
-        s->last_rx_us = pgcw__mono_us();
+        s->link.last_rx_us = pgcw__mono_us();
         count(&s->base.st_notifications, notified);
         count(&s->base.st_events, decoded);
         count(&s->base.st_key_events, keys);
@@ -423,25 +330,17 @@ static void read_notifies(listen_source *s)
 
 static void online_step(listen_source *s, int revents)
 {
-    if (s->flush_pending && (revents < 0 || (revents & PGCW_IO_WRITE)) && !flush(s))
+    if (!pgcw__link_io(&s->link, revents) || !read_results(s))
         return;
-    if (revents < 0 || (revents & PGCW_IO_READ)) {
-        if (!PQconsumeInput(s->conn.pg) || PQstatus(s->conn.pg) == CONNECTION_BAD) {
-            lost(s, lost_what(s), NULL);
-            return;
-        }
-    }
-    if (!read_results(s))
-        return;
-    if (s->st == ST_READY) {
+    if (s->link.st == PGCW__LINK_READY) {
         read_notifies(s);
-        if (s->st != ST_READY) /* out of memory: dropped as lost */
+        if (s->link.st != PGCW__LINK_READY) /* out of memory: dropped as lost */
             return;
     }
 
     int64_t now = pgcw__mono_us();
-    if (s->st == ST_LISTENING) {
-        if (now >= s->deadline_us)
+    if (s->link.st == PGCW__LINK_SETUP) {
+        if (now >= s->link.deadline_us)
             lost(s, "could not connect", "LISTEN not acknowledged in time");
         return;
     }
@@ -454,93 +353,59 @@ static void online_step(listen_source *s, int revents)
                        (long long)(s->ping_timeout_us / 1000));
             lost(s, "connection lost", d);
         }
-    } else if (s->query == Q_NONE && now - s->last_rx_us >= s->ping_interval_us) {
+    } else if (s->query == Q_NONE && now - s->link.last_rx_us >= s->ping_interval_us) {
         /* A round trip the server answers at once, which also reads how full
          * its NOTIFY queue is (ping_result). */
-        if (!PQsendQuery(s->conn.pg, "SELECT pg_catalog.pg_notification_queue_usage()")) {
+        if (!PQsendQuery(s->link.conn.pg,
+                         "SELECT pg_catalog.pg_notification_queue_usage()")) {
             lost(s, "connection lost", NULL);
             return;
         }
         s->query = Q_PING;
         s->ping_sent_us = now;
-        flush(s);
+        pgcw__link_flush(&s->link);
     }
 }
 
 static void step(pgcw__source *base, int revents)
 {
     listen_source *s = (listen_source *)base;
-    switch (s->st) {
-    case ST_IDLE:
-    case ST_BACKOFF:
-        if (s->st == ST_BACKOFF && pgcw__mono_us() < s->deadline_us)
-            return;
-        start_connect(s);
-        return;
-    case ST_CONNECTING:
-        connect_step(s, revents);
-        return;
-    case ST_LISTENING:
-    case ST_READY:
+    if (!pgcw__link_step(&s->link, revents))
         online_step(s, revents);
-        return;
-    }
 }
 
 static int source_fd(const pgcw__source *base)
 {
-    const listen_source *s = (const listen_source *)base;
-    return pgcw__conn_fd(&s->conn);
+    return pgcw__link_fd(&((const listen_source *)base)->link);
 }
 
 static int source_events(const pgcw__source *base)
 {
-    const listen_source *s = (const listen_source *)base;
-    if (!s->conn.pg)
-        return 0;
-    if (s->st == ST_CONNECTING)
-        return pgcw__conn_events(&s->conn);
-    return PGCW_IO_READ | (s->flush_pending ? PGCW_IO_WRITE : 0);
+    return pgcw__link_events(&((const listen_source *)base)->link);
 }
 
 static int64_t source_deadline(const pgcw__source *base)
 {
     const listen_source *s = (const listen_source *)base;
-    switch (s->st) {
-    case ST_IDLE:
-        return 0;
-    case ST_CONNECTING:
-        return s->conn.deadline_us;
-    case ST_BACKOFF:
-    case ST_LISTENING:
-        return s->deadline_us;
-    case ST_READY:
-        if (s->ping_interval_us < 0)
-            return PGCW__NEVER;
-        if (s->query == Q_PING)
-            return pgcw__deadline_from(s->ping_sent_us, s->ping_timeout_us);
-        if (s->query != Q_NONE)
-            return PGCW__NEVER;
-        return pgcw__deadline_from(s->last_rx_us, s->ping_interval_us);
-    }
-    return PGCW__NEVER;
+    if (s->link.st != PGCW__LINK_READY)
+        return pgcw__link_deadline(&s->link);
+    if (s->ping_interval_us < 0)
+        return PGCW__NEVER;
+    if (s->query == Q_PING)
+        return pgcw__deadline_from(s->ping_sent_us, s->ping_timeout_us);
+    if (s->query != Q_NONE)
+        return PGCW__NEVER;
+    return pgcw__deadline_from(s->link.last_rx_us, s->ping_interval_us);
 }
 
 static void source_close(pgcw__source *base)
 {
-    listen_source *s = (listen_source *)base;
-    if (s->st == ST_IDLE)
-        return;
-    drop_connection(s);
-    s->st = ST_IDLE;
-    pgcw__backoff_reset(&s->backoff);
-    s->base.hub_ops->unhealthy(s->base.hub, &s->base, false, false);
+    pgcw__link_close(&((listen_source *)base)->link);
 }
 
 static int source_backend_pid(const pgcw__source *base)
 {
-    const listen_source *s = (const listen_source *)base;
-    return atomic_load_explicit(&s->backend_pid, memory_order_relaxed);
+    return pgcw__link_backend_pid(&((const listen_source *)base)->link);
 }
 
 static void source_free(pgcw__source *base)
@@ -548,12 +413,11 @@ static void source_free(pgcw__source *base)
     listen_source *s = (listen_source *)base;
     if (!s)
         return;
-    drop_connection(s);
+    pgcw__link_free(&s->link);
     for (size_t i = 0; s->channels && i < s->n_channels; i++)
         free(s->channels[i]);
     free(s->channels);
     free(s->formats);
-    pgcw__conn_params_free(&s->params);
     free(s);
 }
 
@@ -585,11 +449,20 @@ pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub
     s->rl_late = s->rl_malformed;
     s->ping_interval_us = cfg->ping_interval_us;
     s->ping_timeout_us = cfg->ping_timeout_us;
-    s->st = ST_IDLE;
     s->channels = calloc(cfg->n_channels, sizeof *s->channels);
     s->formats = calloc(cfg->n_channels, sizeof *s->formats);
-    bool ok = s->channels && s->formats &&
-              pgcw__conn_params_init(&s->params, cfg->conn) == PGCW_OK;
+    /* Payloads are decoded as UTF-8 (invalid sequences are refused), so have the
+     * server convert them whatever the database's encoding; applied after the
+     * settings so it wins over a client_encoding in them. */
+    static const char *const keys[] = {"client_encoding", NULL};
+    static const char *const vals[] = {"UTF8", NULL};
+    const pgcw__link_cfg link_cfg = {.label = "LISTEN connection",
+                                     .keys = keys,
+                                     .values = vals,
+                                     .on_connected = send_listen,
+                                     .on_drop = on_drop};
+    bool ok = pgcw__link_init(&s->link, &s->base, cfg->conn, &link_cfg) == PGCW_OK &&
+              s->channels && s->formats;
     if (ok)
         s->n_channels = cfg->n_channels;
     for (size_t i = 0; ok && i < cfg->n_channels; i++) {
@@ -600,11 +473,6 @@ pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub
         source_free(&s->base);
         return PGCW_ENOMEM;
     }
-    /* Jitter only has to differ between processes that lost the same server. */
-    uint64_t seed = (uint64_t)pgcw__real_us() ^ ((uint64_t)(uintptr_t)s << 16) ^
-                    ((uint64_t)getpid() << 40);
-    pgcw__backoff_init(&s->backoff, s->params.reconnect_min_us,
-                       s->params.reconnect_max_us, seed);
     *out = &s->base;
     return PGCW_OK;
 }

@@ -77,6 +77,20 @@ static pgcw_status make_listen_source(pgcw_watcher *w, const pgcw_watcher_opts *
     return st;
 }
 
+/* The source opts.source names. */
+static pgcw_status make_source(pgcw_watcher *w, const pgcw_watcher_opts *o,
+                               const pgcw_conn_opts *conn)
+{
+    switch (o->source) {
+    case PGCW_WATCH_LISTEN:
+        return make_listen_source(w, o, conn);
+    case PGCW_WATCH_LOGICAL:
+    case PGCW_WATCH_POLL:
+        break;
+    }
+    return PGCW_EINVAL; /* not supported by this build */
+}
+
 static void free_sources(pgcw_watcher *w)
 {
     for (size_t i = 0; i < w->n_sources; i++)
@@ -152,7 +166,7 @@ pgcw_status pgcw_watcher_new_sized(const pgcw_watcher_opts *opts, size_t opts_si
     atomic_init(&w->stopping, false);
     w->next_sink_id = 1;
 
-    pgcw_status st = make_listen_source(w, &o, &co);
+    pgcw_status st = make_source(w, &o, &co);
     if (st != PGCW_OK) {
         pgcw_watcher_free(w);
         return st;

@@ -494,6 +494,7 @@ static void test_names(void **state)
     assert_string_equal(pgcw_op_name((pgcw_op)99), "none");
     assert_string_equal(pgcw_gap_reason_name(PGCW_GAP_NONE), "none");
     assert_string_equal(pgcw_gap_reason_name(PGCW_GAP_OVERFLOW), "overflow");
+    assert_string_equal(pgcw_gap_reason_name(PGCW_GAP_PRUNED), "pruned");
     assert_string_equal(pgcw_gap_reason_name((pgcw_gap_reason)-1), "none");
     pgcw_op op = PGCW_OP_NONE;
     assert_int_equal(pgcw_op_parse("tRuNcAtE", &op), PGCW_OK);

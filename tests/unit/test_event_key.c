@@ -211,6 +211,8 @@ static void test_auto_and_formats(void **state)
     assert_string_equal(pgcw_event_kind_name(PGCW_EVENT_KEY), "key");
     assert_string_equal(pgcw_event_kind_name((pgcw_event_kind)9), "unknown");
     assert_string_equal(pgcw_event_source_name(PGCW_SOURCE_LISTEN), "listen");
+    assert_string_equal(pgcw_event_source_name(PGCW_SOURCE_LOGICAL), "logical");
+    assert_string_equal(pgcw_event_source_name(PGCW_SOURCE_POLL), "poll");
     assert_string_equal(pgcw_event_source_name((pgcw_event_source)9), "unknown");
 }
 
