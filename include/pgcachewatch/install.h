@@ -46,6 +46,45 @@
  * PGCW_MAX_PAYLOAD bytes: a long object identity is cut short (at a character
  * boundary) and the payload says "identity_truncated":true.
  *
+ * Logical decoding (opts.source = PGCW_WATCH_LOGICAL, `pgcachewatch install
+ * --source logical`): instead of triggers, the handle installs and uninstalls
+ *
+ *   publication  opts.publication or "pgcachewatch_<channel>_pub", FOR TABLE the
+ *                given tables (at least one; a reinstall sets its tables to
+ *                exactly these, keeping the publication)
+ *   slot         opts.slot_name or "pgcachewatch_<channel>", a logical replication
+ *                slot made with pg_create_logical_replication_slot(slot,
+ *                'pgoutput'); a reinstall keeps an existing pgoutput slot of this
+ *                database (and the changes it holds); a slot of that name that is
+ *                not one is PGCW_EQUERY (SQLSTATE 42710)
+ *
+ * ASCII capitals in both names are folded to lower case. A slot name may hold only
+ * a-z, 0-9 and _ (PostgreSQL's rule): a derived one has every other byte of the
+ * channel replaced by _, a given one that breaks the rule is PGCW_EINVAL. Names
+ * longer than 63 bytes are derived as above (head, hash, suffix). The server needs
+ * wal_level = logical and a free replication slot, and the role needs the
+ * REPLICATION attribute (or superuser) and the right to create a publication
+ * (CREATE on the database, ownership of the tables). The publication is created
+ * first, in one transaction, then the slot (a logical slot cannot be made in a
+ * transaction that has written, and must not start before its publication
+ * exists); if the slot cannot be made, a publication this run created is dropped
+ * again. The script pgcw_install_sql() prints is exactly these two steps.
+ *
+ * Once a table is in a publication, PostgreSQL refuses UPDATE and DELETE on it
+ * unless it has a replica identity: a primary key (the default identity), or one
+ * set with ALTER TABLE ... REPLICA IDENTITY USING INDEX / FULL. Such statements
+ * fail with SQLSTATE 55000 ("cannot update table ... because it does not have a
+ * replica identity and publishes updates") until then; inserts are unaffected.
+ * Events carry the replica identity's values as their keys (event.h): with FULL,
+ * every column.
+ *
+ * Uninstall with PGCW_WATCH_LOGICAL drops the slot, then the publication. A slot
+ * that a process is using (a running logical watcher) cannot be dropped: the call
+ * fails with PostgreSQL's message ('replication slot "..." is active for PID n',
+ * SQLSTATE 55006) and drops nothing; pgcw_uninstall_sql() notes the pid. opts.ddl
+ * with PGCW_WATCH_LOGICAL is PGCW_EINVAL; with_keys is ignored (the keys always
+ * come).
+ *
  * Functions are created unqualified, i.e. in the first schema of search_path, as
  * the Python tool does. Every identifier and literal in the generated SQL is quoted;
  * a name that is not a valid (optionally schema-qualified, optionally double-quoted)

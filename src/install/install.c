@@ -18,7 +18,7 @@
 #include "install_internal.h"
 #include "sql_template.h"
 
-static pgcw_status check_idle(PGconn *conn, char *errbuf, size_t errlen)
+pgcw_status pgcw__install_check_idle(PGconn *conn, char *errbuf, size_t errlen)
 {
     if (!conn) {
         pgcw__errf(errbuf, errlen, "no connection");
@@ -37,7 +37,8 @@ static pgcw_status check_idle(PGconn *conn, char *errbuf, size_t errlen)
 
 /* Runs a script that starts with BEGIN and ends with COMMIT. On error, rolls back
  * whatever is still open so that nothing is left half-done. */
-static pgcw_status run_script(PGconn *conn, const char *sql, char *errbuf, size_t errlen)
+pgcw_status pgcw__install_run_script(PGconn *conn, const char *sql, char *errbuf,
+                                     size_t errlen)
 {
     PGresult *res = PQexec(conn, sql);
     ExecStatusType rs = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
@@ -69,9 +70,9 @@ static pgcw_status install_run(PGconn *conn, const pgcw_install_opts *opts,
     pgcw_status st = pgcw__install_script(opts, tables, n_tables, &sql, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
-    st = check_idle(conn, errbuf, errlen);
+    st = pgcw__install_check_idle(conn, errbuf, errlen);
     if (st == PGCW_OK)
-        st = run_script(conn, sql, errbuf, errlen);
+        st = pgcw__install_run_script(conn, sql, errbuf, errlen);
     if (sql_out)
         *sql_out = sql;
     else
@@ -164,7 +165,7 @@ static pgcw_status uninstall_prepare(PGconn *conn, const pgcw_install_opts *opts
                                      pgcw__install_names *n, char *errbuf, size_t errlen)
 {
     pgcw_status st = pgcw__install_resolve(opts, n, errbuf, errlen);
-    return st == PGCW_OK ? check_idle(conn, errbuf, errlen) : st;
+    return st == PGCW_OK ? pgcw__install_check_idle(conn, errbuf, errlen) : st;
 }
 
 static pgcw_status uninstall_sql(PGconn *conn, const pgcw_install_opts *opts,
@@ -191,7 +192,7 @@ static pgcw_status uninstall_sql(PGconn *conn, const pgcw_install_opts *opts,
 }
 
 /* Runs one statement (or several) that must succeed. */
-static pgcw_status exec_ok(PGconn *conn, const char *sql, char *errbuf, size_t errlen)
+pgcw_status pgcw__install_exec(PGconn *conn, const char *sql, char *errbuf, size_t errlen)
 {
     PGresult *res = PQexec(conn, sql);
     pgcw_status st = PGCW_OK;
@@ -214,7 +215,7 @@ static pgcw_status uninstall_run(PGconn *conn, const pgcw_install_opts *opts,
         return st;
     /* Read the catalogs and drop inside one transaction, so what we drop is what we
      * read (a concurrent install would otherwise slip in between). */
-    st = exec_ok(conn, "BEGIN", errbuf, errlen);
+    st = pgcw__install_exec(conn, "BEGIN", errbuf, errlen);
     if (st != PGCW_OK)
         return st;
     pgcw__buf body = {0};
@@ -225,9 +226,9 @@ static pgcw_status uninstall_run(PGconn *conn, const pgcw_install_opts *opts,
         st = PGCW_ENOMEM;
     }
     if (st == PGCW_OK && body.len)
-        st = exec_ok(conn, body.data, errbuf, errlen);
+        st = pgcw__install_exec(conn, body.data, errbuf, errlen);
     if (st == PGCW_OK)
-        st = exec_ok(conn, "COMMIT", errbuf, errlen);
+        st = pgcw__install_exec(conn, "COMMIT", errbuf, errlen);
     /* Whatever failed, leave the connection idle with nothing half-dropped. */
     if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
         PQclear(PQexec(conn, "ROLLBACK"));
@@ -323,6 +324,9 @@ pgcw_status pgcw_install_sql(pgcw_install *in, const char *const *tables, size_t
         return PGCW_EINVAL;
     }
     pgcw_install_opts o = begin(in);
+    if (o.source == PGCW_WATCH_LOGICAL)
+        return pgcw__install_logical_script(&o, tables, n_tables, sql_out, in->err,
+                                            sizeof in->err);
     return pgcw__install_script(&o, tables, n_tables, sql_out, in->err, sizeof in->err);
 }
 
@@ -335,6 +339,9 @@ pgcw_status pgcw_install_run(pgcw_install *in, struct pg_conn *conn,
         return PGCW_EINVAL;
     }
     pgcw_install_opts o = begin(in);
+    if (o.source == PGCW_WATCH_LOGICAL)
+        return pgcw__install_logical_run(conn, &o, tables, n_tables, sql_out, in->err,
+                                         sizeof in->err);
     return install_run(conn, &o, tables, n_tables, sql_out, in->err, sizeof in->err);
 }
 
@@ -346,6 +353,8 @@ pgcw_status pgcw_uninstall_sql(pgcw_install *in, struct pg_conn *conn, char **sq
         return PGCW_EINVAL;
     }
     pgcw_install_opts o = begin(in);
+    if (o.source == PGCW_WATCH_LOGICAL)
+        return pgcw__uninstall_logical(conn, &o, false, sql_out, in->err, sizeof in->err);
     return uninstall_sql(conn, &o, sql_out, in->err, sizeof in->err);
 }
 
@@ -357,5 +366,7 @@ pgcw_status pgcw_uninstall_run(pgcw_install *in, struct pg_conn *conn, char **sq
         return PGCW_EINVAL;
     }
     pgcw_install_opts o = begin(in);
+    if (o.source == PGCW_WATCH_LOGICAL)
+        return pgcw__uninstall_logical(conn, &o, true, sql_out, in->err, sizeof in->err);
     return uninstall_run(conn, &o, sql_out, in->err, sizeof in->err);
 }

@@ -46,4 +46,34 @@ pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *cons
                                  size_t n_tables, char **sql_out, char *errbuf,
                                  size_t errlen);
 
+/* A dollar-quote tag ("$pgcw$", "$pgcw_1$", ...) that does not occur in text, the
+ * caller-provided text pasted inside a body it quotes. */
+void pgcw__install_body_tag(const char *text, char tag[32]);
+
+/* A possibly schema-qualified table name, quoted. Owned; NULL on OOM. */
+char *pgcw__install_quote_table(const pgcw_qualified_name *t);
+
+/* What install.c's runners share with install_logical.c. An idle connection:
+ * PGCW_OK, else PGCW_EINVAL (NULL), PGCW_ECONNLOST or PGCW_ESTATE. */
+pgcw_status pgcw__install_check_idle(struct pg_conn *conn, char *errbuf, size_t errlen);
+/* Runs a BEGIN ... COMMIT script; rolls back whatever is left open on error. */
+pgcw_status pgcw__install_run_script(struct pg_conn *conn, const char *sql, char *errbuf,
+                                     size_t errlen);
+/* Runs statements that must succeed (PGRES_COMMAND_OK). */
+pgcw_status pgcw__install_exec(struct pg_conn *conn, const char *sql, char *errbuf,
+                               size_t errlen);
+
+/* install --source logical (install_logical.c): the script (publication, then
+ * slot), running it, and uninstall (slot, then publication). */
+pgcw_status pgcw__install_logical_script(const pgcw_install_opts *opts,
+                                         const char *const *tables, size_t n_tables,
+                                         char **sql_out, char *errbuf, size_t errlen);
+pgcw_status pgcw__install_logical_run(struct pg_conn *conn, const pgcw_install_opts *opts,
+                                      const char *const *tables, size_t n_tables,
+                                      char **sql_out, char *errbuf, size_t errlen);
+/* run false: the script only (pgcw_uninstall_sql); true: run it too. */
+pgcw_status pgcw__uninstall_logical(struct pg_conn *conn, const pgcw_install_opts *opts,
+                                    bool run, char **sql_out, char *errbuf,
+                                    size_t errlen);
+
 #endif

@@ -16,40 +16,6 @@
 
 static const char *const key_suffixes[PGCW__N_KEYS_TRIGGERS] = {"_ins", "_upd", "_del"};
 
-/*
- * Derives the name a + b + c. Names that fit in PGCW_MAX_IDENTIFIER bytes are the
- * plain concatenation (the Python tool's names). Longer ones would be truncated by
- * PostgreSQL, silently and so that two channels could share a name, or the keyed
- * triggers lose the suffixes that tell them apart; instead they keep as much of
- * a + b as fits (cut on a UTF-8 boundary), then "_" and 8 hex digits of a hash of
- * the whole a + b, then c, so the result is deterministic (a reinstall replaces
- * it) and distinct per channel.
- */
-static void derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
-                        const char *c)
-{
-    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-    if (la + lb + lc <= PGCW_MAX_IDENTIFIER) {
-        memcpy(out, a, la);
-        memcpy(out + la, b, lb);
-        memcpy(out + la + lb, c, lc);
-        out[la + lb + lc] = '\0';
-        return;
-    }
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = a; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    for (const char *p = b; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    char head[2 * (PGCW_MAX_IDENTIFIER + 1)];
-    snprintf(head, sizeof head, "%s%s", a, b);
-    size_t keep = PGCW_MAX_IDENTIFIER - lc - 9; /* "_" + 8 hex digits */
-    while (keep > 0 && ((unsigned char)head[keep] & 0xC0) == 0x80)
-        keep--; /* never split a multi-byte character */
-    snprintf(out, PGCW_MAX_IDENTIFIER + 1, "%.*s_%08x%s", (int)keep, head, (unsigned)h,
-             c);
-}
-
 /* Lower-cases ASCII letters in place: what PostgreSQL does to an unquoted name in a
  * multibyte encoding (sql_names.c folds table names the same way). */
 static void fold_case(char *s)
@@ -95,8 +61,8 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     }
     char base[2 * PGCW_MAX_IDENTIFIER + 2];
     snprintf(base, sizeof base, "%s_", n->function_name);
-    derive_name(n->unfolded_function, base, n->channel, "");
-    derive_name(n->unfolded_keys_function, base, n->channel, "_keys");
+    pgcw__derive_name(n->unfolded_function, base, n->channel, "");
+    pgcw__derive_name(n->unfolded_keys_function, base, n->channel, "_keys");
 
     /* The Python tool pastes its names unquoted, so PostgreSQL folds them; folding
      * ours the same way makes them the same objects. */
@@ -106,20 +72,18 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     fold_case(base);
     fold_case(channel);
     fold_case(prefix);
-    derive_name(n->function, base, channel, "");
-    derive_name(n->keys_function, base, channel, "_keys");
-    derive_name(n->trigger, prefix, channel, "");
+    pgcw__derive_name(n->function, base, channel, "");
+    pgcw__derive_name(n->keys_function, base, channel, "_keys");
+    pgcw__derive_name(n->trigger, prefix, channel, "");
     for (int i = 0; i < PGCW__N_KEYS_TRIGGERS; i++)
-        derive_name(n->keys_triggers[i], prefix, channel, key_suffixes[i]);
-    derive_name(n->ddl_function, base, channel, "_ddl");
-    derive_name(n->ddl_trigger_end, prefix, channel, "_ddl_end");
-    derive_name(n->ddl_trigger_drop, prefix, channel, "_ddl_drop");
+        pgcw__derive_name(n->keys_triggers[i], prefix, channel, key_suffixes[i]);
+    pgcw__derive_name(n->ddl_function, base, channel, "_ddl");
+    pgcw__derive_name(n->ddl_trigger_end, prefix, channel, "_ddl_end");
+    pgcw__derive_name(n->ddl_trigger_drop, prefix, channel, "_ddl_drop");
     return PGCW_OK;
 }
 
-/* A dollar-quote tag that does not occur in the quoted channel, the only
- * caller-provided text inside function bodies. */
-static void body_tag(const char *quoted_channel, char tag[32])
+void pgcw__install_body_tag(const char *quoted_channel, char tag[32])
 {
     snprintf(tag, 32, "$pgcw$");
     for (unsigned i = 1; strstr(quoted_channel, tag); i++)
@@ -165,8 +129,7 @@ static bool quote_names(const pgcw__install_names *n, quoted *q)
     return ok;
 }
 
-/* Quotes a possibly schema-qualified table name. */
-static char *quote_table(const pgcw_qualified_name *t)
+char *pgcw__install_quote_table(const pgcw_qualified_name *t)
 {
     char *name = pgcw_quote_ident(t->name);
     if (!name || t->schema[0] == '\0')
@@ -192,7 +155,7 @@ static pgcw_status append_table(pgcw__buf *out, const pgcw__install_names *n,
     pgcw_status st = pgcw__parse_qualified_name(table_text, &t, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
-    char *table = quote_table(&t);
+    char *table = pgcw__install_quote_table(&t);
     if (!table)
         st = PGCW_ENOMEM;
 
@@ -275,7 +238,7 @@ pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *cons
         return PGCW_ENOMEM;
     }
     char tag[32];
-    body_tag(fq.channel, tag);
+    pgcw__install_body_tag(fq.channel, tag);
 
     pgcw__buf out = {0};
     pgcw__buf_append(&out,

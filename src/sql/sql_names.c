@@ -7,6 +7,7 @@
  * never truncate (PostgreSQL would silently truncate a long name, so we refuse).
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,4 +171,30 @@ char *pgcw_quote_ident(const char *ident)
 char *pgcw_quote_literal(const char *text)
 {
     return quote_with(text, '\'');
+}
+
+/* See sql_names.h. */
+void pgcw__derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
+                       const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    if (la + lb + lc <= PGCW_MAX_IDENTIFIER) {
+        memcpy(out, a, la);
+        memcpy(out + la, b, lb);
+        memcpy(out + la + lb, c, lc);
+        out[la + lb + lc] = '\0';
+        return;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    char head[2 * (PGCW_MAX_IDENTIFIER + 1)];
+    snprintf(head, sizeof head, "%s%s", a, b);
+    size_t keep = PGCW_MAX_IDENTIFIER - lc - 9; /* "_" + 8 hex digits */
+    while (keep > 0 && ((unsigned char)head[keep] & 0xC0) == 0x80)
+        keep--; /* never split a multi-byte character */
+    snprintf(out, PGCW_MAX_IDENTIFIER + 1, "%.*s_%08x%s", (int)keep, head, (unsigned)h,
+             c);
 }

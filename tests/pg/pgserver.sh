@@ -52,7 +52,8 @@ pg_start() {
   as_server_user "$1/pg_ctl" -D "$2/data" -l "$2/server.log" -w -t 60 \
     -o "-p $3 -k $2 -c listen_addresses=127.0.0.1 -c fsync=$4 \
         -c full_page_writes=$4 -c max_connections=200 \
-        -c shared_buffers=128MB" start >/dev/null 2>&1
+        -c shared_buffers=128MB -c wal_level=logical -c max_replication_slots=20 \
+        -c max_wal_senders=20" start >/dev/null 2>&1
 }
 
 start() {
