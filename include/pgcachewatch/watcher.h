@@ -33,6 +33,36 @@
  * so a silently dead peer is noticed, and their sessions are exempt from the
  * server's idle_session_timeout (a LISTEN session is always idle to the server).
  *
+ * Logical decoding (opts.source = PGCW_WATCH_LOGICAL, since 0.4; the slot and
+ * publication come from pgcachewatch install --source logical, install.h). The
+ * source is one replication connection (replication=database; the role needs the
+ * REPLICATION attribute) that checks the slot (opts.slot_name, default
+ * "pgcachewatch_<first channel>"; a missing slot, or one that is not a pgoutput
+ * slot of this database, fails pgcw_watcher_wait_healthy() with PGCW_ECONNECT and
+ * an error naming the install command), then streams pgoutput (protocol version
+ * 1) for the publication (opts.publication, default "pgcachewatch_<first
+ * channel>_pub"). No trigger runs on the writers' path. Events (event.h) carry
+ * PGCW_SOURCE_LOGICAL, the first channel (default PGCW_DEFAULT_CHANNEL), schema,
+ * table, the replica identity's column names and values as pk_columns and keys
+ * (an update that changes the key: the old key, then the new), the commit time
+ * as sent_at_us and the commit LSN as lsn; a TRUNCATE is one event per table,
+ * without keys. pgoutput sends only committed transactions, in commit order, so a
+ * rolled-back one yields nothing. A transaction's events are delivered when its
+ * commit arrives (one of more than 4096 changes in pieces of 4096 before that:
+ * it has committed already), and its end position is confirmed to the server
+ * (a standby status update) only after deliver returned, i.e. after every sink
+ * ran and every queue holds the events. The slot keeps everything after the
+ * confirmed position, so a lost connection loses nothing: the next one resumes
+ * at the slot and may deliver again the transactions after the position the
+ * server last received (whole, from their first event); commit LSNs only grow, so
+ * a repeated event is one whose lsn was seen already. The watcher still reports
+ * the loss as a gap, as for any source.
+ * Status updates asking for an answer go every ping_interval_ms and an answer
+ * must come within ping_timeout_ms. stats.confirmed_lsn is the last confirmed
+ * position and stats.slot_lag_bytes the server's WAL end, as its last message
+ * said, minus it: the WAL the slot makes the server keep (docs/source_logical.md
+ * on what a stalled or abandoned slot costs).
+ *
  * Threads. A watcher's driving calls (process, run, start/stop, free) must come
  * from one thread at a time. pgcw_watcher_healthy(), _epoch(), _stats(),
  * _dispatch(), _errmsg() and all pgcw_sub_* and pgcw_sink_* calls are thread-safe

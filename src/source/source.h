@@ -73,6 +73,10 @@ struct pgcw__source {
     /* The server's NOTIFY queue usage at the last answered ping, in parts per
      * billion (a relaxed atomic; 0 until one answers). */
     atomic_uint_fast64_t st_queue_usage_ppb;
+    /* The logical source: the WAL its slot retains past the confirmed position as
+     * of the server's last report, and that position (relaxed atomics; 0 for
+     * other sources). */
+    atomic_uint_fast64_t st_slot_lag_bytes, st_confirmed_lsn;
 };
 
 /* What the LISTEN source needs; strings and arrays are copied. */

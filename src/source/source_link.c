@@ -80,6 +80,13 @@ void pgcw__link_lost(pgcw__link *l, const char *what, const char *detail)
     failed(l);
 }
 
+void pgcw__link_refused(pgcw__link *l, const char *what, const char *detail)
+{
+    pgcw__conn_fail(&l->conn, what, detail);
+    l->conn.permanent = true;
+    failed(l);
+}
+
 const char *pgcw__link_lost_what(const pgcw__link *l)
 {
     return l->st == PGCW__LINK_READY ? "connection lost" : "could not connect";

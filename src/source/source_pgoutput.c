@@ -15,9 +15,6 @@
 #include "source_pgoutput.h"
 #include "source_pgoutput_keys.h"
 
-/* PGCW_SOURCE_LOGICAL, until event.h has it. */
-#define PGCW__SOURCE_LOGICAL ((pgcw_event_source)2)
-
 typedef struct relation {
     uint32_t relid;
     char *schema, *table;
@@ -252,7 +249,7 @@ static pgcw_status emit(pgcw__pgoutput *d, const relation *rel, pgcw_op op,
         .sent_at_us = d->commit_time_us,
         .received_at_us = received_at_us,
         .latency_us = pgcw__latency_us(received_at_us, d->commit_time_us),
-        .source = PGCW__SOURCE_LOGICAL,
+        .source = PGCW_SOURCE_LOGICAL,
         .lsn = d->commit_lsn,
     };
     if (op != PGCW_OP_TRUNCATE && rel->n_key) {

@@ -19,6 +19,7 @@
 #include "core_time.h"
 #include "event_internal.h"
 #include "pgcachewatch/install.h"
+#include "source_logical.h"
 #include "watcher_internal.h"
 
 /* PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes. */
@@ -37,6 +38,14 @@ static bool set_nonblock_cloexec(int fd)
 static int64_t ms_opt(int64_t ms, int64_t dflt_ms)
 {
     return ms < 0 ? -1 : pgcw__ms_or(ms, dflt_ms);
+}
+
+/* Adds a source just made (st: how making it went), or frees it. */
+static pgcw_status adopt(pgcw_watcher *w, pgcw_status st, pgcw__source *src)
+{
+    if (st == PGCW_OK && (st = pgcw__watcher_add_source(w, src)) != PGCW_OK)
+        src->vt->free(src);
+    return st;
 }
 
 /* Validates the channels and formats and creates the LISTEN source. */
@@ -69,12 +78,30 @@ static pgcw_status make_listen_source(pgcw_watcher *w, const pgcw_watcher_opts *
     };
     pgcw__source *src = NULL;
     pgcw_status st = pgcw__source_listen_new(&cfg, &pgcw__watcher_hub_ops, w, &src);
-    if (st != PGCW_OK)
-        return st;
-    st = pgcw__watcher_add_source(w, src);
-    if (st != PGCW_OK)
-        src->vt->free(src);
-    return st;
+    return adopt(w, st, src);
+}
+
+/* The logical decoding source: slot and publication from the options or, by
+ * default, from the first channel (watcher.h). */
+static pgcw_status make_logical_source(pgcw_watcher *w, const pgcw_watcher_opts *o,
+                                       const pgcw_conn_opts *conn)
+{
+    if (o->n_channels && (!o->channels || !o->channels[0]))
+        return PGCW_EINVAL;
+    pgcw__logical_cfg cfg = {
+        .conn = conn,
+        .channel = o->n_channels ? o->channels[0] : PGCW_DEFAULT_CHANNEL,
+        .slot_name = o->slot_name,
+        .publication = o->publication,
+        .ping_interval_us = ms_opt(o->ping_interval_ms, 10000),
+        .ping_timeout_us =
+            pgcw__ms_or(o->ping_timeout_ms < 0 ? 0 : o->ping_timeout_ms, 5000),
+        .log = o->log,
+        .log_ctx = o->log_ctx,
+    };
+    pgcw__source *src = NULL;
+    pgcw_status st = pgcw__source_logical_new(&cfg, &pgcw__watcher_hub_ops, w, &src);
+    return adopt(w, st, src);
 }
 
 /* The source opts.source names. */
@@ -85,6 +112,7 @@ static pgcw_status make_source(pgcw_watcher *w, const pgcw_watcher_opts *o,
     case PGCW_WATCH_LISTEN:
         return make_listen_source(w, o, conn);
     case PGCW_WATCH_LOGICAL:
+        return make_logical_source(w, o, conn);
     case PGCW_WATCH_POLL:
         break;
     }
@@ -261,6 +289,9 @@ void pgcw_watcher_stats_get_sized(const pgcw_watcher *w, pgcw_watcher_stats *out
             double usage = (double)LOAD(s->st_queue_usage_ppb) / 1e9;
             if (usage > st.notify_queue_usage) /* the fullest server's */
                 st.notify_queue_usage = usage;
+            st.slot_lag_bytes += LOAD(s->st_slot_lag_bytes);
+            if (LOAD(s->st_confirmed_lsn) > st.confirmed_lsn)
+                st.confirmed_lsn = LOAD(s->st_confirmed_lsn);
         }
         st.gaps = LOAD(w->st_gaps);
         st.sink_calls = LOAD(w->st_sink_calls);

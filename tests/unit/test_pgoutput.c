@@ -189,7 +189,7 @@ static void expect_change(const pgcw_event *e, pgcw_op op, const char *schema,
     assert_string_equal(e->schema, schema);
     assert_string_equal(e->table, table);
     assert_string_equal(e->channel, "logical_ch");
-    assert_int_equal(e->source, 2); /* PGCW_SOURCE_LOGICAL */
+    assert_int_equal(e->source, PGCW_SOURCE_LOGICAL);
     assert_int_equal(e->lsn, COMMIT_LSN);
     assert_int_equal(e->sent_at_us, COMMIT_PG_US + PGCW__PG_EPOCH_US);
     assert_int_equal(e->received_at_us, RECV_US);
