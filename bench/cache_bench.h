@@ -31,6 +31,7 @@
 #include <pgcachewatch/cache.h>
 #include <pgcachewatch/l1.h>
 
+#include "harness_hist.h"
 #include "pgcw_testhook.h"
 
 #define BENCH_PREFIX "bench_"
@@ -203,96 +204,38 @@ static inline uint64_t bench_rand(uint64_t *x)
     return *x;
 }
 
-/* --- a log-bucketed histogram (HdrHistogram's layout) ------------------------------ */
+/* --- latency histograms: the harness's (src/cli/harness/harness_hist.h) --------- */
 
-/* Values below 2^SUB_BITS are exact; above, 2^SUB_BITS buckets per power of two
- * (under 1.6% error). Nanoseconds up to 2^63. Merging two is adding counts. */
-#define HIST_SUB_BITS 6
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
-
-typedef struct hist {
-    uint64_t n, max, min;
-    uint64_t b[HIST_BUCKETS];
-} hist;
-
-static inline size_t hist_index(uint64_t v)
-{
-    if (v < HIST_SUB)
-        return (size_t)v;
-    int e = 63 - __builtin_clzll(v);
-    size_t sub = (size_t)(v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1);
-    return (size_t)(e - HIST_SUB_BITS + 1) * HIST_SUB + sub;
-}
-
-/* The middle of bucket i. */
-static inline uint64_t hist_value(size_t i)
-{
-    if (i < HIST_SUB)
-        return i;
-    int e = (int)(i / HIST_SUB) + HIST_SUB_BITS - 1;
-    uint64_t lo = ((uint64_t)1 << e) | ((uint64_t)(i % HIST_SUB) << (e - HIST_SUB_BITS));
-    return lo + (((uint64_t)1 << (e - HIST_SUB_BITS)) >> 1);
-}
+/* Nanoseconds, to within 0.8% of each value; merging two is adding counts. */
+typedef hx_hist hist;
 
 static inline hist *hist_new(void)
 {
     hist *h = calloc(1, sizeof *h);
     if (!h)
         bench_die("out of memory");
-    h->min = UINT64_MAX;
     return h;
 }
 
 static inline void hist_reset(hist *h)
 {
-    memset(h, 0, sizeof *h);
-    h->min = UINT64_MAX;
+    hx_hist_reset(h);
 }
 
 static inline void hist_add(hist *h, int64_t v)
 {
-    uint64_t u = v > 0 ? (uint64_t)v : 0;
-    h->b[hist_index(u)]++;
-    h->n++;
-    if (u > h->max)
-        h->max = u;
-    if (u < h->min)
-        h->min = u;
+    hx_hist_record(h, v);
 }
 
 static inline void hist_merge(hist *into, const hist *h)
 {
-    for (size_t i = 0; i < HIST_BUCKETS; i++)
-        into->b[i] += h->b[i];
-    into->n += h->n;
-    if (h->max > into->max)
-        into->max = h->max;
-    if (h->min < into->min)
-        into->min = h->min;
+    hx_hist_merge(into, h);
 }
 
-/* Nearest rank: the value below which a fraction p of the samples lie. */
+/* The value at fraction p of the samples (nearest rank, bucket's upper edge). */
 static inline double hist_pct(const hist *h, double p)
 {
-    if (h->n == 0)
-        return 0.0;
-    uint64_t rank = (uint64_t)(p * (double)h->n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    uint64_t seen = 0;
-    for (size_t i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->b[i];
-        if (seen >= rank) {
-            uint64_t v = hist_value(i);
-            if (v > h->max)
-                v = h->max;
-            if (v < h->min)
-                v = h->min;
-            return (double)v;
-        }
-    }
-    return (double)h->max;
+    return (double)hx_hist_quantile(h, p);
 }
 
 /* pipe(fds), then fork() with stdio flushed first (so nothing buffered is written
