@@ -12,8 +12,11 @@
  *     only when out of memory;
  *   - every string it keeps points into the arguments;
  *   - install's SQL is produced or refused with a one-line reason, never anything
- *     else; the cache handle is made exactly when the prefix is letters, digits
- *     and '_' (at most 33) and the channel 1 to 63 bytes; --count, --timeout and
+ *     else; --source is listen or logical, and --slot/--publication come only
+ *     with logical (which takes no --ddl, --with-keys or --format, and one
+ *     channel at most), and a logical install's slot is a name PostgreSQL takes; the
+ * cache handle is made exactly when the prefix is letters, digits and '_' (at most 33)
+ * and the channel 1 to 63 bytes; --count, --timeout and
  *     --ttl values are in range;
  *   - the connection settings hold each keyword once, NULL-terminated;
  *   - cli_parse_count and cli_parse_seconds accept exactly this file's grammar
@@ -102,7 +105,14 @@ static void fuzz_install(args *a, bool install)
         for (size_t i = 0; i < p.n_tables; i++)
             expect(p.tables[i] && borrowed(a, p.tables[i]));
         expect(borrowed(a, p.opts.channel) && borrowed(a, p.opts.function_name) &&
-               borrowed(a, p.opts.trigger_prefix));
+               borrowed(a, p.opts.trigger_prefix) && borrowed(a, p.opts.slot_name) &&
+               borrowed(a, p.opts.publication));
+        /* --source is listen or logical; --slot and --publication only with logical,
+         * which takes no --ddl and no --with-keys. */
+        bool logical = p.opts.source == PGCW_WATCH_LOGICAL;
+        expect(p.opts.source == PGCW_WATCH_LISTEN || logical);
+        expect(p.help || logical || (!p.opts.slot_name && !p.opts.publication));
+        expect(p.help || !logical || (!p.opts.ddl && !p.opts.with_keys));
         check_conn(a, &p.conn);
     }
     pgcw_install *in = NULL;
@@ -115,6 +125,18 @@ static void fuzz_install(args *a, bool install)
         expect((st == PGCW_OK) == (sql != NULL));
         if (st == PGCW_OK)
             expect(strncmp(sql, "BEGIN;\n", 7) == 0);
+        /* A logical install makes a slot whose name PostgreSQL accepts: 1 to 63
+         * of a-z, 0-9 and _ once ASCII capitals are folded. */
+        if (st == PGCW_OK && p.opts.source == PGCW_WATCH_LOGICAL) {
+            expect(strstr(sql, "pg_create_logical_replication_slot(") != NULL);
+            const char *slot = p.opts.slot_name;
+            size_t n = slot ? strlen(slot) : 1;
+            expect(n >= 1 && n <= 63);
+            for (size_t i = 0; slot && i < n; i++)
+                expect((slot[i] >= 'a' && slot[i] <= 'z') ||
+                       (slot[i] >= 'A' && slot[i] <= 'Z') ||
+                       (slot[i] >= '0' && slot[i] <= '9') || slot[i] == '_');
+        }
         if (st == PGCW_EINVAL) {
             expect(pgcw_install_errmsg(in)[0] != '\0');
             one_line(pgcw_install_errmsg(in));
@@ -137,6 +159,11 @@ static void fuzz_listen(args *a)
         expect(l.n_channels <= (size_t)a->argc && l.channels[l.n_channels] == NULL);
         for (size_t i = 0; i < l.n_channels; i++)
             expect(borrowed(a, l.channels[i]));
+        expect(borrowed(a, l.slot_name) && borrowed(a, l.publication));
+        bool logical = l.source == PGCW_WATCH_LOGICAL;
+        expect(l.source == PGCW_WATCH_LISTEN || logical);
+        expect(l.help || logical || (!l.slot_name && !l.publication));
+        expect(l.help || !logical || (!l.format_given && l.n_channels <= 1));
         check_conn(a, &l.conn);
     }
     free(l.channels);

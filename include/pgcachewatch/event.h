@@ -213,7 +213,8 @@ void pgcw_event_free(const pgcw_event *event);
  * A key event has "key" (the key as a JSON string; "key_hex" instead when it is
  * not valid UTF-8) and "version" in place of schema, table and keys. A schema
  * event adds "command_tag", "object_type" and "object_identity"; its schema and
- * table may be null.
+ * table may be null. An event with a commit LSN (logical decoding) adds "lsn" in
+ * PostgreSQL's form, "16/B374D848".
  * Owned: free with pgcw_free(). NULL on allocation failure.
  */
 char *pgcw_event_to_json(const pgcw_event *event);

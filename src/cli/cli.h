@@ -164,6 +164,10 @@ typedef struct cli_listen_args {
     long long timeout_ms;       /* -1 unless --timeout */
     bool json;
     bool help;
+    pgcw_watch_source source; /* PGCW_WATCH_LISTEN unless --source */
+    const char *slot_name;    /* --slot, --publication: NULL unless given */
+    const char *publication;
+    bool format_given;
 } cli_listen_args;
 
 int cli_listen_parse(int argc, char **argv, cli_listen_args *a);

@@ -22,6 +22,9 @@ enum {
     OPT_COMMIT,
     OPT_WITH_KEYS,
     OPT_DDL,
+    OPT_SOURCE,
+    OPT_SLOT,
+    OPT_PUBLICATION,
 };
 
 static const char commit_hint[] = "::: Use '--commit' to write changes to db. :::\n";
@@ -31,6 +34,8 @@ static const char install_help[] =
     "       " CLI_PROG
     " install [OPTIONS] --tables TABLE [--tables TABLE]... [TABLE]...\n"
     "       " CLI_PROG " install [OPTIONS] --ddl\n"
+    "       " CLI_PROG
+    " install --source logical [--slot NAME] [--publication NAME] TABLE...\n"
     "\n"
     "Puts statement-level AFTER INSERT/UPDATE/DELETE/TRUNCATE triggers on each TABLE\n"
     "that pg_notify() a JSON event on one channel. TABLE may be schema-qualified and\n"
@@ -43,6 +48,13 @@ static const char install_help[] =
     "same channel for every object a DDL command creates, alters or drops. Needs a\n"
     "superuser; otherwise it fails and creates nothing.\n"
     "\n"
+    "With --source logical it installs no trigger: it creates a publication FOR TABLE\n"
+    "the TABLEs, then a logical replication slot (plugin pgoutput) that `listen\n"
+    "--source logical` and watchers with that source read (docs/source_logical.md).\n"
+    "Needs wal_level=logical and a role with REPLICATION. A reinstall sets the\n"
+    "publication's tables and keeps the slot. A TABLE without a primary key refuses\n"
+    "UPDATE and DELETE from then on until it has a REPLICA IDENTITY.\n"
+    "\n"
     "Options:\n"
     "      --tables TABLE          a table to install on (may repeat; the remaining\n"
     "                              arguments are tables too)\n"
@@ -54,6 +66,11 @@ static const char install_help[] =
     "                              each table's trigger is PREFIX<channel>\n"
     "      --with-keys             add the changed rows' primary-key values to events\n"
     "      --ddl                   install the DDL event triggers (see above)\n"
+    "      --source SOURCE         listen (default: the triggers) or logical\n"
+    "      --slot NAME             with --source logical: the replication slot\n"
+    "                              (default pgcachewatch_<channel>; a-z, 0-9, _)\n"
+    "      --publication NAME      with --source logical: the publication\n"
+    "                              (default pgcachewatch_<channel>_pub)\n"
     "      --commit                run the SQL instead of printing it only\n"
     "  -h, --help                  show this help and exit\n";
 
@@ -66,6 +83,9 @@ static const char uninstall_help[] =
     "changed; with --commit it runs in one transaction. When nothing is installed\n"
     "for the channel it says so and exits 0. The DDL event triggers are left alone\n"
     "unless --ddl is given, which removes them and their function and nothing else.\n"
+    "With --source logical it drops the replication slot, then the publication; a\n"
+    "slot in use (a logical listener running) cannot be dropped: it fails naming\n"
+    "the process and drops nothing.\n"
     "\n"
     "Options:\n"
     "      --channel-name NAME     NOTIFY channel (default " PGCW_DEFAULT_CHANNEL ")\n"
@@ -75,6 +95,10 @@ static const char uninstall_help[] =
     "                              with install; triggers are found by the function\n"
     "                              they call, whatever their names\n"
     "      --ddl                   remove the DDL event triggers instead\n"
+    "      --source SOURCE         listen (default) or logical: the slot and the\n"
+    "                              publication instead\n"
+    "      --slot NAME             with --source logical (default as install's)\n"
+    "      --publication NAME      with --source logical (default as install's)\n"
     "      --commit                run the SQL instead of printing it only\n"
     "  -h, --help                  show this help and exit\n";
 
@@ -99,6 +123,9 @@ static const struct option longopts[] = {
     {"commit", no_argument, NULL, OPT_COMMIT},
     {"with-keys", no_argument, NULL, OPT_WITH_KEYS},
     {"ddl", no_argument, NULL, OPT_DDL},
+    {"source", required_argument, NULL, OPT_SOURCE},
+    {"slot", required_argument, NULL, OPT_SLOT},
+    {"publication", required_argument, NULL, OPT_PUBLICATION},
     {"help", no_argument, NULL, 'h'},
     CLI_CONN_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
@@ -151,6 +178,18 @@ int cli_install_parse(int argc, char **argv, bool install, cli_install_args *p)
         case OPT_DDL:
             p->opts.ddl = true;
             break;
+        case OPT_SOURCE:
+            if (!cli_parse_source(optarg, &p->opts.source) ||
+                p->opts.source == PGCW_WATCH_POLL)
+                return cli_usage_error(cmd, "--source wants listen or logical, not '%s'",
+                                       optarg);
+            break;
+        case OPT_SLOT:
+            p->opts.slot_name = optarg;
+            break;
+        case OPT_PUBLICATION:
+            p->opts.publication = optarg;
+            break;
         default:
             return cli_bad_option(cmd);
         }
@@ -163,6 +202,12 @@ int cli_install_parse(int argc, char **argv, bool install, cli_install_args *p)
             return cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
         p->tables[p->n_tables++] = argv[i];
     }
+    bool logical = p->opts.source == PGCW_WATCH_LOGICAL;
+    if (!logical && (p->opts.slot_name || p->opts.publication))
+        return cli_usage_error(cmd, "--slot and --publication go with --source logical");
+    if (logical && (p->opts.ddl || p->opts.with_keys))
+        return cli_usage_error(cmd, "--source logical takes no --ddl and no --with-keys "
+                                    "(its events always carry the keys)");
     if (install && p->opts.ddl && (p->n_tables || p->opts.with_keys))
         return cli_usage_error(cmd, "--ddl takes no table and no --with-keys: event "
                                     "triggers are database-wide");
@@ -232,7 +277,12 @@ int cli_cmd_install(int argc, char **argv)
                 print_sql(sql);
                 const char *channel =
                     p.opts.channel ? p.opts.channel : PGCW_DEFAULT_CHANNEL;
-                if (p.opts.ddl)
+                if (p.opts.source == PGCW_WATCH_LOGICAL)
+                    fprintf(stderr,
+                            "%s: installed logical decoding on %zu table%s (channel "
+                            "%s)\n",
+                            cmd, p.n_tables, p.n_tables == 1 ? "" : "s", channel);
+                else if (p.opts.ddl)
                     fprintf(stderr, "%s: installed the DDL event triggers (channel %s)\n",
                             cmd, channel);
                 else
@@ -266,9 +316,12 @@ int cli_cmd_uninstall(int argc, char **argv)
     pgcw_install *in = NULL;
     if (pgcw_install_new(&p.opts, &in) != PGCW_OK)
         return cli_runtime_error(cmd, "out of memory");
-    /* Bad names are refused before connecting, as by install. */
+    /* Bad names are refused before connecting, as by install (a publication's
+     * script needs a table: any name does to check the others). */
+    static const char *const any_table[] = {"t"};
+    bool logical = p.opts.source == PGCW_WATCH_LOGICAL;
     char *sql = NULL;
-    pgcw_status st = pgcw_install_sql(in, NULL, 0, &sql);
+    pgcw_status st = pgcw_install_sql(in, logical ? any_table : NULL, logical, &sql);
     pgcw_free(sql);
     sql = NULL;
     if (st != PGCW_OK) {

@@ -22,7 +22,10 @@ enum {
     OPT_JSON,
     OPT_COUNT,
     OPT_TIMEOUT,
-    OPT_FORMAT
+    OPT_FORMAT,
+    OPT_SOURCE,
+    OPT_SLOT,
+    OPT_PUBLICATION
 };
 
 /* How long one pgcw_watcher_run() slice lasts: the most an event waits in the
@@ -43,6 +46,13 @@ static const char listen_help[] =
     "Warnings go to stderr. Stops after --count events, after --timeout seconds,\n"
     "or on SIGINT/SIGTERM.\n"
     "\n"
+    "With --source logical it reads the replication slot that `install --source\n"
+    "logical` made instead of LISTENing: no trigger, every committed change of the\n"
+    "publication's tables with its keys, nothing lost across a reconnect (a resumed\n"
+    "stream may repeat events). Its status lines on stderr (when ready, every 10\n"
+    "seconds, at exit) give the confirmed LSN and the slot lag: the WAL the slot\n"
+    "makes the server keep.\n"
+    "\n"
     "Options:\n"
     "      --channel-name NAME     channel to LISTEN on (may repeat;\n"
     "                              default " PGCW_DEFAULT_CHANNEL ")\n"
@@ -50,6 +60,11 @@ static const char listen_help[] =
     "                              (default: JSON table changes, or postgres-cache\n"
     "                              key notifications 'u'/'d'...), table-change or\n"
     "                              cache-key\n"
+    "      --source SOURCE         listen (default) or logical\n"
+    "      --slot NAME             with --source logical: the replication slot\n"
+    "                              (default pgcachewatch_<channel>)\n"
+    "      --publication NAME      with --source logical: the publication\n"
+    "                              (default pgcachewatch_<channel>_pub)\n"
     "      --json                  print events as JSON lines\n"
     "      --count N               exit 0 after N events (gap events count too)\n"
     "      --timeout SECONDS       stop after SECONDS (fractions allowed); exit 1 if\n"
@@ -90,6 +105,19 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* How often `listen --source logical` says where its slot stands. */
+#define STATUS_MS 10000
+
+/* One status line on stderr: the confirmed position and the slot's lag. */
+static void print_slot_status(const pgcw_watcher *w, const char *when)
+{
+    pgcw_watcher_stats st;
+    pgcw_watcher_stats_get(w, &st);
+    fprintf(stderr, "%s listen: %s: confirmed LSN %X/%X, slot lag %llu bytes\n", CLI_PROG,
+            when, (unsigned)(st.confirmed_lsn >> 32), (unsigned)st.confirmed_lsn,
+            (unsigned long long)st.slot_lag_bytes);
+}
+
 /* Prints every queued event; returns how many. Stops at `limit` (0: none). */
 static long long drain(pgcw_sub *sub, bool json, long long limit, bool *out_of_memory)
 {
@@ -119,6 +147,9 @@ int cli_listen_parse(int argc, char **argv, cli_listen_args *a)
         {"count", required_argument, NULL, OPT_COUNT},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"format", required_argument, NULL, OPT_FORMAT},
+        {"source", required_argument, NULL, OPT_SOURCE},
+        {"slot", required_argument, NULL, OPT_SLOT},
+        {"publication", required_argument, NULL, OPT_PUBLICATION},
         {"help", no_argument, NULL, 'h'},
         CLI_CONN_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -158,6 +189,18 @@ int cli_listen_parse(int argc, char **argv, cli_listen_args *a)
                 rc = cli_usage_error(
                     cmd, "--format wants auto, table-change or cache-key, not '%s'",
                     optarg);
+            a->format_given = true;
+            break;
+        case OPT_SOURCE:
+            if (!cli_parse_source(optarg, &a->source) || a->source == PGCW_WATCH_POLL)
+                rc = cli_usage_error(cmd, "--source wants listen or logical, not '%s'",
+                                     optarg);
+            break;
+        case OPT_SLOT:
+            a->slot_name = optarg;
+            break;
+        case OPT_PUBLICATION:
+            a->publication = optarg;
             break;
         default:
             rc = cli_bad_option(cmd);
@@ -165,6 +208,12 @@ int cli_listen_parse(int argc, char **argv, cli_listen_args *a)
     }
     if (rc < 0 && !a->help && optind < argc)
         rc = cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    bool logical = a->source == PGCW_WATCH_LOGICAL;
+    if (rc < 0 && !a->help && !logical && (a->slot_name || a->publication))
+        rc = cli_usage_error(cmd, "--slot and --publication go with --source logical");
+    if (rc < 0 && !a->help && logical && (a->format_given || a->n_channels > 1))
+        rc = cli_usage_error(cmd, "--source logical takes no --format and one "
+                                  "--channel-name at most");
     return rc;
 }
 
@@ -206,13 +255,18 @@ int cli_cmd_listen(int argc, char **argv)
     wopts.n_channels = n_channels;
     wopts.formats = formats;
     wopts.log = on_log;
+    wopts.source = a.source;
+    wopts.slot_name = a.slot_name;
+    wopts.publication = a.publication;
     pgcw_watcher *w = NULL;
     pgcw_sub *sub = NULL;
     pgcw_status st = pgcw_watcher_new(&wopts, &settings.opts, &w);
     free(formats);
     if (st == PGCW_EINVAL) {
         free(channels);
-        return cli_usage_error(cmd, "invalid channel name (1 to 63 bytes)");
+        return cli_usage_error(cmd, a.source == PGCW_WATCH_LOGICAL
+                                        ? "invalid channel, slot or publication name"
+                                        : "invalid channel name (1 to 63 bytes)");
     }
     if (st == PGCW_OK)
         st = pgcw_sub_new(w, NULL, &sub);
@@ -230,12 +284,18 @@ int cli_cmd_listen(int argc, char **argv)
                                msg && *msg ? msg : "timed out connecting");
         goto out;
     }
-    fprintf(stderr, "%s listen: listening on", CLI_PROG);
-    if (n_channels == 0)
-        fprintf(stderr, " %s", PGCW_DEFAULT_CHANNEL);
-    for (size_t i = 0; i < n_channels; i++)
-        fprintf(stderr, "%s %s", i ? "," : "", channels[i]);
-    fputc('\n', stderr);
+    bool logical = a.source == PGCW_WATCH_LOGICAL;
+    if (logical) {
+        print_slot_status(w, "reading the replication slot");
+    } else {
+        fprintf(stderr, "%s listen: listening on", CLI_PROG);
+        if (n_channels == 0)
+            fprintf(stderr, " %s", PGCW_DEFAULT_CHANNEL);
+        for (size_t i = 0; i < n_channels; i++)
+            fprintf(stderr, "%s %s", i ? "," : "", channels[i]);
+        fputc('\n', stderr);
+    }
+    long long next_status = now_ms() + STATUS_MS;
 
     signal_watcher = w;
     struct sigaction sa;
@@ -274,7 +334,13 @@ int cli_cmd_listen(int argc, char **argv)
                 slice = left;
         }
         pgcw_watcher_run(w, slice);
+        if (logical && now_ms() >= next_status) {
+            print_slot_status(w, "status");
+            next_status = now_ms() + STATUS_MS;
+        }
     }
+    if (logical)
+        print_slot_status(w, "at exit");
 
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);

@@ -139,6 +139,11 @@ char *pgcw_event_to_json(const pgcw_event *e)
              add(o, "gap_lost", json_object_new_uint64(e->gap_lost), true);
     if (ok && e->backend_pid)
         ok = add(o, "backend_pid", json_object_new_int(e->backend_pid), true);
+    if (ok && e->lsn) {
+        char lsn[24]; /* PostgreSQL's form of a WAL position */
+        snprintf(lsn, sizeof lsn, "%X/%X", (unsigned)(e->lsn >> 32), (unsigned)e->lsn);
+        ok = add(o, "lsn", json_object_new_string(lsn), true);
+    }
     if (ok)
         ok = add(o, "epoch", json_object_new_uint64(e->epoch), true);
     char *out = NULL;

@@ -308,6 +308,26 @@ static void test_changes_and_rollback(void **state)
     assert_int_equal(st.events, 8 + 5000);
     assert_int_equal(st.disconnects, 0);
 
+    /* Writes to a table outside the publication send nothing, yet the slot's
+     * position moves past them (the server's keepalives say it has sent all up to
+     * there), so the slot does not keep their WAL. */
+    pgtest_exec(c, "CREATE TABLE lg_other (x int);"
+                   "INSERT INTO lg_other SELECT generate_series(1, 20000)");
+    char *wal = pgtest_query_value(c, "SELECT pg_current_wal_lsn()::text");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
+             "'pgcachewatch_lg_chan' AND confirmed_flush_lsn >= '%s'::pg_lsn",
+             wal);
+    free(wal);
+    until = pgtest_now_ms() + WAIT_MS;
+    while (count_rows(c, sql) != 1) {
+        if (pgtest_now_ms() > until)
+            fail_msg("the slot stayed behind writes it has nothing to send for");
+        pgtest_sleep_ms(20);
+    }
+    pgcw_watcher_stats_get(w, &st);
+    assert_int_equal(st.events, 8 + 5000);
+
     /* In use: uninstall refuses, naming the process, and drops nothing. */
     assert_int_equal(pgcw_uninstall_run(in, c, NULL), PGCW_EQUERY);
     assert_non_null(strstr(pgcw_install_errmsg(in), "is active for PID"));
@@ -364,6 +384,43 @@ static void test_replica_identity(void **state)
     pgcw_sub_free(q);
     pgcw_watcher_free(w);
     uninstall_when_released(in, c);
+}
+
+/* Nobody reading: the slot keeps the WAL of every change since its position, as
+ * the server shows, until it is read or dropped. */
+static void test_abandoned_slot(void **state)
+{
+    (void)state;
+    PGconn *c = pgtest_connect();
+    pgtest_exec(c, "DROP TABLE IF EXISTS la_t; CREATE TABLE la_t (id int primary key)");
+    const char *tables[] = {"la_t"};
+    pgcw_install *in = install_logical(c, "la_chan", tables, 1);
+    const char *lag_sql =
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+        "FROM pg_replication_slots WHERE slot_name = 'pgcachewatch_la_chan'";
+    long long before = pgtest_query_int(c, lag_sql);
+    char *confirmed = pgtest_query_value(
+        c, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE "
+           "slot_name = 'pgcachewatch_la_chan'");
+    pgtest_exec(c, "INSERT INTO la_t SELECT generate_series(1, 20000)");
+    long long after = pgtest_query_int(c, lag_sql);
+    assert_true(after > before + 500000); /* 20000 rows of WAL, at least 25 B each */
+    char *still = pgtest_query_value(
+        c, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE "
+           "slot_name = 'pgcachewatch_la_chan'");
+    assert_string_equal(confirmed, still);
+    free(confirmed);
+    free(still);
+    assert_int_equal(count_rows(c, "SELECT count(*) FROM pg_replication_slots WHERE "
+                                   "slot_name = 'pgcachewatch_la_chan' AND "
+                                   "wal_status = 'reserved' AND NOT active"),
+                     1);
+    /* The documented way out for an abandoned slot. */
+    pgtest_exec(c, "SELECT pg_drop_replication_slot('pgcachewatch_la_chan')");
+    assert_int_equal(count_rows(c, "SELECT count(*) FROM pg_replication_slots WHERE "
+                                   "slot_name = 'pgcachewatch_la_chan'"),
+                     0);
+    uninstall_when_released(in, c); /* the publication */
 }
 
 static void test_missing_slot(void **state)
@@ -532,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_install_and_uninstall),
         cmocka_unit_test(test_changes_and_rollback),
         cmocka_unit_test(test_replica_identity),
+        cmocka_unit_test(test_abandoned_slot),
         cmocka_unit_test(test_missing_slot),
         cmocka_unit_test(test_resume_after_kill),
     };
