@@ -37,7 +37,7 @@
 #define TXN_HOLD_MAX 4096
 
 enum { PH_NONE = 0, PH_CHECK, PH_START, PH_STREAM };
-enum { CHECK_NONE = 0, CHECK_OK, CHECK_MISSING, CHECK_FOREIGN };
+enum { CHECK_NONE = 0, CHECK_OK, CHECK_MISSING, CHECK_FOREIGN, CHECK_LOST };
 
 typedef struct logical_source {
     pgcw__source base;
@@ -94,7 +94,8 @@ static void on_connected(pgcw__source *base)
     pgcw__buf q = {0};
     if (lit)
         pgcw__buf_appendf(&q,
-                          "SELECT slot_type, plugin, database = current_database() "
+                          "SELECT slot_type, plugin, database = current_database(), "
+                          "coalesce(wal_status, '') "
                           "FROM pg_catalog.pg_replication_slots WHERE slot_name = %s",
                           lit);
     PQfreemem(lit);
@@ -153,6 +154,8 @@ static void check_row(logical_source *s, PGresult *res)
                strcmp(PQgetvalue(res, 0, 1), "pgoutput") != 0 ||
                strcmp(PQgetvalue(res, 0, 2), "t") != 0) {
         s->check = CHECK_FOREIGN;
+    } else if (strcmp(PQgetvalue(res, 0, 3), "lost") == 0) {
+        s->check = CHECK_LOST;
     } else {
         s->check = CHECK_OK;
     }
@@ -173,6 +176,14 @@ static void check_done(logical_source *s)
     } else if (s->check == CHECK_FOREIGN) {
         pgcw__errf(d, sizeof d,
                    "replication slot \"%s\" is not a pgoutput slot of this database",
+                   s->names.slot);
+        pgcw__link_refused(&s->link, "logical decoding", d);
+    } else if (s->check == CHECK_LOST) {
+        pgcw__errf(d, sizeof d,
+                   "replication slot \"%s\" was invalidated: it fell further behind "
+                   "than max_slot_wal_keep_size and the changes since its position are "
+                   "gone; drop it and install again (`pgcachewatch uninstall --source "
+                   "logical --commit`, then install)",
                    s->names.slot);
         pgcw__link_refused(&s->link, "logical decoding", d);
     } else if (s->check == CHECK_OK) {

@@ -122,6 +122,16 @@ static void test_install_and_uninstall(void **state)
                                    "pubname = 'pgcachewatch_li_chan_pub'"),
                      2);
 
+    /* UNLOGGED tables are not decoded: PostgreSQL refuses them in a publication,
+     * and the install changes nothing. */
+    pgtest_exec(c, "DROP TABLE IF EXISTS li_u; CREATE UNLOGGED TABLE li_u (id int)");
+    const char *unlogged[] = {"li_a", "li_u"};
+    assert_int_equal(pgcw_install_run(in, c, unlogged, 2, NULL), PGCW_EQUERY);
+    assert_non_null(strstr(pgcw_install_errmsg(in), "unlogged"));
+    assert_int_equal(count_rows(c, "SELECT count(*) FROM pg_publication_tables WHERE "
+                                   "pubname = 'pgcachewatch_li_chan_pub'"),
+                     2);
+
     /* A slot of that name that is not ours is refused, and the publication the
      * failed run would have created is not left behind. */
     pgtest_exec(c, "SELECT pg_create_physical_replication_slot('pgcachewatch_other')");
