@@ -338,6 +338,15 @@ static void test_changes_and_rollback(void **state)
     pgcw_watcher_stats_get(w, &st);
     assert_int_equal(st.events, 8 + 5000);
 
+    /* One consumer per slot: a second watcher on it is refused by the server
+     * (and keeps retrying), the first goes on. */
+    pgcw_watcher *second = start_watcher("lg_chan", NULL);
+    assert_int_equal(pgcw_watcher_wait_healthy(second, 1000), PGCW_ETIMEDOUT);
+    assert_non_null(strstr(pgcw_watcher_errmsg(second), "is active for PID"));
+    pgcw_watcher_free(second);
+    current = w;
+    assert_true(pgcw_watcher_healthy(w));
+
     /* In use: uninstall refuses, naming the process, and drops nothing. */
     assert_int_equal(pgcw_uninstall_run(in, c, NULL), PGCW_EQUERY);
     assert_non_null(strstr(pgcw_install_errmsg(in), "is active for PID"));
