@@ -24,6 +24,7 @@
 #include <pgcachewatch/pgcachewatch.h>
 
 #include "pgtest.h"
+#include "tcpproxy.h"
 
 #define WAIT_MS 20000
 
@@ -442,6 +443,70 @@ static void test_abandoned_slot(void **state)
     uninstall_when_released(in, c); /* the publication */
 }
 
+/* A network that stops carrying packets resets nothing: the status updates that
+ * ask for an answer notice it, the source reconnects once it carries again, and
+ * what was committed meanwhile arrives. */
+static void test_stalled_network(void **state)
+{
+    (void)state;
+    PGconn *c = pgtest_connect();
+    pgtest_exec(c, "DROP TABLE IF EXISTS ls_t; CREATE TABLE ls_t (id int primary key)");
+    const char *tables[] = {"ls_t"};
+    pgcw_install *in = install_logical(c, "ls_chan", tables, 1);
+    const char *p = strstr(pgtest_dsn(), "port=");
+    assert_non_null(p);
+    int port = 0;
+    tcpproxy *proxy = tcpproxy_start(atoi(p + 5), &port);
+    char conninfo[2048];
+    snprintf(conninfo, sizeof conninfo, "%s host=127.0.0.1 port=%d", pgtest_dsn(), port);
+    const char *channels[] = {"ls_chan"};
+    pgcw_watcher_opts wo = {.channels = channels,
+                            .n_channels = 1,
+                            .source = PGCW_WATCH_LOGICAL,
+                            .ping_interval_ms = 200,
+                            .ping_timeout_ms = 300};
+    pgcw_conn_opts co = {.conninfo = conninfo,
+                         .connect_timeout_ms = 1000,
+                         .reconnect_min_ms = 20,
+                         .reconnect_max_ms = 200};
+    pgcw_watcher *w = NULL;
+    assert_int_equal(pgcw_watcher_new(&wo, &co, &w), PGCW_OK);
+    current = w;
+    pgcw_sub *q = NULL;
+    assert_int_equal(pgcw_sub_new(w, NULL, &q), PGCW_OK);
+    assert_int_equal(pgcw_watcher_start(w), PGCW_OK);
+    if (pgcw_watcher_wait_healthy(w, WAIT_MS) != PGCW_OK)
+        fail_msg("watcher: %s", pgcw_watcher_errmsg(w));
+    pgtest_exec(c, "INSERT INTO ls_t VALUES (1)");
+    const pgcw_event *e = next_change(q);
+    assert_string_equal(e->keys[0], "[1]");
+    pgcw_event_free(e);
+
+    tcpproxy_stall(proxy, true);
+    pgtest_exec(c, "INSERT INTO ls_t VALUES (2)"); /* committed while nothing flows */
+    int64_t until = pgtest_now_ms() + WAIT_MS;
+    while (pgcw_watcher_healthy(w)) {
+        if (pgtest_now_ms() > until)
+            fail_msg("a stalled network went unnoticed");
+        pgtest_sleep_ms(10);
+    }
+    assert_non_null(strstr(pgcw_watcher_errmsg(w), "no answer to a status update"));
+    tcpproxy_stall(proxy, false);
+    if (pgcw_watcher_wait_healthy(w, WAIT_MS) != PGCW_OK)
+        fail_msg("watcher after the stall: %s", pgcw_watcher_errmsg(w));
+    /* The gap, then the row committed during the stall. */
+    e = next_change(q);
+    assert_string_equal(e->keys[0], "[2]");
+    pgcw_event_free(e);
+    assert_true(pgcw_sub_gap_count(q) >= 1);
+
+    assert_int_equal(pgcw_watcher_stop(w), PGCW_OK);
+    pgcw_sub_free(q);
+    pgcw_watcher_free(w);
+    tcpproxy_stop(proxy);
+    uninstall_when_released(in, c);
+}
+
 static void test_missing_slot(void **state)
 {
     (void)state;
@@ -609,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_changes_and_rollback),
         cmocka_unit_test(test_replica_identity),
         cmocka_unit_test(test_abandoned_slot),
+        cmocka_unit_test(test_stalled_network),
         cmocka_unit_test(test_missing_slot),
         cmocka_unit_test(test_resume_after_kill),
     };
