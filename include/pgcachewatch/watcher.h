@@ -200,7 +200,10 @@ uint64_t pgcw_watcher_epoch(const pgcw_watcher *w);
  * Returns PGCW_OK, PGCW_ETIMEDOUT, or PGCW_ECONNECT as soon as an attempt made
  * during the wait fails for a reason that retrying will not fix by itself (the
  * server refused the role or the password, SQLSTATE class 28; the database does
- * not exist, 3D000; settings libpq cannot parse). The watcher keeps retrying in the
+ * not exist, 3D000; the role lacks a privilege the connection needs, 42501, e.g.
+ * REPLICATION for logical decoding; settings libpq cannot parse; for logical
+ * decoding, a slot that is missing, not a pgoutput slot of the database, or
+ * invalidated). The watcher keeps retrying in the
  * background either way (the database may be created later); pgcw_watcher_errmsg()
  * says what the error is. */
 pgcw_status pgcw_watcher_wait_healthy(pgcw_watcher *w, int64_t timeout_ms);

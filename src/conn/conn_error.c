@@ -36,7 +36,10 @@ bool pgcw__sqlstate_permanent(const char *sqlstate)
 {
     if (!sqlstate || strlen(sqlstate) != 5)
         return false;
-    return strncmp(sqlstate, "28", 2) == 0 || strcmp(sqlstate, "3D000") == 0;
+    /* 42501 at connect time: a role without REPLICATION opening a replication
+     * connection, or without CONNECT on the database. */
+    return strncmp(sqlstate, "28", 2) == 0 || strcmp(sqlstate, "3D000") == 0 ||
+           strcmp(sqlstate, "42501") == 0;
 }
 
 static bool is_state_char(char c)

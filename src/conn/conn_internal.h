@@ -128,7 +128,9 @@ void pgcw__conn_close(pgcw__conn *c);
 void pgcw__result_message(const PGresult *res, const PGconn *conn, char *buf, size_t len);
 
 /* Whether an error with this SQLSTATE will not go away by retrying the same
- * settings: class 28 (invalid authorization) and 3D000 (no such database). */
+ * settings: class 28 (invalid authorization), 3D000 (no such database) and 42501
+ * (insufficient privilege: no REPLICATION for a replication connection, no
+ * CONNECT on the database). */
 bool pgcw__sqlstate_permanent(const char *sqlstate);
 
 /* Rewrites a connection failure's text, as libpq builds it in verbose mode

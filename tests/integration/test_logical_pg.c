@@ -494,10 +494,17 @@ static void test_stalled_network(void **state)
     tcpproxy_stall(proxy, false);
     if (pgcw_watcher_wait_healthy(w, WAIT_MS) != PGCW_OK)
         fail_msg("watcher after the stall: %s", pgcw_watcher_errmsg(w));
-    /* The gap, then the row committed during the stall. */
-    e = next_change(q);
-    assert_string_equal(e->keys[0], "[2]");
-    pgcw_event_free(e);
+    /* The gap, then the row committed during the stall, perhaps after the first
+     * again (its confirmation may have been held up by the stall: a repeat). */
+    for (;;) {
+        e = next_change(q);
+        bool first = strcmp(e->keys[0], "[1]") == 0;
+        if (!first)
+            assert_string_equal(e->keys[0], "[2]");
+        pgcw_event_free(e);
+        if (!first)
+            break;
+    }
     assert_true(pgcw_sub_gap_count(q) >= 1);
 
     assert_int_equal(pgcw_watcher_stop(w), PGCW_OK);
@@ -516,6 +523,24 @@ static void test_missing_slot(void **state)
     assert_non_null(strstr(msg, "replication slot \"pgcw_no_such_slot\" does not exist"));
     assert_non_null(strstr(msg, "pgcachewatch install --source logical"));
     pgcw_watcher_free(w);
+
+    /* A role without REPLICATION cannot open a replication connection: refused at
+     * once too, saying so. */
+    PGconn *c = pgtest_connect();
+    pgtest_exec(c, "DROP ROLE IF EXISTS lm_norepl; CREATE ROLE lm_norepl LOGIN");
+    char conninfo[2048];
+    snprintf(conninfo, sizeof conninfo, "%s user=lm_norepl", pgtest_dsn());
+    const char *chans[] = {"lm_chan"};
+    pgcw_watcher_opts ro = {
+        .channels = chans, .n_channels = 1, .source = PGCW_WATCH_LOGICAL};
+    pgcw_conn_opts rco = {.conninfo = conninfo};
+    assert_int_equal(pgcw_watcher_new(&ro, &rco, &w), PGCW_OK);
+    assert_int_equal(pgcw_watcher_wait_healthy(w, WAIT_MS), PGCW_ECONNECT);
+    assert_non_null(strstr(pgcw_watcher_errmsg(w), "replication role"));
+    assert_non_null(strstr(pgcw_watcher_errmsg(w), "42501"));
+    pgcw_watcher_free(w);
+    pgtest_exec(c, "DROP ROLE lm_norepl");
+    PQfinish(c);
 
     /* A slot name PostgreSQL would refuse is refused at once. */
     const char *channels[] = {"lm_chan"};

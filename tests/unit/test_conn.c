@@ -275,6 +275,7 @@ static void test_connect_message(void **state)
     assert_true(pgcw__sqlstate_permanent("28000"));
     assert_true(pgcw__sqlstate_permanent("28P01"));
     assert_true(pgcw__sqlstate_permanent("3D000"));
+    assert_true(pgcw__sqlstate_permanent("42501"));  /* no REPLICATION, no CONNECT */
     assert_false(pgcw__sqlstate_permanent("57P03")); /* starting up: retry */
     assert_false(pgcw__sqlstate_permanent("53300")); /* too many connections */
     assert_false(pgcw__sqlstate_permanent(""));
