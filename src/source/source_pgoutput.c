@@ -1,8 +1,9 @@
 /*
  * source_pgoutput.c - the pgoutput (protocol version 1) decoder: reading the
- * messages with every length checked, the relation cache, the transaction state,
- * and turning each change into events (source_pgoutput.h). Key values become the
- * JSON text event.h promises in source_pgoutput_keys.c.
+ * messages with every length checked, the transaction state, and turning each
+ * change into events (source_pgoutput.h). The relation cache is in
+ * source_pgoutput_rel.c; key values become the JSON text event.h promises in
+ * source_pgoutput_keys.c.
  *
  * Must never read past the message it was given, trust a count before checking
  * the bytes behind it, or hand out an event that has no table.
@@ -12,91 +13,8 @@
 
 #include "core_util.h"
 #include "event_internal.h"
-#include "source_pgoutput.h"
+#include "source_pgoutput_internal.h"
 #include "source_pgoutput_keys.h"
-
-typedef struct relation {
-    uint32_t relid;
-    char *schema, *table;
-    size_t n_cols;
-    uint32_t *types;
-    bool *is_key;
-    size_t n_key;
-    char **key_names; /* n_key names of the key columns, in column order */
-} relation;
-
-struct pgcw__pgoutput {
-    char *channel;
-    relation *rels; /* unordered; looked up by relid */
-    size_t n_rels, cap_rels;
-    bool in_txn;
-    uint64_t commit_lsn;
-    int64_t commit_time_us;
-    pgcw_event **queue; /* [head, n_queue) are queued */
-    size_t head, n_queue, cap_queue;
-};
-
-/* A message being read: every get checks the bytes left first and, once one
- * fails, so do all later ones (one check of `bad` at the end suffices). */
-typedef struct reader {
-    const unsigned char *p;
-    size_t left;
-    bool bad;
-    const char *what; /* the first thing that did not fit */
-} reader;
-
-static bool need(reader *r, size_t n, const char *what)
-{
-    if (r->bad)
-        return false;
-    if (r->left < n) {
-        r->bad = true;
-        r->what = what;
-        return false;
-    }
-    return true;
-}
-
-static uint64_t get_be(reader *r, size_t n, const char *what)
-{
-    if (!need(r, n, what))
-        return 0;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = v << 8 | r->p[i];
-    r->p += n;
-    r->left -= n;
-    return v;
-}
-
-#define GET8(r, w) ((uint8_t)get_be((r), 1, (w)))
-#define GET16(r, w) ((uint16_t)get_be((r), 2, (w)))
-#define GET32(r, w) ((uint32_t)get_be((r), 4, (w)))
-#define GET64(r, w) (get_be((r), 8, (w)))
-
-/* A NUL-terminated string inside the message; NULL (and bad) if it has no NUL. */
-static const char *get_str(reader *r, const char *what)
-{
-    if (r->bad)
-        return NULL;
-    const unsigned char *nul = memchr(r->p, '\0', r->left);
-    if (!nul) {
-        r->bad = true;
-        r->what = what;
-        return NULL;
-    }
-    const char *s = (const char *)r->p;
-    size_t n = (size_t)(nul - r->p) + 1;
-    r->p += n;
-    r->left -= n;
-    return s;
-}
-
-static void truncated(reader *r, char *why, size_t whylen)
-{
-    pgcw__errf(why, whylen, "message truncated: %s does not fit",
-               r->what ? r->what : "a field");
-}
 
 static int64_t pg_time_to_unix(uint64_t pg_us)
 {
@@ -104,117 +22,6 @@ static int64_t pg_time_to_unix(uint64_t pg_us)
     if (__builtin_add_overflow(t, PGCW__PG_EPOCH_US, &out))
         return t < 0 ? INT64_MIN : INT64_MAX;
     return out;
-}
-
-/* --- the relation cache --------------------------------------------------- */
-
-static void relation_clear(relation *rel)
-{
-    free(rel->schema);
-    free(rel->table);
-    free(rel->types);
-    free(rel->is_key);
-    for (size_t i = 0; rel->key_names && i < rel->n_key; i++)
-        free(rel->key_names[i]);
-    free(rel->key_names);
-    memset(rel, 0, sizeof *rel);
-}
-
-static relation *find_relation(pgcw__pgoutput *d, uint32_t relid)
-{
-    for (size_t i = 0; i < d->n_rels; i++)
-        if (d->rels[i].relid == relid)
-            return &d->rels[i];
-    return NULL;
-}
-
-/* 'R': relid, namespace, name, replica identity, ncols, then per column flags,
- * name, type OID, typmod. Replaces an earlier description of the same relid. */
-static pgcw_status parse_relation(pgcw__pgoutput *d, reader *r, char *why, size_t whylen)
-{
-    uint32_t relid = GET32(r, "relation id");
-    const char *nspname = get_str(r, "namespace");
-    const char *relname = get_str(r, "relation name");
-    (void)GET8(r, "replica identity");
-    uint16_t ncols = GET16(r, "column count");
-    if (r->bad) {
-        truncated(r, why, whylen);
-        return PGCW_EPARSE;
-    }
-    if (ncols > PGCW__PGOUTPUT_MAX_COLUMNS) {
-        pgcw__errf(why, whylen, "relation %u has %u columns (at most %d)", relid, ncols,
-                   PGCW__PGOUTPUT_MAX_COLUMNS);
-        return PGCW_EPARSE;
-    }
-    /* pgoutput sends "" for pg_catalog. */
-    if (nspname[0] == '\0')
-        nspname = "pg_catalog";
-    if (relname[0] == '\0' || !pgcw__utf8_valid(nspname, strlen(nspname)) ||
-        !pgcw__utf8_valid(relname, strlen(relname))) {
-        pgcw__errf(why, whylen, "relation %u: its name is empty or not UTF-8", relid);
-        return PGCW_EPARSE;
-    }
-    relation rel = {.relid = relid, .n_cols = ncols};
-    rel.schema = pgcw__strdup(nspname);
-    rel.table = pgcw__strdup(relname);
-    rel.types = calloc(ncols ? ncols : 1, sizeof *rel.types);
-    rel.is_key = calloc(ncols ? ncols : 1, sizeof *rel.is_key);
-    rel.key_names = calloc(ncols ? ncols : 1, sizeof *rel.key_names);
-    pgcw_status st = PGCW_OK;
-    if (!rel.schema || !rel.table || !rel.types || !rel.is_key || !rel.key_names)
-        st = PGCW_ENOMEM;
-    for (size_t i = 0; st == PGCW_OK && i < ncols; i++) {
-        uint8_t flags = GET8(r, "column flags");
-        const char *name = get_str(r, "column name");
-        rel.types[i] = GET32(r, "column type");
-        (void)GET32(r, "column type modifier");
-        if (r->bad) {
-            truncated(r, why, whylen);
-            st = PGCW_EPARSE;
-        } else if (!pgcw__utf8_valid(name, strlen(name))) {
-            pgcw__errf(why, whylen, "relation %u: column %zu's name is not UTF-8", relid,
-                       i + 1);
-            st = PGCW_EPARSE;
-        } else if (flags & 1) {
-            rel.is_key[i] = true;
-            if (!(rel.key_names[rel.n_key++] = pgcw__strdup(name)))
-                st = PGCW_ENOMEM;
-        }
-    }
-    if (st == PGCW_OK && r->left) {
-        pgcw__errf(why, whylen, "relation %u: %zu bytes after its last column", relid,
-                   r->left);
-        st = PGCW_EPARSE;
-    }
-    relation *slot = st == PGCW_OK ? find_relation(d, relid) : NULL;
-    if (st == PGCW_OK && !slot) {
-        if (d->n_rels == PGCW__PGOUTPUT_MAX_RELATIONS) {
-            pgcw__errf(why, whylen, "more than %d relations described",
-                       PGCW__PGOUTPUT_MAX_RELATIONS);
-            st = PGCW_EPARSE;
-        } else if (d->n_rels == d->cap_rels) {
-            size_t cap = d->cap_rels ? 2 * d->cap_rels : 16;
-            relation *grown = realloc(d->rels, cap * sizeof *grown);
-            if (grown) {
-                d->rels = grown;
-                d->cap_rels = cap;
-            } else {
-                st = PGCW_ENOMEM;
-            }
-        }
-        if (st == PGCW_OK)
-            slot = &d->rels[d->n_rels++];
-    } else if (slot) {
-        relation_clear(slot);
-    }
-    if (st != PGCW_OK) {
-        relation_clear(&rel);
-        if (st == PGCW_ENOMEM)
-            pgcw__errf(why, whylen, "out of memory");
-        return st;
-    }
-    *slot = rel;
-    return PGCW_OK;
 }
 
 /* --- events --------------------------------------------------------------- */
@@ -270,14 +77,14 @@ static const relation *change_relation(pgcw__pgoutput *d, reader *r, char type, 
 {
     uint32_t relid = GET32(r, "relation id");
     if (r->bad) {
-        truncated(r, why, whylen);
+        pgcw__pgo_truncated(r, why, whylen);
         return NULL;
     }
     if (!d->in_txn) {
         pgcw__errf(why, whylen, "'%c' message outside a transaction", type);
         return NULL;
     }
-    const relation *rel = find_relation(d, relid);
+    const relation *rel = pgcw__pgo_find_relation(d, relid);
     if (!rel)
         pgcw__errf(why, whylen, "'%c' message for relation %u, never described", type,
                    relid);
@@ -321,7 +128,7 @@ static pgcw_status parse_row_change(pgcw__pgoutput *d, reader *r, char type,
         }
     }
     if (st == PGCW_OK && r->bad) {
-        truncated(r, why, whylen);
+        pgcw__pgo_truncated(r, why, whylen);
         st = PGCW_EPARSE;
     }
     if (st == PGCW_OK && r->left) {
@@ -349,7 +156,7 @@ static pgcw_status parse_truncate(pgcw__pgoutput *d, reader *r, int64_t received
         return PGCW_EPARSE;
     }
     if (r->bad) {
-        truncated(r, why, whylen);
+        pgcw__pgo_truncated(r, why, whylen);
         return PGCW_EPARSE;
     }
     if (!d->in_txn) {
@@ -360,14 +167,14 @@ static pgcw_status parse_truncate(pgcw__pgoutput *d, reader *r, int64_t received
     reader ids = *r;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t relid = GET32(&ids, "relation id");
-        if (!find_relation(d, relid)) {
+        if (!pgcw__pgo_find_relation(d, relid)) {
             pgcw__errf(why, whylen, "'T' message for relation %u, never described",
                        relid);
             return PGCW_EPARSE;
         }
     }
     for (uint32_t i = 0; i < n; i++) {
-        const relation *rel = find_relation(d, GET32(r, "relation id"));
+        const relation *rel = pgcw__pgo_find_relation(d, GET32(r, "relation id"));
         pgcw_status st = emit(d, rel, PGCW_OP_TRUNCATE, NULL, 0, received_at_us);
         if (st != PGCW_OK)
             return emit_error(st, why, whylen);
@@ -382,7 +189,7 @@ static pgcw_status parse_begin(pgcw__pgoutput *d, reader *r, pgcw__pgoutput_info
     uint64_t ts = GET64(r, "commit time");
     (void)GET32(r, "xid");
     if (r->bad) {
-        truncated(r, why, whylen);
+        pgcw__pgo_truncated(r, why, whylen);
         return PGCW_EPARSE;
     }
     if (d->in_txn) {
@@ -405,7 +212,7 @@ static pgcw_status parse_commit(pgcw__pgoutput *d, reader *r, pgcw__pgoutput_inf
     uint64_t end = GET64(r, "end LSN");
     uint64_t ts = GET64(r, "commit time");
     if (r->bad) {
-        truncated(r, why, whylen);
+        pgcw__pgo_truncated(r, why, whylen);
         return PGCW_EPARSE;
     }
     if (!d->in_txn) {
@@ -429,14 +236,14 @@ static pgcw_status parse_skipped(reader *r, char type, char *why, size_t whylen)
 {
     if (type == 'Y') {
         (void)GET32(r, "type id");
-        (void)get_str(r, "type namespace");
-        (void)get_str(r, "type name");
+        (void)pgcw__pgo_str(r, "type namespace");
+        (void)pgcw__pgo_str(r, "type name");
     } else {
         (void)GET64(r, "origin LSN");
-        (void)get_str(r, "origin name");
+        (void)pgcw__pgo_str(r, "origin name");
     }
     if (r->bad) {
-        truncated(r, why, whylen);
+        pgcw__pgo_truncated(r, why, whylen);
         return PGCW_EPARSE;
     }
     return PGCW_OK;
@@ -465,7 +272,7 @@ pgcw_status pgcw__pgoutput_feed(pgcw__pgoutput *d, const void *msg, size_t len,
         return parse_commit(d, &r, info, why, whylen);
     case 'R':
         info->kind = PGCW__PGO_RELATION;
-        return parse_relation(d, &r, why, whylen);
+        return pgcw__pgo_parse_relation(d, &r, why, whylen);
     case 'I':
     case 'U':
     case 'D':
@@ -518,7 +325,7 @@ static void drop_queue(pgcw__pgoutput *d)
 void pgcw__pgoutput_reset(pgcw__pgoutput *d)
 {
     for (size_t i = 0; i < d->n_rels; i++)
-        relation_clear(&d->rels[i]);
+        pgcw__pgo_relation_clear(&d->rels[i]);
     d->n_rels = 0;
     drop_queue(d);
     d->in_txn = false;

@@ -40,6 +40,12 @@ static int64_t ms_opt(int64_t ms, int64_t dflt_ms)
     return ms < 0 ? -1 : pgcw__ms_or(ms, dflt_ms);
 }
 
+/* Every source's ping timeout: 5 s by default; a negative one means the default. */
+static int64_t ping_timeout_us(const pgcw_watcher_opts *o)
+{
+    return pgcw__ms_or(o->ping_timeout_ms < 0 ? 0 : o->ping_timeout_ms, 5000);
+}
+
 /* Adds a source just made (st: how making it went), or frees it. */
 static pgcw_status adopt(pgcw_watcher *w, pgcw_status st, pgcw__source *src)
 {
@@ -71,8 +77,7 @@ static pgcw_status make_listen_source(pgcw_watcher *w, const pgcw_watcher_opts *
         .n_channels = n,
         .max_latency_us = ms_opt(o->max_latency_ms, 500),
         .ping_interval_us = ms_opt(o->ping_interval_ms, 10000),
-        .ping_timeout_us =
-            pgcw__ms_or(o->ping_timeout_ms < 0 ? 0 : o->ping_timeout_ms, 5000),
+        .ping_timeout_us = ping_timeout_us(o),
         .log = o->log,
         .log_ctx = o->log_ctx,
     };
@@ -94,8 +99,7 @@ static pgcw_status make_logical_source(pgcw_watcher *w, const pgcw_watcher_opts 
         .slot_name = o->slot_name,
         .publication = o->publication,
         .ping_interval_us = ms_opt(o->ping_interval_ms, 10000),
-        .ping_timeout_us =
-            pgcw__ms_or(o->ping_timeout_ms < 0 ? 0 : o->ping_timeout_ms, 5000),
+        .ping_timeout_us = ping_timeout_us(o),
         .log = o->log,
         .log_ctx = o->log_ctx,
     };
