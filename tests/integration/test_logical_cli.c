@@ -2,9 +2,9 @@
  * test_logical_cli.c - the CLI over logical decoding: `install --source logical
  * items --commit`, then `listen --source logical --json --count 1` shows an
  * insert with its key (made before listen started: the slot kept it), its status
- * lines give the slot lag, a second listen starts after what the first confirmed,
- * the dry runs change nothing, and `uninstall --source logical --commit` drops the
- * slot and the publication. Usage errors for the new options.
+ * lines (ready, every 10 s, at exit) give the slot lag, a second listen starts after what
+ * the first confirmed, the dry runs change nothing, and `uninstall --source logical
+ * --commit` drops the slot and the publication. Usage errors for the new options.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -105,6 +105,13 @@ static void test_install_listen_uninstall(void **state)
                         "[[43]]");
     assert_string_not_equal(member(e, "lsn"), first_lsn);
     json_object_put(e);
+    free(err);
+
+    /* Nothing to read: a status line every 10 seconds all the same. */
+    assert_int_equal(
+        pgtest_cli_run(NULL, &err, "listen --source logical --timeout 10.5 %s", dsn_arg),
+        0);
+    assert_non_null(strstr(err, "listen: status: confirmed LSN"));
     free(err);
 
     /* Uninstall: the dry run names both and drops nothing; --commit drops both. */
