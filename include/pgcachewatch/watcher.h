@@ -58,10 +58,11 @@
  * a repeated event is one whose lsn was seen already. The watcher still reports
  * the loss as a gap, as for any source.
  * Status updates asking for an answer go every ping_interval_ms and an answer
- * must come within ping_timeout_ms. stats.confirmed_lsn is the last confirmed
- * position and stats.slot_lag_bytes the server's WAL end, as its last message
- * said, minus it: the WAL the slot makes the server keep (docs/source_logical.md
- * on what a stalled or abandoned slot costs).
+ * must come within ping_timeout_ms. stats.confirmed_lsn is the slot's position
+ * (read at each connect, then what this watcher confirmed) and
+ * stats.slot_lag_bytes the server's WAL end (read at connect, then as its
+ * messages say) minus it: the WAL the slot makes the server keep
+ * (docs/source_logical.md on what a stalled or abandoned slot costs).
  *
  * Threads. A watcher's driving calls (process, run, start/stop, free) must come
  * from one thread at a time. pgcw_watcher_healthy(), _epoch(), _stats(),

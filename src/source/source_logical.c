@@ -95,7 +95,9 @@ static void on_connected(pgcw__source *base)
     if (lit)
         pgcw__buf_appendf(&q,
                           "SELECT slot_type, plugin, database = current_database(), "
-                          "coalesce(wal_status, '') "
+                          "coalesce(wal_status, ''), "
+                          "coalesce(confirmed_flush_lsn, '0/0')::text, "
+                          "pg_catalog.pg_current_wal_lsn()::text "
                           "FROM pg_catalog.pg_replication_slots WHERE slot_name = %s",
                           lit);
     PQfreemem(lit);
@@ -140,6 +142,16 @@ static void start_replication(logical_source *s)
     pgcw__link_flush(&s->link);
 }
 
+/* PostgreSQL's text form of a WAL position, "16/B374D848"; 0 when it is not. */
+static uint64_t parse_lsn(const char *text)
+{
+    unsigned hi, lo;
+    char end;
+    if (sscanf(text, "%X/%X%c", &hi, &lo, &end) != 2)
+        return 0;
+    return (uint64_t)hi << 32 | lo;
+}
+
 /* The slot check's result: its rows are kept until the query's end, since the
  * next command can only be sent then. */
 static void check_row(logical_source *s, PGresult *res)
@@ -158,6 +170,15 @@ static void check_row(logical_source *s, PGresult *res)
         s->check = CHECK_LOST;
     } else {
         s->check = CHECK_OK;
+        /* Where the slot stands: the statistics are right from the start, and
+         * an abandoned slot's backlog shows before anything is read. */
+        uint64_t slot_pos = parse_lsn(PQgetvalue(res, 0, 4));
+        uint64_t wal_end = parse_lsn(PQgetvalue(res, 0, 5));
+        if (slot_pos > s->confirmed)
+            s->confirmed = slot_pos;
+        if (wal_end > s->server_end)
+            s->server_end = wal_end;
+        publish_stats(s);
     }
 }
 

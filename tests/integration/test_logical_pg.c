@@ -429,14 +429,33 @@ static void test_abandoned_slot(void **state)
         c, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE "
            "slot_name = 'pgcachewatch_la_chan'");
     assert_string_equal(confirmed, still);
-    free(confirmed);
     free(still);
+    unsigned hi, lo;
+    assert_int_equal(sscanf(confirmed, "%X/%X", &hi, &lo), 2);
+    free(confirmed);
     assert_int_equal(count_rows(c, "SELECT count(*) FROM pg_replication_slots WHERE "
                                    "slot_name = 'pgcachewatch_la_chan' AND "
                                    "wal_status = 'reserved' AND NOT active"),
                      1);
-    /* The documented way out for an abandoned slot. */
-    pgtest_exec(c, "SELECT pg_drop_replication_slot('pgcachewatch_la_chan')");
+    /* A watcher that comes back starts its statistics where the slot stands. */
+    pgcw_watcher *w = start_watcher("la_chan", NULL);
+    if (pgcw_watcher_wait_healthy(w, WAIT_MS) != PGCW_OK)
+        fail_msg("watcher: %s", pgcw_watcher_errmsg(w));
+    pgcw_watcher_stats st;
+    pgcw_watcher_stats_get(w, &st);
+    assert_true(st.confirmed_lsn >= ((uint64_t)hi << 32 | lo));
+    pgcw_watcher_free(w);
+
+    /* The documented way out for an abandoned slot (once that watcher's
+     * walsender has let go of it). */
+    char err[512];
+    int64_t until = pgtest_now_ms() + WAIT_MS;
+    while (!pgtest_try_exec(c, "SELECT pg_drop_replication_slot('pgcachewatch_la_chan')",
+                            err, sizeof err)) {
+        if (pgtest_now_ms() > until)
+            fail_msg("drop: %s", err);
+        pgtest_sleep_ms(20);
+    }
     assert_int_equal(count_rows(c, "SELECT count(*) FROM pg_replication_slots WHERE "
                                    "slot_name = 'pgcachewatch_la_chan'"),
                      0);
