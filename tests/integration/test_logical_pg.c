@@ -533,6 +533,41 @@ static void test_stalled_network(void **state)
     uninstall_when_released(in, c);
 }
 
+/* The server asks for an answer (a keepalive with the reply flag) when it has
+ * heard nothing for half its wal_sender_timeout, and drops the connection after
+ * all of it: answered, an idle stream with no pings of ours lasts. */
+static void test_keepalives_answered(void **state)
+{
+    (void)state;
+    PGconn *c = pgtest_connect();
+    pgtest_exec(c, "DROP TABLE IF EXISTS lka_t; CREATE TABLE lka_t (id int primary key)");
+    const char *tables[] = {"lka_t"};
+    pgcw_install *in = install_logical(c, "lka_chan", tables, 1);
+    char conninfo[2048];
+    snprintf(conninfo, sizeof conninfo, "%s options='-c wal_sender_timeout=400ms'",
+             pgtest_dsn());
+    const char *channels[] = {"lka_chan"};
+    pgcw_watcher_opts wo = {.channels = channels,
+                            .n_channels = 1,
+                            .source = PGCW_WATCH_LOGICAL,
+                            .ping_interval_ms = -1};
+    pgcw_conn_opts co = {.conninfo = conninfo};
+    pgcw_watcher *w = NULL;
+    assert_int_equal(pgcw_watcher_new(&wo, &co, &w), PGCW_OK);
+    current = w;
+    assert_int_equal(pgcw_watcher_start(w), PGCW_OK);
+    if (pgcw_watcher_wait_healthy(w, WAIT_MS) != PGCW_OK)
+        fail_msg("watcher: %s", pgcw_watcher_errmsg(w));
+    pgtest_sleep_ms(3000); /* seven timeouts' worth */
+    pgcw_watcher_stats st;
+    pgcw_watcher_stats_get(w, &st);
+    assert_int_equal(st.disconnects, 0);
+    assert_true(pgcw_watcher_healthy(w));
+    assert_int_equal(pgcw_watcher_stop(w), PGCW_OK);
+    pgcw_watcher_free(w);
+    uninstall_when_released(in, c);
+}
+
 static void test_missing_slot(void **state)
 {
     (void)state;
@@ -719,6 +754,7 @@ int main(void)
         cmocka_unit_test(test_replica_identity),
         cmocka_unit_test(test_abandoned_slot),
         cmocka_unit_test(test_stalled_network),
+        cmocka_unit_test(test_keepalives_answered),
         cmocka_unit_test(test_missing_slot),
         cmocka_unit_test(test_resume_after_kill),
     };
