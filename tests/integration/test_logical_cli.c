@@ -110,6 +110,38 @@ static void test_install_listen_uninstall(void **state)
     json_object_put(e);
     free(err);
 
+    /* A slot and publication of its own look without taking: the insert is
+     * still there for the channel's slot afterwards. */
+    assert_int_equal(pgtest_cli_run(NULL, NULL,
+                                    "install --source logical --slot peek --publication "
+                                    "peek_pub items --commit %s",
+                                    dsn_arg),
+                     0);
+    pgtest_exec(conn, "INSERT INTO items VALUES (44, 'peeked')");
+    assert_int_equal(pgtest_cli_run(&out, NULL,
+                                    "listen --source logical --slot peek --publication "
+                                    "peek_pub --json --count 1 --timeout 20 %s",
+                                    dsn_arg),
+                     0);
+    assert_non_null(strstr(out, "\"keys\":[[44]]"));
+    free(out);
+    e = listen_one(&err);
+    assert_string_equal(json_object_to_json_string_ext(json_object_object_get(e, "keys"),
+                                                       JSON_C_TO_STRING_PLAIN),
+                        "[[44]]");
+    json_object_put(e);
+    free(err);
+    assert_int_equal(
+        pgtest_cli_run(NULL, NULL,
+                       "uninstall --source logical --slot peek --publication "
+                       "peek_pub --commit %s",
+                       dsn_arg),
+        0);
+    assert_int_equal(pgtest_query_int(conn, "SELECT count(*) FROM pg_replication_slots "
+                                            "WHERE slot_name = 'peek'"),
+                     0);
+    assert_int_equal(objects(), 2);
+
     /* Nothing to read: a status line every 10 seconds all the same. */
     assert_int_equal(
         pgtest_cli_run(NULL, &err, "listen --source logical --timeout 10.5 %s", dsn_arg),
