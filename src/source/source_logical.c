@@ -280,10 +280,13 @@ static bool send_status(logical_source *s, bool reply)
     put_be(m + 17, s->confirmed, 8);
     put_be(m + 25, (uint64_t)(pgcw__real_us() - PGCW__PG_EPOCH_US), 8);
     m[33] = reply ? 1 : 0;
-    if (PQputCopyData(s->link.conn.pg, (const char *)m, (int)sizeof m) != 1) {
+    int r = PQputCopyData(s->link.conn.pg, (const char *)m, (int)sizeof m);
+    if (r < 0) {
         lost(s, "connection lost", NULL);
         return false;
     }
+    if (r == 0) /* libpq's buffer is full: flush what it holds, send again later */
+        return pgcw__link_flush(&s->link);
     s->sent_lsn = s->confirmed;
     s->status_sent_us = pgcw__mono_us();
     if (reply)
