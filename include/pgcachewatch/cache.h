@@ -95,6 +95,31 @@
  * l1_ttl_ms. Notifications of two writes of one key may arrive out of order:
  * versions decide, so the older one evicts nothing newer.
  *
+ * Logical decoding (PGCW_CACHE_NOTIFY_LOGICAL). No notification at all on the
+ * write path: this library's writes skip the trigger, and each cache reads the
+ * table's changes from the WAL through a temporary replication slot of its own on
+ * the publication <prefix>cache_entries_pub, evicting the key of every insert,
+ * update and delete (whatever its version: the stream carries the key only, so a
+ * process's own copy is read again once after its write) and flushing on a
+ * TRUNCATE. A commit is decoded once its WAL is flushed, so a write is heard of as
+ * soon as it is durable; nothing can be lost between commit and invalidation, and
+ * a crashed writer costs nothing. The price:
+ *   - the table must be LOGGED (PostgreSQL decodes no UNLOGGED table), and
+ *     pgcw_cache_init_db() with this mode creates the publication (it needs the
+ *     CREATE privilege on the database) and refuses an UNLOGGED table; every pool
+ *     connection checks both, so a call fails with PGCW_EQUERY saying which rather
+ *     than serve copies nothing evicts;
+ *   - the server needs wal_level = logical and a free replication slot and WAL
+ *     sender per cache (max_replication_slots, max_wal_senders), and the role the
+ *     REPLICATION attribute; the slot is TEMPORARY, so a cache that dies or loses
+ *     its connection leaves no slot retaining WAL, and a reconnect starts a new
+ *     slot after a gap that flushes the L1;
+ *   - clients that only LISTEN (a Python postgres-cache, or this library in the
+ *     other modes) hear nothing of this mode's writes: their copies stay until
+ *     their TTL. Use it only when every client of the table uses it;
+ *   - it needs the cache's own watcher (opts.watcher must be NULL, else
+ *     PGCW_EINVAL), so DDL events (`install --ddl`) do not reach it.
+ *
  * Threads. A pgcw_cache is fully thread-safe: any number of threads may call any
  * function at once, except pgcw_cache_free(). Loader callbacks run on the calling
  * thread with no lock held. Error detail is per thread (pgcw_cache_errmsg()).
@@ -141,7 +166,11 @@ typedef enum pgcw_cache_notify_mode {
     PGCW_CACHE_NOTIFY_AFTER_COMMIT = 1,
     /* As AFTER_COMMIT, but the call returns at commit and a thread of the cache
      * sends the batches; pgcw_cache_free() sends what is still queued. */
-    PGCW_CACHE_NOTIFY_BACKGROUND = 2
+    PGCW_CACHE_NOTIFY_BACKGROUND = 2,
+    /* The trigger skips this library's sessions, and every client's L1 is evicted
+     * from the table's changes read by logical decoding (since 0.4; top of file,
+     * "Logical decoding"). */
+    PGCW_CACHE_NOTIFY_LOGICAL = 3
 } pgcw_cache_notify_mode;
 
 /* Zeroed means all defaults. Strings are borrowed for the duration of

@@ -120,6 +120,7 @@ typedef struct pgcw_watcher_opts {
     const char *publication;        /* logical decoding */
     int64_t poll_interval_ms;       /* polling */
     int64_t changelog_retention_ms; /* polling */
+    bool temporary_slot;            /* logical decoding */
 } pgcw_watcher_opts;
 
 /* Creates a watcher. conn: how to connect (conn.h; NULL: all defaults, i.e.

@@ -63,7 +63,8 @@ pgcw_status pgcw_cache_new_sized(const pgcw_cache_opts *opts, size_t opts_size,
     free(setup);
     if (st == PGCW_OK)
         st = pgcw__sflight_new(&c->flights);
-    if (st == PGCW_OK && c->cfg.notify_mode != PGCW_CACHE_NOTIFY_TRIGGER)
+    if (st == PGCW_OK && (c->cfg.notify_mode == PGCW_CACHE_NOTIFY_AFTER_COMMIT ||
+                          c->cfg.notify_mode == PGCW_CACHE_NOTIFY_BACKGROUND))
         st = pgcw__notifier_new(
             &c->params, c->cfg.channel,
             c->cfg.notify_mode == PGCW_CACHE_NOTIFY_BACKGROUND,
@@ -88,6 +89,15 @@ pgcw_status pgcw_cache_new_sized(const pgcw_cache_opts *opts, size_t opts_size,
                                     .queue_capacity = c->cfg.queue_size,
                                     .log = o.log,
                                     .log_ctx = o.log_ctx};
+            char pub[96], slot[64];
+            if (c->cfg.notify_mode == PGCW_CACHE_NOTIFY_LOGICAL) {
+                pgcw__cache_publication_name(&c->cfg, pub, sizeof pub);
+                pgcw__cache_slot_name(slot, sizeof slot);
+                wo.source = PGCW_WATCH_LOGICAL;
+                wo.publication = pub;
+                wo.slot_name = slot;
+                wo.temporary_slot = true;
+            }
             st = pgcw_watcher_new(&wo, &co, &c->watcher);
             c->own_watcher = st == PGCW_OK;
         }

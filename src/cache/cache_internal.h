@@ -212,6 +212,23 @@ extern pgcw__cache_test_hooks pgcw__cache_test;
 pgcw_status pgcw__cache_announce(pgcw_cache *c, const char *what,
                                  const pgcw__notice *items, size_t count);
 
+/* --- invalidation by logical decoding (cache_logical.c) ------------------------- */
+
+/* The publication's name, unquoted: <prefix>cache_entries_pub. */
+void pgcw__cache_publication_name(const pgcw__cache_cfg *cfg, char *buf, size_t len);
+/* init_db's step for notify_mode LOGICAL: refuses an UNLOGGED table, creates the
+ * publication if missing. Owned; NULL on OOM. */
+char *pgcw__cache_logical_init_sql(const pgcw__cache_cfg *cfg,
+                                   const pgcw__cache_names *n);
+/* Appends the check every pool connection runs in LOGICAL mode (LOGGED table, in
+ * the publication). */
+void pgcw__cache_logical_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache_names *n,
+                                   pgcw__buf *b);
+/* A name for the cache's temporary replication slot, unique in the cluster. */
+void pgcw__cache_slot_name(char *buf, size_t len);
+/* The sink's part for logical change events: true when ev was one (handled). */
+bool pgcw__cache_logical_event(pgcw_cache *c, const pgcw_event *ev);
+
 /* --- the lock key (cache_hash.c) ------------------------------------------------- */
 int64_t pgcw__cache_hash(const void *data, size_t len);
 

@@ -36,6 +36,8 @@ static void on_event(void *ctx, const pgcw_event *ev)
         PGCW__CACHE_COUNT(c, flushes);
         return;
     }
+    if (pgcw__cache_logical_event(c, ev))
+        return;
     if (ev->kind != PGCW_EVENT_KEY || strcmp(ev->channel, c->cfg.channel) != 0)
         return;
     PGCW__CACHE_COUNT(c, inv_received);

@@ -142,6 +142,11 @@ static pgcw_status migrate(run *r, const pgcw__cache_cfg *cfg, const pgcw__cache
     for (size_t i = 0; st == PGCW_OK && i < sizeof k_migrations / sizeof k_migrations[0];
          i++)
         st = apply(r, cfg, n, &k_migrations[i]);
+    if (st == PGCW_OK && cfg->notify_mode == PGCW_CACHE_NOTIFY_LOGICAL) {
+        char *pub = pgcw__cache_logical_init_sql(cfg, n);
+        st = pub ? exec(r, "preparing notify_mode LOGICAL", pub, NULL) : PGCW_ENOMEM;
+        free(pub);
+    }
     if (st == PGCW_OK) {
         pgcw__errf(sql, sizeof sql, "SELECT version FROM %s WHERE id = 1",
                    n->schema_table);

@@ -64,11 +64,18 @@ pgcw_status pgcw__cache_cfg_init(pgcw__cache_cfg *cfg, const pgcw_cache_opts *o,
     cfg->notify = cfg->l1 && !o->disable_notify;
     if (o->notify_mode != PGCW_CACHE_NOTIFY_TRIGGER &&
         o->notify_mode != PGCW_CACHE_NOTIFY_AFTER_COMMIT &&
-        o->notify_mode != PGCW_CACHE_NOTIFY_BACKGROUND) {
+        o->notify_mode != PGCW_CACHE_NOTIFY_BACKGROUND &&
+        o->notify_mode != PGCW_CACHE_NOTIFY_LOGICAL) {
         pgcw__errf(why, whylen, "unknown notify_mode %d", (int)o->notify_mode);
         return PGCW_EINVAL;
     }
     cfg->notify_mode = o->notify_mode;
+    if (o->notify_mode == PGCW_CACHE_NOTIFY_LOGICAL && o->watcher) {
+        pgcw__errf(why, whylen,
+                   "notify_mode LOGICAL makes the cache's own watcher (a replication "
+                   "slot of its own): pass no watcher");
+        return PGCW_EINVAL;
+    }
     cfg->pool_size = o->pool_size ? o->pool_size : 4;
     cfg->l1_max_entries = o->l1_max_entries ? o->l1_max_entries : 4096;
     cfg->l1_max_bytes = o->l1_max_bytes ? o->l1_max_bytes : (size_t)64 << 20;
@@ -156,7 +163,9 @@ char *pgcw__cache_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache_names 
     if (cfg->notify_mode != PGCW_CACHE_NOTIFY_TRIGGER) /* the trigger (migration 3) leaves
                                                           these writes to us */
         pgcw__buf_append(&b, "SET pgcachewatch.cache_notify = 'client';\n");
-    if (cfg->notify) {
+    if (cfg->notify && cfg->notify_mode == PGCW_CACHE_NOTIFY_LOGICAL) {
+        pgcw__cache_logical_setup_sql(cfg, n, &b);
+    } else if (cfg->notify) {
         /* A client listening on another channel than the trigger's would never be
          * told of a write: refuse to run rather than serve stale copies. */
         char raw_table[128], raw_trigger[128];
