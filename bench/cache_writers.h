@@ -31,6 +31,7 @@ typedef struct variant {
     bool batched;    /* invalidations sent after commit by one notifier thread */
     bool after;      /* the library with PGCW_CACHE_NOTIFY_AFTER_COMMIT */
     bool background; /* ... with PGCW_CACHE_NOTIFY_BACKGROUND */
+    bool logical;    /* ... with PGCW_CACHE_NOTIFY_LOGICAL (LOGGED table) */
 } variant;
 
 enum {
@@ -38,6 +39,9 @@ enum {
     V_LIB_OFF,
     V_LIB_AFTER,
     V_LIB_BACKGROUND,
+    V_LIB_LOGGED_ON,
+    V_LIB_LOGGED_OFF,
+    V_LIB_LOGICAL,
     V_RAW_ON,
     V_RAW_OFF,
     V_RAW_BATCHED,
@@ -67,6 +71,18 @@ static const variant k_variants[N_VARIANTS] = {
                           "pgcw_cache_set, NOTIFY_BACKGROUND: as after-commit, sent by "
                           "the cache's thread, set returns at commit",
                           V_LIB_OFF, .lib = true, .trigger = true, .background = true},
+    [V_LIB_LOGGED_ON] = {"lib-logged-trigger",
+                         "pgcw_cache_set on the LOGGED table, trigger NOTIFY",
+                         V_LIB_LOGGED_OFF, .lib = true, .table = T_LOGGED,
+                         .trigger = true},
+    [V_LIB_LOGGED_OFF] = {"lib-logged-no-trigger",
+                          "pgcw_cache_set on the LOGGED table, trigger disabled",
+                          V_LOGGED_OFF, .lib = true, .table = T_LOGGED},
+    [V_LIB_LOGICAL] = {"lib-logical",
+                       "pgcw_cache_set, NOTIFY_LOGICAL: LOGGED table, the trigger skips "
+                       "its sessions, every cache reads the WAL (its slot decodes here)",
+                       V_LIB_LOGGED_OFF, .lib = true, .table = T_LOGGED, .trigger = true,
+                       .logical = true},
     [V_RAW_ON] = {"raw-trigger", "raw upsert, trigger NOTIFY in the write's transaction",
                   V_RAW_OFF, .trigger = true},
     [V_RAW_OFF] = {"raw-no-trigger", "raw upsert, broadcast trigger disabled", V_RAW_OFF},
