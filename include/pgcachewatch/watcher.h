@@ -63,6 +63,14 @@
  * stats.slot_lag_bytes the server's WAL end (read at connect, then as its
  * messages say) minus it: the WAL the slot makes the server keep
  * (docs/source_logical.md on what a stalled or abandoned slot costs).
+ * With opts.temporary_slot the watcher needs no install: at each connect it makes
+ * slot_name as a TEMPORARY slot (CREATE_REPLICATION_SLOT ... TEMPORARY), which the
+ * server drops when the connection ends, so a process that dies leaves no slot
+ * retaining WAL; the publication must exist. Such a slot starts at the server's
+ * current position, so a reconnect does lose what was committed meanwhile: the
+ * gap says so. The name must be unique in the cluster while in use (a name still
+ * held by the previous connection's backend fails that attempt, which is retried
+ * with backoff). pgcw_cache's PGCW_CACHE_NOTIFY_LOGICAL uses this.
  *
  * Threads. A watcher's driving calls (process, run, start/stop, free) must come
  * from one thread at a time. pgcw_watcher_healthy(), _epoch(), _stats(),
@@ -120,7 +128,7 @@ typedef struct pgcw_watcher_opts {
     const char *publication;        /* logical decoding */
     int64_t poll_interval_ms;       /* polling */
     int64_t changelog_retention_ms; /* polling */
-    bool temporary_slot;            /* logical decoding */
+    bool temporary_slot;            /* logical decoding: see the top of the file */
 } pgcw_watcher_opts;
 
 /* Creates a watcher. conn: how to connect (conn.h; NULL: all defaults, i.e.

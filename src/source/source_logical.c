@@ -36,13 +36,14 @@
  * memory one huge transaction can take. */
 #define TXN_HOLD_MAX 4096
 
-enum { PH_NONE = 0, PH_CHECK, PH_START, PH_STREAM };
+enum { PH_NONE = 0, PH_CHECK, PH_CREATE, PH_START, PH_STREAM };
 enum { CHECK_NONE = 0, CHECK_OK, CHECK_MISSING, CHECK_FOREIGN, CHECK_LOST };
 
 typedef struct logical_source {
     pgcw__source base;
     pgcw__logical_names names;
     int64_t ping_interval_us, ping_timeout_us;
+    bool temporary; /* the slot is made at each connect, TEMPORARY */
 
     /* Touched only by the driving thread. */
     pgcw__link link;
@@ -85,10 +86,37 @@ static void on_drop(pgcw__source *base)
     pgcw__pgoutput_reset(s->dec);
 }
 
+/* Connected, with a temporary slot: make it. It starts at the server's current
+ * position, so what was committed before is not delivered (the hub's gap says
+ * so). The name is [a-z0-9_]+ (sql_logical.h). The pre-15 spelling of the option,
+ * which PostgreSQL 15 still takes. */
+static void create_temporary(logical_source *s)
+{
+    pgcw__buf q = {0};
+    pgcw__buf_appendf(&q,
+                      "CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput "
+                      "NOEXPORT_SNAPSHOT",
+                      s->names.slot);
+    int ok = q.data && !q.failed && PQsendQuery(s->link.conn.pg, q.data);
+    pgcw__buf_free(&q);
+    if (!ok) {
+        lost(s, "could not connect", NULL);
+        return;
+    }
+    s->phase = PH_CREATE;
+    s->check_error[0] = '\0';
+    pgcw__link_setup(&s->link, s->link.params.connect_timeout_us);
+    pgcw__link_flush(&s->link);
+}
+
 /* Connected: is the slot there, and is it ours to use? */
 static void on_connected(pgcw__source *base)
 {
     logical_source *s = (logical_source *)base;
+    if (s->temporary) {
+        create_temporary(s);
+        return;
+    }
     PGconn *pg = s->link.conn.pg;
     char *lit = PQescapeLiteral(pg, s->names.slot, strlen(s->names.slot));
     pgcw__buf q = {0};
@@ -218,9 +246,35 @@ static void check_done(logical_source *s)
  * false if the connection was dropped. */
 static bool read_setup(logical_source *s)
 {
-    while ((s->phase == PH_CHECK || s->phase == PH_START) && !PQisBusy(s->link.conn.pg)) {
+    while ((s->phase == PH_CHECK || s->phase == PH_CREATE || s->phase == PH_START) &&
+           !PQisBusy(s->link.conn.pg)) {
         PGresult *res = PQgetResult(s->link.conn.pg);
         s->link.last_rx_us = pgcw__mono_us();
+        if (s->phase == PH_CREATE) {
+            if (res) {
+                if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                    PQnfields(res) >= 2) {
+                    /* consistent_point: where the new slot starts. */
+                    uint64_t at = parse_lsn(PQgetvalue(res, 0, 1));
+                    s->confirmed = s->server_end = at;
+                    publish_stats(s);
+                } else if (!s->check_error[0]) {
+                    pgcw__result_message(res, s->link.conn.pg, s->check_error,
+                                         sizeof s->check_error);
+                }
+                PQclear(res);
+                continue;
+            }
+            if (s->check_error[0]) {
+                lost(s, "could not create the temporary replication slot",
+                     s->check_error);
+                return false;
+            }
+            start_replication(s);
+            if (s->link.st != PGCW__LINK_SETUP)
+                return false;
+            continue;
+        }
         if (s->phase == PH_CHECK) {
             if (res) {
                 check_row(s, res);
@@ -502,6 +556,7 @@ pgcw_status pgcw__source_logical_new(const pgcw__logical_cfg *cfg,
     s->base.log_ctx = cfg->log_ctx;
     s->ping_interval_us = cfg->ping_interval_us;
     s->ping_timeout_us = cfg->ping_timeout_us;
+    s->temporary = cfg->temporary;
     static const char *const keys[] = {"replication", NULL};
     static const char *const vals[] = {"database", NULL};
     const pgcw__link_cfg link_cfg = {.label = "replication connection",

@@ -19,6 +19,9 @@ typedef struct pgcw__logical_cfg {
      * and how long an answer may take before the connection counts as lost. */
     int64_t ping_interval_us;
     int64_t ping_timeout_us;
+    /* Make the slot at each connect as a TEMPORARY one (the server drops it when
+     * the connection ends) instead of using one that install made. */
+    bool temporary;
     pgcw_log_fn log;
     void *log_ctx;
 } pgcw__logical_cfg;

@@ -100,6 +100,7 @@ static pgcw_status make_logical_source(pgcw_watcher *w, const pgcw_watcher_opts 
         .publication = o->publication,
         .ping_interval_us = ms_opt(o->ping_interval_ms, 10000),
         .ping_timeout_us = ping_timeout_us(o),
+        .temporary = o->temporary_slot,
         .log = o->log,
         .log_ctx = o->log_ctx,
     };
