@@ -37,9 +37,12 @@
 #include "cache_bench.h"
 
 #define INVAL_KEY "inval:the-key"
+/* The LOGGED table of --notify-mode logical (bench_cache_write's too). */
+#define INVAL_LOGICAL_PREFIX BENCH_PREFIX "logged_"
 
 typedef struct inval_shm {
     int n;
+    int logical; /* PGCW_CACHE_NOTIFY_LOGICAL: both caches read the WAL, no LISTEN */
     int b_failed;
     char b_err[512];
     int64_t *t0, *t1, *t_sink, *t_raw, *t_get; /* n each, after the struct */
@@ -91,6 +94,10 @@ static void inval_on_sink(void *ctx, const pgcw_event *ev)
     if (ev->kind == PGCW_EVENT_KEY && ev->key_len == strlen(INVAL_KEY) &&
         memcmp(ev->key, INVAL_KEY, ev->key_len) == 0)
         inval_note(r, g_inval->t_sink);
+    /* Logical decoding: the row's change, its key as JSON. */
+    if (ev->kind == PGCW_EVENT_CHANGE && ev->n_keys == 1 &&
+        strcmp(ev->keys[0], "[\"" INVAL_KEY "\"]") == 0)
+        inval_note(r, g_inval->t_sink);
 }
 
 static void *inval_listen_main(void *arg)
@@ -129,12 +136,21 @@ static void inval_reader_main(const bench_cfg *c, int ready_fd)
     const char *channels[1] = {BENCH_CHANNEL};
     pgcw_payload_format formats[1] = {PGCW_FORMAT_CACHE_KEY};
     pgcw_watcher_opts wo = {.channels = channels, .n_channels = 1, .formats = formats};
+    if (g_inval->logical) {
+        wo.source = PGCW_WATCH_LOGICAL;
+        wo.slot_name = "bench_inval_reader";
+        wo.publication = INVAL_LOGICAL_PREFIX "cache_entries_pub";
+        wo.temporary_slot = true;
+    }
     pgcw_watcher *w;
     if (pgcw_watcher_new(&wo, &co, &w) != PGCW_OK)
         inval_fail("pgcw_watcher_new failed");
-    pgcw_cache_opts o = {.schema_prefix = BENCH_PREFIX,
+    pgcw_cache_opts o = {.schema_prefix =
+                             g_inval->logical ? INVAL_LOGICAL_PREFIX : BENCH_PREFIX,
                          .notify_channel = BENCH_CHANNEL,
                          .pool_size = 1,
+                         .notify_mode = g_inval->logical ? PGCW_CACHE_NOTIFY_LOGICAL
+                                                         : PGCW_CACHE_NOTIFY_TRIGGER,
                          .watcher = w};
     pgcw_cache *cache;
     if (pgcw_cache_new(&o, &co, &cache) != PGCW_OK)
@@ -145,16 +161,19 @@ static void inval_reader_main(const bench_cfg *c, int ready_fd)
         inval_fail("cannot start the watcher");
     if (pgcw_cache_wait_healthy(cache, 15000) != PGCW_OK)
         inval_fail("watcher: %s", pgcw_cache_errmsg(cache));
-    r.listen = PQconnectdb(c->dsn);
-    if (PQstatus(r.listen) != CONNECTION_OK)
-        inval_fail("connect: %s", PQerrorMessage(r.listen));
-    PGresult *res = PQexec(r.listen, "LISTEN " BENCH_CHANNEL);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        inval_fail("LISTEN: %s", PQerrorMessage(r.listen));
-    PQclear(res);
+    /* Logical decoding: the writes notify no one, so there is no bare LISTEN. */
     pthread_t lt;
-    if (pthread_create(&lt, NULL, inval_listen_main, &r) != 0)
-        inval_fail("pthread_create failed");
+    if (!g_inval->logical) {
+        r.listen = PQconnectdb(c->dsn);
+        if (PQstatus(r.listen) != CONNECTION_OK)
+            inval_fail("connect: %s", PQerrorMessage(r.listen));
+        PGresult *res = PQexec(r.listen, "LISTEN " BENCH_CHANNEL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            inval_fail("LISTEN: %s", PQerrorMessage(r.listen));
+        PQclear(res);
+        if (pthread_create(&lt, NULL, inval_listen_main, &r) != 0)
+            inval_fail("pthread_create failed");
+    }
 
     char want[BENCH_VALUE_LEN], buf[BENCH_VALUE_LEN];
     for (int i = 0; i < g_inval->n; i++) {
@@ -186,7 +205,7 @@ static void inval_reader_main(const bench_cfg *c, int ready_fd)
             inval_fail("write: %s", strerror(errno));
         int64_t deadline = mono_ns() + 5000000000LL;
         pthread_mutex_lock(&r.mu);
-        while (!g_inval->t_sink[i] || !g_inval->t_raw[i]) {
+        while (!g_inval->t_sink[i] || (!g_inval->logical && !g_inval->t_raw[i])) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 10000000;
@@ -215,8 +234,10 @@ static void inval_reader_main(const bench_cfg *c, int ready_fd)
     pthread_mutex_lock(&r.mu);
     r.stop = true;
     pthread_mutex_unlock(&r.mu);
-    pthread_join(lt, NULL);
-    PQfinish(r.listen);
+    if (!g_inval->logical) {
+        pthread_join(lt, NULL);
+        PQfinish(r.listen);
+    }
     pgcw_watcher_stop(w);
     pgcw_cache_free(cache);
     pgcw_sink_free(sink);
@@ -292,6 +313,7 @@ static void inval_measure(const bench_cfg *c, long writes, long warmup, long gap
         bench_die("mmap: %s", strerror(errno));
     g_inval = mem;
     g_inval->n = n;
+    g_inval->logical = nm == PGCW_CACHE_NOTIFY_LOGICAL;
     int64_t *arr = (int64_t *)(g_inval + 1);
     g_inval->t0 = arr;
     g_inval->t1 = arr + n;
@@ -303,6 +325,11 @@ static void inval_measure(const bench_cfg *c, long writes, long warmup, long gap
                          .notify_channel = BENCH_CHANNEL,
                          .disable_l1 = true,
                          .pool_size = 1};
+    if (g_inval->logical) { /* a LOGGED table and its publication */
+        o.schema_prefix = INVAL_LOGICAL_PREFIX;
+        o.durability = PGCW_CACHE_LOGGED;
+        o.notify_mode = PGCW_CACHE_NOTIFY_LOGICAL;
+    }
     bench_init_db(c, &o);
     {
         /* The key's first value (gen -1), before either process connects. */

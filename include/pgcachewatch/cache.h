@@ -117,8 +117,13 @@
  *   - clients that only LISTEN (a Python postgres-cache, or this library in the
  *     other modes) hear nothing of this mode's writes: their copies stay until
  *     their TTL. Use it only when every client of the table uses it;
- *   - it needs the cache's own watcher (opts.watcher must be NULL, else
- *     PGCW_EINVAL), so DDL events (`install --ddl`) do not reach it.
+ *   - a watcher you pass (opts.watcher) must be a logical one (source
+ *     PGCW_WATCH_LOGICAL, watcher.h) reading a publication that holds the cache
+ *     table, such as <prefix>cache_entries_pub, with a temporary_slot unless you
+ *     mean to keep a slot; any other source is PGCW_EINVAL, as a logical one is in
+ *     the other modes (neither would ever evict). The cache's own watcher makes
+ *     a temporary slot named pgcw_cache_<pid>_<n>_<hex> on that publication. DDL
+ *     events (`install --ddl`) come by NOTIFY, so they do not reach it.
  *
  * Threads. A pgcw_cache is fully thread-safe: any number of threads may call any
  * function at once, except pgcw_cache_free(). Loader callbacks run on the calling
@@ -221,7 +226,8 @@ typedef struct pgcw_cache_opts {
     int64_t statement_timeout_ms;
     /* A watcher to share (borrowed: must outlive the cache; you drive it). NULL:
      * the cache makes its own with its own thread unless disable_notify or
-     * disable_l1. */
+     * disable_l1. Its source must be PGCW_WATCH_LOGICAL with notify_mode LOGICAL
+     * and PGCW_WATCH_LISTEN otherwise (PGCW_EINVAL). */
     pgcw_watcher *watcher;
     pgcw_log_fn log;
     void *log_ctx;

@@ -17,6 +17,7 @@
 #include "core_util.h"
 #include "pgcachewatch/install.h"
 #include "sql_template.h"
+#include "watcher_kind.h"
 
 /* The longest suffix is "cache_broadcast_change_trigger" (30 bytes): with it every
  * name fits PostgreSQL's 63-byte identifiers, which it would otherwise truncate
@@ -70,10 +71,19 @@ pgcw_status pgcw__cache_cfg_init(pgcw__cache_cfg *cfg, const pgcw_cache_opts *o,
         return PGCW_EINVAL;
     }
     cfg->notify_mode = o->notify_mode;
-    if (o->notify_mode == PGCW_CACHE_NOTIFY_LOGICAL && o->watcher) {
-        pgcw__errf(why, whylen,
-                   "notify_mode LOGICAL makes the cache's own watcher (a replication "
-                   "slot of its own): pass no watcher");
+    /* A watcher of the other kind would never evict: the LISTEN kind hears no
+     * write of a LOGICAL writer, the logical kind carries no key notification. */
+    pgcw_watch_source want = o->notify_mode == PGCW_CACHE_NOTIFY_LOGICAL
+                                 ? PGCW_WATCH_LOGICAL
+                                 : PGCW_WATCH_LISTEN;
+    if (o->watcher && pgcw__watcher_source_kind(o->watcher) != want) {
+        pgcw__errf(why, whylen, "notify_mode %s needs a watcher whose source is %s",
+                   want == PGCW_WATCH_LOGICAL ? "LOGICAL"
+                                              : "TRIGGER, AFTER_COMMIT or "
+                                                "BACKGROUND",
+                   want == PGCW_WATCH_LOGICAL ? "PGCW_WATCH_LOGICAL (on the publication "
+                                                "<prefix>cache_entries_pub)"
+                                              : "PGCW_WATCH_LISTEN");
         return PGCW_EINVAL;
     }
     cfg->pool_size = o->pool_size ? o->pool_size : 4;

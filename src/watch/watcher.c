@@ -21,6 +21,7 @@
 #include "pgcachewatch/install.h"
 #include "source_logical.h"
 #include "watcher_internal.h"
+#include "watcher_kind.h"
 
 /* PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes. */
 #define CHANNEL_MAX 63
@@ -113,6 +114,7 @@ static pgcw_status make_logical_source(pgcw_watcher *w, const pgcw_watcher_opts 
 static pgcw_status make_source(pgcw_watcher *w, const pgcw_watcher_opts *o,
                                const pgcw_conn_opts *conn)
 {
+    w->source_kind = o->source;
     switch (o->source) {
     case PGCW_WATCH_LISTEN:
         return make_listen_source(w, o, conn);
@@ -122,6 +124,11 @@ static pgcw_status make_source(pgcw_watcher *w, const pgcw_watcher_opts *o,
         break;
     }
     return PGCW_EINVAL; /* not supported by this build */
+}
+
+pgcw_watch_source pgcw__watcher_source_kind(const pgcw_watcher *w)
+{
+    return w->source_kind;
 }
 
 static void free_sources(pgcw_watcher *w)

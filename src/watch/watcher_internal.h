@@ -64,6 +64,7 @@ struct pgcw_watcher {
     void *log_ctx;
 
     /* Sources, fixed after pgcw_watcher_new(); driven by the driving thread. */
+    pgcw_watch_source source_kind; /* opts.source */
     pgcw__source **sources;
     size_t n_sources;
 

@@ -98,17 +98,27 @@ static void test_publication_created_once(void **state)
     assert_int_equal(publications("lgp_"), 1);
 }
 
-static void test_shared_watcher_refused(void **state)
+/* A watcher of the wrong kind would never evict: refused both ways. */
+static void test_wrong_watcher_refused(void **state)
 {
     (void)state;
-    pgcw_watcher *w = NULL;
+    pgcw_watcher *listen = NULL, *logical = NULL;
     pgcw_conn_opts co = {.conninfo = pgtest_dsn()};
-    assert_int_equal(pgcw_watcher_new(NULL, &co, &w), PGCW_OK);
-    pgcw_cache_opts o = {.notify_mode = PGCW_CACHE_NOTIFY_LOGICAL, .watcher = w};
+    assert_int_equal(pgcw_watcher_new(NULL, &co, &listen), PGCW_OK);
+    pgcw_watcher_opts wo = {.source = PGCW_WATCH_LOGICAL,
+                            .slot_name = "lgr_slot",
+                            .publication = "lgr_cache_entries_pub",
+                            .temporary_slot = true};
+    assert_int_equal(pgcw_watcher_new(&wo, &co, &logical), PGCW_OK);
+    pgcw_cache_opts o = {.notify_mode = PGCW_CACHE_NOTIFY_LOGICAL, .watcher = listen};
     pgcw_cache *c = NULL;
     assert_int_equal(pgcw_cache_new(&o, &co, &c), PGCW_EINVAL);
     assert_null(c);
-    pgcw_watcher_free(w);
+    o = (pgcw_cache_opts){.notify_mode = PGCW_CACHE_NOTIFY_TRIGGER, .watcher = logical};
+    assert_int_equal(pgcw_cache_new(&o, &co, &c), PGCW_EINVAL);
+    assert_null(c);
+    pgcw_watcher_free(listen);
+    pgcw_watcher_free(logical);
 }
 
 /* A LOGGED table made in TRIGGER mode has no publication: calls say so. */
@@ -208,6 +218,54 @@ static void test_write_evicts_without_notify(void **state)
     pgcw_cache_free(b);
 }
 
+/* A logical watcher of the caller's, shared with a sink of its own that sees the
+ * same change events the cache's sink evicts by. */
+static void count_changes(void *ctx, const pgcw_event *ev)
+{
+    if (ev->kind == PGCW_EVENT_CHANGE && ev->table &&
+        strcmp(ev->table, "lgs_cache_entries") == 0)
+        (*(int *)ctx)++;
+}
+
+static void test_shared_logical_watcher(void **state)
+{
+    (void)state;
+    char msg[1024];
+    assert_int_equal(init_logical("lgs_", PGCW_CACHE_LOGGED, msg, sizeof msg), PGCW_OK);
+    pgcw_conn_opts co = {.conninfo = pgtest_dsn()};
+    pgcw_watcher_opts wo = {.source = PGCW_WATCH_LOGICAL,
+                            .slot_name = "lgs_slot",
+                            .publication = "lgs_cache_entries_pub",
+                            .temporary_slot = true};
+    pgcw_watcher *w = NULL;
+    assert_int_equal(pgcw_watcher_new(&wo, &co, &w), PGCW_OK);
+    pgcw_cache_opts o = {.notify_mode = PGCW_CACHE_NOTIFY_LOGICAL, .watcher = w};
+    pgcw_cache *b = cachetest_new("lgs_", &o), *a = logical_cache("lgs_");
+    int changes = 0; /* written by the watcher's thread, read after its stop */
+    pgcw_sink *sink = NULL;
+    pgcw_sink_opts so = {.fn = count_changes, .ctx = &changes};
+    assert_int_equal(pgcw_sink_new(w, &so, &sink), PGCW_OK);
+    assert_int_equal(pgcw_watcher_start(w), PGCW_OK);
+    assert_int_equal(pgcw_cache_wait_healthy(b, CACHETEST_WAIT_MS), PGCW_OK);
+
+    cachetest_set(a, "k", "v1", 60000);
+    WAIT_STAT(b, invalidations_received, 1);
+    free(cachetest_get(b, "k"));
+    expect_l1_hit(b, "k", "v1");
+    uint64_t applied = cachetest_stats(b).invalidations_applied;
+    cachetest_set(a, "k", "v2", 60000);
+    WAIT_STAT(b, invalidations_applied, applied + 1);
+    char *v = cachetest_get(b, "k");
+    assert_string_equal(v, "v2");
+    free(v);
+    pgcw_watcher_stop(w);
+    assert_true(changes >= 2);
+    pgcw_cache_free(a);
+    pgcw_cache_free(b);
+    pgcw_sink_free(sink);
+    pgcw_watcher_free(w);
+}
+
 static void test_truncate_flushes(void **state)
 {
     (void)state;
@@ -266,7 +324,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unlogged_refused),
         cmocka_unit_test(test_publication_created_once),
-        cmocka_unit_test(test_shared_watcher_refused),
+        cmocka_unit_test(test_wrong_watcher_refused),
+        cmocka_unit_test(test_shared_logical_watcher),
         cmocka_unit_test(test_unpublished_table_refused),
         cmocka_unit_test(test_write_evicts_without_notify),
         cmocka_unit_test(test_truncate_flushes),
