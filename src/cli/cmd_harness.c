@@ -111,8 +111,14 @@ static const char harness_options_help[] =
     "                              --l1-ttl alone, and the commit bound is\n"
     "                              --inval-bound + --l1-ttl\n"
     "      --l1-ttl MS             the L1 TTL with --disable-notify (default 250)\n"
-    "      --notify-mode MODE      trigger (default), after-commit or background:\n"
-    "                              how writes notify (cache.h, \"Write path\")\n"
+    "      --notify-mode MODE      trigger (default), after-commit, background or\n"
+    "                              logical: how writes notify (cache.h, \"Write\n"
+    "                              path\"); logical makes the table LOGGED (default\n"
+    "                              prefix harness_logical_), gives every client a\n"
+    "                              replication connection and a temporary slot (the\n"
+    "                              server needs wal_level=logical and that many\n"
+    "                              slots and WAL senders) and has no --notify-bound\n"
+    "                              check (its events carry no version)\n"
     "      --pool-size N           connections per client's pool (default 1)\n"
     "      --client-nice N         niceness of the threads that issue the calls,\n"
     "                              0 to 19 (default 10): the watchers' threads and\n"
@@ -268,6 +274,10 @@ static bool prepare_schema(const char *cmd, const hx_cfg *cfg, const cli_conn_op
     pgcw_cache_opts co = {0};
     co.schema_prefix = cfg->prefix;
     co.notify_channel = cfg->channel;
+    if (cfg->notify_mode == PGCW_CACHE_NOTIFY_LOGICAL) { /* and its publication */
+        co.notify_mode = PGCW_CACHE_NOTIFY_LOGICAL;
+        co.durability = PGCW_CACHE_LOGGED;
+    }
     char *err = NULL;
     pgcw_status st = pgcw_cache_init_db(&co, &s.opts, NULL, &err);
     if (st != PGCW_OK) {
@@ -528,7 +538,8 @@ int cli_cmd_harness(int argc, char **argv)
                   .chaos_interval_ms = 300,
                   .prefix = "harness_",
                   .channel = "harness_events"};
-    bool help = false, seeded = false, ops_given = false, duration_given = false;
+    bool help = false, seeded = false, ops_given = false, duration_given = false,
+         prefix_given = false;
     long long n;
     double d;
     int c;
@@ -629,9 +640,11 @@ int cli_cmd_harness(int argc, char **argv)
                 cfg.notify_mode = PGCW_CACHE_NOTIFY_AFTER_COMMIT;
             else if (strcmp(a, "background") == 0)
                 cfg.notify_mode = PGCW_CACHE_NOTIFY_BACKGROUND;
+            else if (strcmp(a, "logical") == 0)
+                cfg.notify_mode = PGCW_CACHE_NOTIFY_LOGICAL;
             else
-                return cli_usage_error(cmd, "--notify-mode is trigger, after-commit or "
-                                            "background");
+                return cli_usage_error(cmd, "--notify-mode is trigger, after-commit, "
+                                            "background or logical");
             break;
         case OPT_POOL_SIZE:
             if (!parse_int(a, 1, 64, &n))
@@ -657,6 +670,7 @@ int cli_cmd_harness(int argc, char **argv)
             break;
         case OPT_PREFIX:
             cfg.prefix = a;
+            prefix_given = true;
             break;
         case OPT_CHANNEL:
             cfg.channel = a;
@@ -683,6 +697,9 @@ int cli_cmd_harness(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    /* The default table is UNLOGGED; logical decoding needs a LOGGED one. */
+    if (cfg.notify_mode == PGCW_CACHE_NOTIFY_LOGICAL && !prefix_given)
+        cfg.prefix = "harness_logical_";
     if (ops_given && duration_given)
         return cli_usage_error(cmd, "--duration and --ops exclude each other");
     if (ops_given)

@@ -471,6 +471,40 @@ static void test_injected_stale_read_caught(void **state)
     free(err);
 }
 
+/* --notify-mode logical under chaos: every client reads the WAL through a
+ * temporary slot of its own (their walsenders are what the watcher kills hit),
+ * writes skip the trigger, and no read is stale. */
+static void test_logical_chaos_no_violations(void **state)
+{
+    (void)state;
+    json_object *o =
+        run_report(0, true, true, NULL, NULL,
+                   "--writers 2 --readers 4 --processes 2 --duration 3"
+                   " --chaos --chaos-interval 150 --notify-mode logical --json");
+    static const expect_cfg want[] = {
+        {"config.notify_mode", 0, "logical"},
+        {"config.schema_prefix", 0, "harness_logical_"},
+    };
+    expect_config(o, want, sizeof want / sizeof want[0]);
+    assert_int_equal(get_int(o, "violations"), 0);
+    assert_true(get_int(o, "chaos.watcher_kills") > 0);
+    check_report_sums(o);
+    json_object_put(o);
+    PGconn *pg = pgtest_connect();
+    assert_int_equal(pgtest_query_int(pg, "SELECT count(*) FROM pg_class WHERE relname = "
+                                          "'harness_logical_cache_entries' AND "
+                                          "relpersistence = 'p'"),
+                     1);
+    /* Temporary: none of the clients' slots outlives the run (a backend drops its
+     * slot as it exits, which may be just after the client closed). */
+    const char *slots = "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE "
+                        "'pgcwh\\_%'";
+    for (int i = 0; i < 500 && pgtest_query_int(pg, slots) != 0; i++)
+        pgtest_sleep_ms(10);
+    assert_int_equal(pgtest_query_int(pg, slots), 0);
+    PQfinish(pg);
+}
+
 /* Exactly the documented command, on the throwaway server it starts itself. */
 static void test_default_command(void **state)
 {
@@ -518,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_chaos_no_violations),
         cmocka_unit_test(test_disable_notify),
         cmocka_unit_test(test_injected_stale_read_caught),
+        cmocka_unit_test(test_logical_chaos_no_violations),
         cmocka_unit_test(test_default_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
  * work as the cache's latency: the clock is read right around each cache call.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -272,6 +273,20 @@ static bool client_setup(hx_client *c, char *why, size_t whylen)
         wo.n_channels = 1;
         wo.max_latency_ms = -1;
         wo.log = on_log;
+        /* Logical decoding: a temporary slot of this client's own on the table's
+         * publication (init_db made it); names [a-z0-9_]. */
+        char slot[64], pub[96];
+        if (cfg->notify_mode == PGCW_CACHE_NOTIFY_LOGICAL) {
+            snprintf(slot, sizeof slot, "pgcwh_%d_c%d", (int)getpid(), c->id);
+            int n = 0;
+            for (const char *p = cfg->prefix; *p && n < 60; p++)
+                pub[n++] = (char)tolower((unsigned char)*p);
+            snprintf(pub + n, sizeof pub - (size_t)n, "cache_entries_pub");
+            wo.source = PGCW_WATCH_LOGICAL;
+            wo.slot_name = slot;
+            wo.publication = pub;
+            wo.temporary_slot = true;
+        }
         st = pgcw_watcher_new(&wo, &watch.opts, &c->watcher);
         if (st != PGCW_OK) {
             snprintf(why, whylen, "watcher: %s", pgcw_strerror(st));

@@ -101,6 +101,7 @@ static const char *mode_name(pgcw_cache_notify_mode m)
 {
     return m == PGCW_CACHE_NOTIFY_AFTER_COMMIT ? "after-commit"
            : m == PGCW_CACHE_NOTIFY_BACKGROUND ? "background"
+           : m == PGCW_CACHE_NOTIFY_LOGICAL    ? "logical"
                                                : "trigger";
 }
 
