@@ -16,49 +16,6 @@
 
 static const char *const key_suffixes[PGCW__N_KEYS_TRIGGERS] = {"_ins", "_upd", "_del"};
 
-/*
- * Derives the name a + b + c. Names that fit in PGCW_MAX_IDENTIFIER bytes are the
- * plain concatenation (the Python tool's names). Longer ones would be truncated by
- * PostgreSQL, silently and so that two channels could share a name, or the keyed
- * triggers lose the suffixes that tell them apart; instead they keep as much of
- * a + b as fits (cut on a UTF-8 boundary), then "_" and 8 hex digits of a hash of
- * the whole a + b, then c, so the result is deterministic (a reinstall replaces
- * it) and distinct per channel.
- */
-static void derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
-                        const char *c)
-{
-    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-    if (la + lb + lc <= PGCW_MAX_IDENTIFIER) {
-        memcpy(out, a, la);
-        memcpy(out + la, b, lb);
-        memcpy(out + la + lb, c, lc);
-        out[la + lb + lc] = '\0';
-        return;
-    }
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = a; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    for (const char *p = b; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    char head[2 * (PGCW_MAX_IDENTIFIER + 1)];
-    snprintf(head, sizeof head, "%s%s", a, b);
-    size_t keep = PGCW_MAX_IDENTIFIER - lc - 9; /* "_" + 8 hex digits */
-    while (keep > 0 && ((unsigned char)head[keep] & 0xC0) == 0x80)
-        keep--; /* never split a multi-byte character */
-    snprintf(out, PGCW_MAX_IDENTIFIER + 1, "%.*s_%08x%s", (int)keep, head, (unsigned)h,
-             c);
-}
-
-/* Lower-cases ASCII letters in place: what PostgreSQL does to an unquoted name in a
- * multibyte encoding (sql_names.c folds table names the same way). */
-static void fold_case(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s - 'A' + 'a');
-}
-
 pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_names *n,
                                   char *errbuf, size_t errlen)
 {
@@ -68,7 +25,8 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     n->trigger_prefix = o.trigger_prefix ? o.trigger_prefix : PGCW_DEFAULT_TRIGGER_PREFIX;
     n->with_keys = o.with_keys;
     n->ddl = o.ddl;
-    if (o.source != PGCW_WATCH_LISTEN) {
+    n->poll = o.source == PGCW_WATCH_POLL;
+    if (o.source != PGCW_WATCH_LISTEN && !n->poll) {
         pgcw__errf(errbuf, errlen, "source %d is not supported by this build",
                    (int)o.source);
         return PGCW_EINVAL;
@@ -95,25 +53,26 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     }
     char base[2 * PGCW_MAX_IDENTIFIER + 2];
     snprintf(base, sizeof base, "%s_", n->function_name);
-    derive_name(n->unfolded_function, base, n->channel, "");
-    derive_name(n->unfolded_keys_function, base, n->channel, "_keys");
+    pgcw__derive_name(n->unfolded_function, base, n->channel, "");
+    pgcw__derive_name(n->unfolded_keys_function, base, n->channel, "_keys");
 
     /* The Python tool pastes its names unquoted, so PostgreSQL folds them; folding
      * ours the same way makes them the same objects. */
     char channel[PGCW_MAX_IDENTIFIER + 1], prefix[PGCW_MAX_IDENTIFIER + 1];
     snprintf(channel, sizeof channel, "%s", n->channel);
     snprintf(prefix, sizeof prefix, "%s", n->trigger_prefix);
-    fold_case(base);
-    fold_case(channel);
-    fold_case(prefix);
-    derive_name(n->function, base, channel, "");
-    derive_name(n->keys_function, base, channel, "_keys");
-    derive_name(n->trigger, prefix, channel, "");
+    pgcw__fold_ascii(base);
+    pgcw__fold_ascii(channel);
+    pgcw__fold_ascii(prefix);
+    pgcw__derive_name(n->function, base, channel, "");
+    pgcw__derive_name(n->keys_function, base, channel, "_keys");
+    pgcw__derive_name(n->trigger, prefix, channel, "");
     for (int i = 0; i < PGCW__N_KEYS_TRIGGERS; i++)
-        derive_name(n->keys_triggers[i], prefix, channel, key_suffixes[i]);
-    derive_name(n->ddl_function, base, channel, "_ddl");
-    derive_name(n->ddl_trigger_end, prefix, channel, "_ddl_end");
-    derive_name(n->ddl_trigger_drop, prefix, channel, "_ddl_drop");
+        pgcw__derive_name(n->keys_triggers[i], prefix, channel, key_suffixes[i]);
+    pgcw__derive_name(n->ddl_function, base, channel, "_ddl");
+    pgcw__derive_name(n->ddl_trigger_end, prefix, channel, "_ddl_end");
+    pgcw__derive_name(n->ddl_trigger_drop, prefix, channel, "_ddl_drop");
+    pgcw__changelog_names_derive(n->function_name, n->channel, &n->log);
     return PGCW_OK;
 }
 
@@ -262,6 +221,11 @@ pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *cons
     pgcw_status st = pgcw__install_resolve(opts, &n, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
+    if (n.ddl && n.poll) {
+        pgcw__errf(errbuf, errlen,
+                   "DDL events are notified only: install --ddl without --source poll");
+        return PGCW_EINVAL;
+    }
     if (n.ddl && n_tables) {
         pgcw__errf(errbuf, errlen,
                    "DDL event triggers are database-wide: install tables without --ddl");
@@ -282,22 +246,35 @@ pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *cons
                      "BEGIN;\n"
                      "-- DROP TRIGGER IF EXISTS reports missing triggers as NOTICEs.\n"
                      "SET LOCAL client_min_messages = warning;\n");
-    const pgcw__sql_var fvars[] = {
-        {"function", fq.function}, {"channel", fq.channel}, {"tag", tag}};
-    if (n.ddl)
+    /* With a change log the notify functions call its writer, which notifies too. */
+    char *notify = n.poll ? pgcw_quote_ident(n.log.write_function) : NULL;
+    if (n.poll && !notify)
+        st = PGCW_ENOMEM;
+    const pgcw__sql_var fvars[] = {{"function", fq.function},
+                                   {"channel", fq.channel},
+                                   {"tag", tag},
+                                   {"notify", notify ? notify : "pg_notify"}};
+    if (st == PGCW_OK && n.poll)
+        st = pgcw__install_changelog(&out, &n, tag);
+    if (st == PGCW_OK && n.ddl)
         st = append_ddl(&out, &fq, tag);
-    else
-        st = pgcw__sql_expand(&out, pgcw__sql_notify_function, fvars, 3);
+    else if (st == PGCW_OK)
+        st = pgcw__sql_expand(&out, pgcw__sql_notify_function, fvars, 4);
     if (st == PGCW_OK && n.with_keys && !n.ddl) {
-        const pgcw__sql_var kvars[] = {
-            {"function", fq.keys_function}, {"channel", fq.channel}, {"tag", tag}};
-        st = pgcw__sql_expand(&out, pgcw__sql_notify_keys_function, kvars, 3);
+        const pgcw__sql_var kvars[] = {{"function", fq.keys_function},
+                                       {"channel", fq.channel},
+                                       {"tag", tag},
+                                       {"notify", fvars[3].value}};
+        st = pgcw__sql_expand(&out, pgcw__sql_notify_keys_function, kvars, 4);
     }
     if (st == PGCW_EINVAL)
         pgcw__errf(errbuf, errlen, "internal error: bad SQL template");
     for (size_t i = 0; i < n_tables && st == PGCW_OK; i++)
         st = append_table(&out, &n, &fq, tables[i], errbuf, errlen);
+    if (st == PGCW_OK && n.poll)
+        st = pgcw__install_changelog_path(&out, &n, tag);
     quoted_free(&fq);
+    free(notify);
     if (st == PGCW_OK)
         pgcw__buf_append(&out, "COMMIT;\n");
     if (st == PGCW_OK && out.failed)

@@ -1,12 +1,15 @@
 /*
- * names.c - parsing table names with PostgreSQL's identifier rules, and quoting
- * identifiers and literals for the SQL we generate.
+ * sql_names.c - parsing table names with PostgreSQL's identifier rules, quoting
+ * identifiers and literals for the SQL we generate, and deriving the names of the
+ * objects we install (install.h's naming rules).
  *
  * Everything we paste into SQL goes through pgcw_quote_ident/pgcw_quote_literal;
  * this file must never return a name it could not round-trip exactly, and must
  * never truncate (PostgreSQL would silently truncate a long name, so we refuse).
  */
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,4 +173,36 @@ char *pgcw_quote_ident(const char *ident)
 char *pgcw_quote_literal(const char *text)
 {
     return quote_with(text, '\'');
+}
+
+void pgcw__derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
+                       const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    if (la + lb + lc <= PGCW_MAX_IDENTIFIER) {
+        memcpy(out, a, la);
+        memcpy(out + la, b, lb);
+        memcpy(out + la + lb, c, lc);
+        out[la + lb + lc] = '\0';
+        return;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    char head[2 * (PGCW_MAX_IDENTIFIER + 1)];
+    snprintf(head, sizeof head, "%s%s", a, b);
+    size_t keep = PGCW_MAX_IDENTIFIER - lc - 9; /* "_" + 8 hex digits */
+    while (keep > 0 && ((unsigned char)head[keep] & 0xC0) == 0x80)
+        keep--; /* never split a multi-byte character */
+    snprintf(out, PGCW_MAX_IDENTIFIER + 1, "%.*s_%08x%s", (int)keep, head, (unsigned)h,
+             c);
+}
+
+void pgcw__fold_ascii(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
 }
