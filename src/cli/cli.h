@@ -164,6 +164,8 @@ typedef struct cli_listen_args {
     long long timeout_ms;       /* -1 unless --timeout */
     bool json;
     bool help;
+    pgcw_watch_source source;   /* --source; PGCW_WATCH_LISTEN by default */
+    long long poll_interval_ms; /* 0 unless --poll-interval */
 } cli_listen_args;
 
 int cli_listen_parse(int argc, char **argv, cli_listen_args *a);

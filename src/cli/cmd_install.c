@@ -22,6 +22,7 @@ enum {
     OPT_COMMIT,
     OPT_WITH_KEYS,
     OPT_DDL,
+    OPT_SOURCE,
 };
 
 static const char commit_hint[] = "::: Use '--commit' to write changes to db. :::\n";
@@ -43,6 +44,11 @@ static const char install_help[] =
     "same channel for every object a DDL command creates, alters or drops. Needs a\n"
     "superuser; otherwise it fails and creates nothing.\n"
     "\n"
+    "With --source poll the channel also gets a change log, a table the same\n"
+    "triggers write one row to per event, for `listen --source poll` where LISTEN\n"
+    "does not work (PgBouncer in transaction pooling mode); the triggers still\n"
+    "pg_notify() too, unless the writing session sets pgcachewatch.notify = off.\n"
+    "\n"
     "Options:\n"
     "      --tables TABLE          a table to install on (may repeat; the remaining\n"
     "                              arguments are tables too)\n"
@@ -54,6 +60,7 @@ static const char install_help[] =
     "                              each table's trigger is PREFIX<channel>\n"
     "      --with-keys             add the changed rows' primary-key values to events\n"
     "      --ddl                   install the DDL event triggers (see above)\n"
+    "      --source SOURCE         listen (default) or poll: also a change log\n"
     "      --commit                run the SQL instead of printing it only\n"
     "  -h, --help                  show this help and exit\n";
 
@@ -66,6 +73,8 @@ static const char uninstall_help[] =
     "changed; with --commit it runs in one transaction. When nothing is installed\n"
     "for the channel it says so and exits 0. The DDL event triggers are left alone\n"
     "unless --ddl is given, which removes them and their function and nothing else.\n"
+    "The channel's change log (install --source poll), if any, goes with its\n"
+    "triggers, whichever --source is given.\n"
     "\n"
     "Options:\n"
     "      --channel-name NAME     NOTIFY channel (default " PGCW_DEFAULT_CHANNEL ")\n"
@@ -75,6 +84,7 @@ static const char uninstall_help[] =
     "                              with install; triggers are found by the function\n"
     "                              they call, whatever their names\n"
     "      --ddl                   remove the DDL event triggers instead\n"
+    "      --source SOURCE         listen (default) or poll: accepted for symmetry\n"
     "      --commit                run the SQL instead of printing it only\n"
     "  -h, --help                  show this help and exit\n";
 
@@ -99,6 +109,7 @@ static const struct option longopts[] = {
     {"commit", no_argument, NULL, OPT_COMMIT},
     {"with-keys", no_argument, NULL, OPT_WITH_KEYS},
     {"ddl", no_argument, NULL, OPT_DDL},
+    {"source", required_argument, NULL, OPT_SOURCE},
     {"help", no_argument, NULL, 'h'},
     CLI_CONN_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
@@ -150,6 +161,11 @@ int cli_install_parse(int argc, char **argv, bool install, cli_install_args *p)
             break;
         case OPT_DDL:
             p->opts.ddl = true;
+            break;
+        case OPT_SOURCE:
+            if (!cli_parse_source(optarg, &p->opts.source))
+                return cli_usage_error(cmd, "--source wants listen or poll, not '%s'",
+                                       optarg);
             break;
         default:
             return cli_bad_option(cmd);

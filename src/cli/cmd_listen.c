@@ -22,7 +22,9 @@ enum {
     OPT_JSON,
     OPT_COUNT,
     OPT_TIMEOUT,
-    OPT_FORMAT
+    OPT_FORMAT,
+    OPT_SOURCE,
+    OPT_POLL_INTERVAL
 };
 
 /* How long one pgcw_watcher_run() slice lasts: the most an event waits in the
@@ -43,6 +45,11 @@ static const char listen_help[] =
     "Warnings go to stderr. Stops after --count events, after --timeout seconds,\n"
     "or on SIGINT/SIGTERM.\n"
     "\n"
+    "With --source poll it reads the channel's change log (install --source poll)\n"
+    "every --poll-interval over a plain connection instead of LISTENing: for\n"
+    "connections where LISTEN does not work, such as PgBouncer in transaction\n"
+    "pooling mode. One channel only; events start from now.\n"
+    "\n"
     "Options:\n"
     "      --channel-name NAME     channel to LISTEN on (may repeat;\n"
     "                              default " PGCW_DEFAULT_CHANNEL ")\n"
@@ -50,6 +57,9 @@ static const char listen_help[] =
     "                              (default: JSON table changes, or postgres-cache\n"
     "                              key notifications 'u'/'d'...), table-change or\n"
     "                              cache-key\n"
+    "      --source SOURCE         listen (default) or poll (see above)\n"
+    "      --poll-interval SECONDS between two reads of the change log with --source\n"
+    "                              poll (fractions allowed; default 0.25)\n"
     "      --json                  print events as JSON lines\n"
     "      --count N               exit 0 after N events (gap events count too)\n"
     "      --timeout SECONDS       stop after SECONDS (fractions allowed); exit 1 if\n"
@@ -119,6 +129,8 @@ int cli_listen_parse(int argc, char **argv, cli_listen_args *a)
         {"count", required_argument, NULL, OPT_COUNT},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"format", required_argument, NULL, OPT_FORMAT},
+        {"source", required_argument, NULL, OPT_SOURCE},
+        {"poll-interval", required_argument, NULL, OPT_POLL_INTERVAL},
         {"help", no_argument, NULL, 'h'},
         CLI_CONN_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -159,10 +171,25 @@ int cli_listen_parse(int argc, char **argv, cli_listen_args *a)
                     cmd, "--format wants auto, table-change or cache-key, not '%s'",
                     optarg);
             break;
+        case OPT_SOURCE:
+            if (!cli_parse_source(optarg, &a->source))
+                rc = cli_usage_error(cmd, "--source wants listen or poll, not '%s'",
+                                     optarg);
+            break;
+        case OPT_POLL_INTERVAL:
+            if (!cli_parse_seconds(optarg, &a->poll_interval_ms) ||
+                a->poll_interval_ms <= 0)
+                rc = cli_usage_error(
+                    cmd, "--poll-interval wants seconds above 0, not '%s'", optarg);
+            break;
         default:
             rc = cli_bad_option(cmd);
         }
     }
+    if (rc < 0 && !a->help && a->poll_interval_ms && a->source != PGCW_WATCH_POLL)
+        rc = cli_usage_error(cmd, "--poll-interval needs --source poll");
+    if (rc < 0 && !a->help && a->source == PGCW_WATCH_POLL && a->n_channels > 1)
+        rc = cli_usage_error(cmd, "--source poll reads one channel's change log");
     if (rc < 0 && !a->help && optind < argc)
         rc = cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     return rc;
@@ -206,6 +233,8 @@ int cli_cmd_listen(int argc, char **argv)
     wopts.n_channels = n_channels;
     wopts.formats = formats;
     wopts.log = on_log;
+    wopts.source = a.source;
+    wopts.poll_interval_ms = a.poll_interval_ms;
     pgcw_watcher *w = NULL;
     pgcw_sub *sub = NULL;
     pgcw_status st = pgcw_watcher_new(&wopts, &settings.opts, &w);
@@ -230,7 +259,8 @@ int cli_cmd_listen(int argc, char **argv)
                                msg && *msg ? msg : "timed out connecting");
         goto out;
     }
-    fprintf(stderr, "%s listen: listening on", CLI_PROG);
+    fprintf(stderr, "%s listen: %s on", CLI_PROG,
+            a.source == PGCW_WATCH_POLL ? "polling the change log" : "listening");
     if (n_channels == 0)
         fprintf(stderr, " %s", PGCW_DEFAULT_CHANNEL);
     for (size_t i = 0; i < n_channels; i++)

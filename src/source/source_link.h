@@ -91,6 +91,11 @@ void pgcw__link_ready(pgcw__link *l);
  * warning logged, and the next attempt scheduled. */
 void pgcw__link_lost(pgcw__link *l, const char *what, const char *detail);
 
+/* pgcw__link_lost(), reported as permanent when retrying the same settings will
+ * not fix it by itself (a missing change log, LISTEN that does not work through
+ * this connection). */
+void pgcw__link_fail(pgcw__link *l, const char *what, const char *detail, bool permanent);
+
 /* "connection lost" when ready, else "could not connect". */
 const char *pgcw__link_lost_what(const pgcw__link *l);
 

@@ -84,8 +84,9 @@ static pgcw_status make_source(pgcw_watcher *w, const pgcw_watcher_opts *o,
     switch (o->source) {
     case PGCW_WATCH_LISTEN:
         return make_listen_source(w, o, conn);
-    case PGCW_WATCH_LOGICAL:
     case PGCW_WATCH_POLL:
+        return pgcw__watcher_make_poll(w, o, conn);
+    case PGCW_WATCH_LOGICAL:
         break;
     }
     return PGCW_EINVAL; /* not supported by this build */
@@ -316,12 +317,20 @@ static void hub_deliver(void *hub, pgcw__source *src, pgcw_event **events, size_
     pgcw__watcher_fanout(hub, events, n);
 }
 
+static void hub_gap(void *hub, pgcw__source *src, pgcw_gap_reason reason, uint64_t lost)
+{
+    (void)src;
+    pgcw_watcher *w = hub;
+    pgcw__watcher_gap_all(w, reason, lost, atomic_load(&w->epoch));
+}
+
 const pgcw__hub_ops pgcw__watcher_hub_ops = {
     .healthy = hub_healthy,
     .unhealthy = hub_unhealthy,
     .deliver = hub_deliver,
     .error = hub_error,
     .epoch = hub_epoch,
+    .gap = hub_gap,
 };
 
 void pgcw__watcher_set_healthy(pgcw_watcher *w, bool healthy)
