@@ -91,6 +91,10 @@ typedef struct pgcw__listen_cfg {
     int64_t ping_timeout_us;
     pgcw_log_fn log;
     void *log_ctx;
+    /* Probe each connection (source_probe.h): healthy only once a notification
+     * sent from a second session came back within probe_timeout_us. */
+    bool probe;
+    int64_t probe_timeout_us;
 } pgcw__listen_cfg;
 
 /* Creates the LISTEN source (no I/O). Returns PGCW_OK or PGCW_ENOMEM. */

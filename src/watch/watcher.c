@@ -66,7 +66,9 @@ static pgcw_status make_listen_source(pgcw_watcher *w, const pgcw_watcher_opts *
             pgcw__ms_or(o->ping_timeout_ms < 0 ? 0 : o->ping_timeout_ms, 5000),
         .log = o->log,
         .log_ctx = o->log_ctx,
+        .probe = !o->skip_listen_probe,
     };
+    cfg.probe_timeout_us = cfg.ping_timeout_us;
     pgcw__source *src = NULL;
     pgcw_status st = pgcw__source_listen_new(&cfg, &pgcw__watcher_hub_ops, w, &src);
     if (st != PGCW_OK)
