@@ -15,6 +15,10 @@
  *     else; the cache handle is made exactly when the prefix is letters, digits
  *     and '_' (at most 33) and the channel 1 to 63 bytes; --count, --timeout and
  *     --ttl values are in range;
+ *   - --source is listen, logical or poll; install's dry run with poll has the
+ *     change log's writer in it; listen's --poll-interval comes only with
+ *     --source poll, above 0 and at most 1e9 seconds, and poll has one channel
+ *     at most;
  *   - the connection settings hold each keyword once, NULL-terminated;
  *   - cli_parse_count and cli_parse_seconds accept exactly this file's grammar
  *     (digits, a fraction for seconds; a count of 1 to LLONG_MAX, at most 1e9
@@ -103,6 +107,8 @@ static void fuzz_install(args *a, bool install)
             expect(p.tables[i] && borrowed(a, p.tables[i]));
         expect(borrowed(a, p.opts.channel) && borrowed(a, p.opts.function_name) &&
                borrowed(a, p.opts.trigger_prefix));
+        expect(p.opts.source == PGCW_WATCH_LISTEN ||
+               p.opts.source == PGCW_WATCH_LOGICAL || p.opts.source == PGCW_WATCH_POLL);
         check_conn(a, &p.conn);
     }
     pgcw_install *in = NULL;
@@ -115,6 +121,11 @@ static void fuzz_install(args *a, bool install)
         expect((st == PGCW_OK) == (sql != NULL));
         if (st == PGCW_OK)
             expect(strncmp(sql, "BEGIN;\n", 7) == 0);
+        /* The writer is named after the function name and channel (hashed when
+         * long): look for what survives either way. */
+        if (st == PGCW_OK && install)
+            expect((strstr(sql, "_log_write\"(ch text, body text)") != NULL) ==
+                   (p.opts.source == PGCW_WATCH_POLL));
         if (st == PGCW_EINVAL) {
             expect(pgcw_install_errmsg(in)[0] != '\0');
             one_line(pgcw_install_errmsg(in));
@@ -135,6 +146,12 @@ static void fuzz_listen(args *a)
         expect(l.format == PGCW_FORMAT_AUTO || l.format == PGCW_FORMAT_TABLE_CHANGE ||
                l.format == PGCW_FORMAT_CACHE_KEY);
         expect(l.n_channels <= (size_t)a->argc && l.channels[l.n_channels] == NULL);
+        expect(l.source == PGCW_WATCH_LISTEN || l.source == PGCW_WATCH_LOGICAL ||
+               l.source == PGCW_WATCH_POLL);
+        expect(l.poll_interval_ms == 0 ||
+               (l.source == PGCW_WATCH_POLL && l.poll_interval_ms >= 1 &&
+                l.poll_interval_ms <= 1000000000000LL));
+        expect(l.source != PGCW_WATCH_POLL || l.n_channels <= 1);
         for (size_t i = 0; i < l.n_channels; i++)
             expect(borrowed(a, l.channels[i]));
         check_conn(a, &l.conn);

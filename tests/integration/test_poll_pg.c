@@ -7,7 +7,8 @@
  * lost; rows pruned before they were read are a PGCW_GAP_PRUNED gap (and rows
  * pruned after they were read are not); the poller prunes by age; a writer with
  * pgcachewatch.notify = off still feeds pollers but no longer LISTENers; uninstall
- * removes the change log.
+ * removes the change log; the CLI's install --source poll and listen --source
+ * poll --json --count 1, with what --help says and what it refuses.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -21,6 +22,7 @@
 #include <cmocka.h>
 #include <pgcachewatch/pgcachewatch.h>
 
+#include "pgproc.h"
 #include "pgtest.h"
 
 #define WAIT_MS 15000
@@ -404,6 +406,76 @@ static void test_uninstall_removes_changelog(void **state)
     PQfinish(c);
 }
 
+/* The CLI: install --source poll --commit, then listen --source poll --json
+ * --count 1 prints the insert with its key, read from the change log. */
+static void test_cli_install_and_listen(void **state)
+{
+    (void)state;
+    PGconn *c = pgtest_connect();
+    pgtest_exec(c, "DROP TABLE IF EXISTS items; CREATE TABLE items (id int primary key, "
+                   "v text)");
+    char *out = NULL, *err = NULL;
+    int rc = pgtest_cli_run(&out, &err,
+                            "install --source poll --with-keys --channel-name " CHANNEL
+                            " --commit --pg-dsn '%s' items",
+                            pgtest_dsn());
+    if (rc != 0)
+        fail_msg("install --source poll: %s", err);
+    assert_non_null(strstr(out, "_log_write"));
+    free(out);
+    free(err);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             PGTEST_RUN_LIMIT "\"$PGCW_CLI\" listen --source poll --poll-interval 0.05 "
+                              "--channel-name " CHANNEL " --json --count 1 --pg-dsn '%s'",
+             pgtest_dsn());
+    pgtest_proc p;
+    pgtest_proc_start(&p, "test-poll-cli", cmd);
+    /* Polling from the moment it says so: what is written after is read. */
+    int64_t until = pgtest_now_ms() + WAIT_MS;
+    for (;;) {
+        char *e = pgtest_slurp_path(p.err_path);
+        bool polling = strstr(e, "polling the change log on " CHANNEL) != NULL;
+        free(e);
+        if (polling)
+            break;
+        if (pgtest_now_ms() > until || pgtest_proc_wait(&p, 0) >= 0)
+            fail_msg("listen --source poll did not start polling");
+        pgtest_sleep_ms(10);
+    }
+    pgtest_exec(c, "INSERT INTO items VALUES (7, 'seven')");
+    rc = pgtest_proc_finish(&p, WAIT_MS, &out, &err);
+    if (rc != 0)
+        fail_msg("listen --source poll exited %d: %s", rc, err);
+    assert_non_null(strstr(out, "\"operation\":\"insert\""));
+    assert_non_null(strstr(out, "\"source\":\"poll\""));
+    assert_non_null(strstr(out, "\"keys\":[[7]]"));
+    free(out);
+    free(err);
+    rc = pgtest_cli_run(&out, &err,
+                        "uninstall --source poll --channel-name " CHANNEL
+                        " --commit --pg-dsn '%s'",
+                        pgtest_dsn());
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "DROP TABLE"));
+    free(out);
+    free(err);
+
+    static const char *const listen_has[] = {"--source SOURCE", "--poll-interval SECONDS",
+                                             "PgBouncer", NULL};
+    pgtest_cli_expect_help("listen --help", listen_has, NULL);
+    static const char *const install_has[] = {"--source SOURCE", "change log",
+                                              "pgcachewatch.notify = off", NULL};
+    pgtest_cli_expect_help("install --help", install_has, NULL);
+    pgtest_cli_expect_usage_error("listen --poll-interval 1", "--poll-interval needs");
+    pgtest_cli_expect_usage_error("listen --source poll --poll-interval 0", "above 0");
+    pgtest_cli_expect_usage_error("listen --source carrier-pigeon", "--source wants");
+    pgtest_cli_expect_usage_error(
+        "listen --source poll --channel-name a --channel-name b", "one channel");
+    pgtest_cli_expect_usage_error("install --source poll --ddl", "--ddl without");
+    PQfinish(c);
+}
+
 /* Options the poll source refuses. */
 static void test_refused_options(void **state)
 {
@@ -439,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_notify_off_feeds_pollers_only),
         cmocka_unit_test(test_uninstall_removes_changelog),
         cmocka_unit_test(test_refused_options),
+        cmocka_unit_test(test_cli_install_and_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
