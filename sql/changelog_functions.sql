@@ -13,23 +13,28 @@ END;
 {{tag}};
 -- One poll, in one statement so that one snapshot decides everything: the horizon
 -- (the oldest transaction still running: every xid below it has ended, and every
--- xid to come is above it), the pruning watermark, and up to max_rows rows after
--- (after_xid, after_seq) and below the horizon, in (xid, seq) order. Always at
--- least one row: without log rows, their columns are NULL.
+-- xid to come is above it), the snapshot itself, the pruning watermark, and up to
+-- max_rows rows after (after_xid, after_seq) and below the horizon, in (xid, seq)
+-- order, leaving out those of transactions visible in history (a poller's first
+-- snapshot: what had committed before it started is not news). Always at least
+-- one row: without log rows, their columns are NULL.
 CREATE OR REPLACE FUNCTION {{read_function}}(after_xid pg_catalog.xid8, after_seq bigint,
-                                             max_rows integer)
-RETURNS TABLE (horizon pg_catalog.xid8, pruned_xid pg_catalog.xid8, pruned_seq bigint,
-               pruned_rows bigint, xid pg_catalog.xid8, seq bigint,
+                                             max_rows integer,
+                                             history pg_catalog.pg_snapshot)
+RETURNS TABLE (horizon pg_catalog.xid8, snapshot text, pruned_xid pg_catalog.xid8,
+               pruned_seq bigint, pruned_rows bigint, xid pg_catalog.xid8, seq bigint,
                created_at timestamptz, channel text, payload text)
 LANGUAGE sql STABLE AS {{tag}}
-    SELECT h.horizon, p.pruned_xid, p.pruned_seq, p.pruned_rows,
+    SELECT h.horizon, h.snap::text, p.pruned_xid, p.pruned_seq, p.pruned_rows,
            l.xid, l.seq, l.created_at, l.channel, l.payload
-      FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
+      FROM (SELECT pg_current_snapshot() AS snap,
+                   pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
      CROSS JOIN {{pruned_table}} p
       LEFT JOIN LATERAL (
            SELECT c.xid, c.seq, c.created_at, c.channel, c.payload
              FROM {{log_table}} c
             WHERE (c.xid, c.seq) > (after_xid, after_seq) AND c.xid < h.horizon
+              AND (history IS NULL OR NOT pg_visible_in_snapshot(c.xid, history))
             ORDER BY c.xid, c.seq
             LIMIT max_rows) l ON true
      ORDER BY l.xid, l.seq

@@ -96,7 +96,7 @@ pgcw_status pgcw__install_changelog_path(pgcw__buf *out, const pgcw__install_nam
 }
 
 const char *const pgcw__changelog_args[PGCW__N_CHANGELOG_FUNCTIONS] = {
-    "text, text", "pg_catalog.xid8, bigint, integer", "bigint"};
+    "text, text", "pg_catalog.xid8, bigint, integer, pg_catalog.pg_snapshot", "bigint"};
 
 const char *pgcw__install_changelog_function(const pgcw__install_names *n, size_t i)
 {

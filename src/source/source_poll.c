@@ -69,9 +69,14 @@ typedef struct poll_source {
     int64_t next_read_us;  /* when the next read is due */
     int64_t next_prune_us; /* when the next prune is due */
     bool have_pos;         /* false until the first read: then "now" */
-    pos at;                /* every row up to here was delivered or skipped */
-    pos pruned_seen;       /* the pruning watermark already accounted for */
-    bool result_bad;       /* the outstanding query failed (message in err) */
+    /* The first read's snapshot, while the position is below its xmax: rows of
+     * transactions visible in it had committed before this source started, and
+     * are not delivered. NULL after. */
+    char *history;
+    uint64_t history_xmax;
+    pos at;          /* every row up to here was delivered or skipped */
+    pos pruned_seen; /* the pruning watermark already accounted for */
+    bool result_bad; /* the outstanding query failed (message in err) */
     char err[512];
     pgcw__ratelimit rl_malformed;
 } poll_source;
@@ -100,8 +105,12 @@ static bool send_read(poll_source *s, int max_rows)
     snprintf(xid, sizeof xid, "%" PRIu64, s->at.xid);
     snprintf(seq, sizeof seq, "%" PRId64, s->at.seq);
     snprintf(lim, sizeof lim, "%d", max_rows);
-    const char *params[3] = {xid, seq, lim};
-    if (!PQsendQueryParams(s->link.conn.pg, s->read_sql, 3, NULL, params, NULL, NULL,
+    if (s->history && s->at.xid >= s->history_xmax) {
+        free(s->history); /* every xid from here on began after it */
+        s->history = NULL;
+    }
+    const char *params[4] = {xid, seq, lim, s->history};
+    if (!PQsendQueryParams(s->link.conn.pg, s->read_sql, 4, NULL, params, NULL, NULL,
                            0)) {
         pgcw__link_lost(&s->link, pgcw__link_lost_what(&s->link), NULL);
         return false;
@@ -112,7 +121,8 @@ static bool send_read(poll_source *s, int max_rows)
 }
 
 /* Connected: the first read is the setup. Without a position yet it reads no
- * rows, only the horizon, which becomes the position: history is not replayed. */
+ * rows, only the horizon, which becomes the position, and the snapshot, which
+ * says what had committed already: history is not replayed. */
 static void on_connected(pgcw__source *base)
 {
     poll_source *s = (poll_source *)base;
@@ -145,10 +155,11 @@ static void warn_malformed(poll_source *s, const char *payload, const char *why)
     warn(s, msg);
 }
 
-/* Columns of the read: horizon, pruned_xid, pruned_seq, pruned_rows, xid, seq,
- * channel, payload. */
+/* Columns of the read: horizon, snapshot, pruned_xid, pruned_seq, pruned_rows, xid,
+ * seq, channel, payload. */
 enum {
     C_HORIZON,
+    C_SNAPSHOT,
     C_PRUNED_XID,
     C_PRUNED_SEQ,
     C_PRUNED_ROWS,
@@ -172,6 +183,15 @@ static bool take_rows(poll_source *s, const PGresult *res)
         return false;
     }
     if (!s->have_pos) { /* the first read: start now */
+        const char *snap = PQgetvalue(res, 0, C_SNAPSHOT);
+        const char *colon = strchr(snap, ':');
+        free(s->history);
+        s->history = pgcw__strdup(snap);
+        if (!s->history || !colon) {
+            pgcw__link_lost(&s->link, "poll failed", "no snapshot (or out of memory)");
+            return false;
+        }
+        s->history_xmax = strtoull(colon + 1, NULL, 10);
         s->have_pos = true;
         s->at = horizon;
         s->pruned_seen = pruned;
@@ -391,6 +411,7 @@ static void source_free(pgcw__source *base)
         return;
     pgcw__link_free(&s->link);
     free(s->channel);
+    free(s->history);
     free(s->read_sql);
     free(s->prune_sql);
     free(s);
@@ -451,10 +472,12 @@ pgcw_status pgcw__source_poll_new(const pgcw__poll_cfg *cfg, const pgcw__hub_ops
     pgcw__changelog_names names;
     pgcw__changelog_names_derive(NULL, cfg->channel, &names);
     s->channel = pgcw__strdup(cfg->channel);
-    s->read_sql =
-        statement("SELECT horizon::text, pruned_xid::text, pruned_seq, "
-                  "pruned_rows, xid::text, seq, channel, payload FROM ",
-                  names.read_function, "($1::pg_catalog.xid8, $2::bigint, $3::integer)");
+    s->read_sql = statement("SELECT horizon::text, snapshot, pruned_xid::text, "
+                            "pruned_seq, pruned_rows, xid::text, seq, channel, payload "
+                            "FROM ",
+                            names.read_function,
+                            "($1::pg_catalog.xid8, $2::bigint, $3::integer, "
+                            "$4::pg_catalog.pg_snapshot)");
     s->prune_sql = statement("SELECT ", names.prune_function, "($1::bigint)");
     /* Payloads are decoded as UTF-8, as the LISTEN source's are. */
     static const char *const keys[] = {"client_encoding", NULL};

@@ -104,6 +104,15 @@ static void test_probe_reports_listen_broken(void **state)
     assert_int_equal(st.connects, 0);
     assert_int_equal(st.notifications, 0);
     pgcw_watcher_free(w);
+
+    /* The CLI says the same and exits 1. */
+    char *out = NULL, *err = NULL;
+    int rc = pgtest_cli_run(&out, &err, "listen --count 1 --pg-dsn '%s'", bouncer_dsn);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "LISTEN does not work through this connection"));
+    assert_non_null(strstr(err, "--source poll"));
+    free(out);
+    free(err);
 }
 
 /* Connected directly, the probe comes back: healthy, the probe channel was

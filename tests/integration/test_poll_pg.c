@@ -116,15 +116,22 @@ static void expect_and_free(pgcw_sub *sub, pgcw_op op, const char *key)
 }
 
 /* Sequential transactions come out in their commit order, with their keys, and
- * nothing that committed before the watcher started is replayed. */
+ * nothing that committed before the watcher started is replayed, even above the
+ * horizon that a transaction open at the start holds back; that transaction's
+ * rows, committed later, are news. */
 static void test_commit_order_with_keys(void **state)
 {
     (void)state;
     PGconn *c = pgtest_connect();
     pgcw_install *in = install_items(c);
+    PGconn *open_at_start = pgtest_connect();
+    pgtest_exec(open_at_start, "BEGIN; INSERT INTO items VALUES (50, 'open at start')");
     pgtest_exec(c, "INSERT INTO items VALUES (99, 'history')");
     pgcw_sub *sub = NULL;
     pgcw_watcher *w = start_poller(0, &sub);
+    pgtest_exec(open_at_start, "COMMIT");
+    PQfinish(open_at_start);
+    expect_and_free(sub, PGCW_OP_INSERT, "[50]");
 
     pgtest_exec(c, "INSERT INTO items VALUES (1, 'a')");
     pgtest_exec(c, "UPDATE items SET v = 'b' WHERE id = 1");
@@ -140,7 +147,7 @@ static void test_commit_order_with_keys(void **state)
     assert_int_equal(pgcw_sub_pending(sub), 0);
     pgcw_watcher_stats st;
     pgcw_watcher_stats_get(w, &st);
-    assert_int_equal(st.events, 5);
+    assert_int_equal(st.events, 6);
     assert_int_equal(st.gaps, 0);
     stop_poller(w, sub);
     uninstall(in, c);
@@ -458,6 +465,17 @@ static void test_cli_install_and_listen(void **state)
                         pgtest_dsn());
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "DROP TABLE"));
+    free(out);
+    free(err);
+    /* Without a change log: exit 1 at once, saying what to install. */
+    int64_t t0 = pgtest_now_ms();
+    rc = pgtest_cli_run(&out, &err,
+                        "listen --source poll --channel-name " CHANNEL
+                        " --count 1 --timeout 30 --pg-dsn '%s'",
+                        pgtest_dsn());
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "install --source poll"));
+    assert_true(pgtest_now_ms() - t0 < 30000); /* not the timeout */
     free(out);
     free(err);
 
