@@ -2,7 +2,8 @@
  * pgcachewatch/watcher.h - the hub: event sources in, subscribers and sinks out.
  *
  * A watcher owns its sources (today one: a dedicated libpq connection that LISTENs
- * on any number of channels). Each notification is decoded by its channel's
+ * on any number of channels, or, with source PGCW_WATCH_POLL, one that polls a
+ * change log: see "Polling" below). Each notification is decoded by its channel's
  * decoder into a pgcw_event and handed to every consumer:
  *
  *   subscribers  a bounded queue each (pgcw_sub_*), drained by their owner at its
@@ -32,6 +33,26 @@
  * that sees a gap must drop everything it cached. Sources ping an idle connection
  * so a silently dead peer is noticed, and their sessions are exempt from the
  * server's idle_session_timeout (a LISTEN session is always idle to the server).
+ *
+ * Polling (opts.source = PGCW_WATCH_POLL; docs/source_poll.md). For connections
+ * where LISTEN does not work (PgBouncer in transaction pooling mode): instead of
+ * LISTENing, one plain connection reads the channel's change log (install.h,
+ * source PGCW_WATCH_POLL) every poll_interval_ms (0: 250 ms), in (xid, seq) order
+ * and only rows of transactions older than the oldest one still running, so a
+ * transaction that commits late is delivered once it commits, never skipped.
+ * Events are decoded as LISTEN's are (formats[0]) and carry PGCW_SOURCE_POLL and
+ * backend_pid 0. One channel (n_channels 0 or 1); the change log of the default
+ * function name (PGCW_DEFAULT_FUNCTION_NAME). The first read is "now": what had
+ * committed before it is not delivered. The position is kept in the watcher, so a
+ * lost connection loses nothing while the rows are kept: the watcher is unhealthy
+ * meanwhile (a PGCW_GAP_DISCONNECTED gap, as for LISTEN, since nothing is read
+ * then) and, reconnected, delivers what was written meanwhile. Rows it had not
+ * read that were pruned are a PGCW_GAP_PRUNED gap. The watcher prunes rows older
+ * than changelog_retention_ms (0: 10 minutes) every min(retention / 4, 60 s); a
+ * read unanswered within ping_timeout_ms is a lost connection; ping_interval_ms
+ * is not used. No change log for the channel: a permanent error (wait_healthy
+ * returns PGCW_ECONNECT) that says to install one. Each statement stands alone
+ * (no session state), so it works through a transaction-mode pooler.
  *
  * Threads. A watcher's driving calls (process, run, start/stop, free) must come
  * from one thread at a time. pgcw_watcher_healthy(), _epoch(), _stats(),

@@ -103,6 +103,7 @@ static void expect_change(const pgcw_event *e, pgcw_op op, const char *key)
     assert_string_equal(e->channel, CHANNEL);
     assert_string_equal(e->table, "items");
     assert_int_equal(e->source, PGCW_SOURCE_POLL);
+    assert_int_equal(e->backend_pid, 0);
     if (e->operation != op || e->n_keys != 1 || strcmp(e->keys[0], key) != 0)
         fail_msg("%s %s, wanted %s %s", pgcw_op_name(e->operation),
                  e->n_keys ? e->keys[0] : "(no key)", pgcw_op_name(op), key);
@@ -494,6 +495,34 @@ static void test_cli_install_and_listen(void **state)
     PQfinish(c);
 }
 
+/* Installed again for LISTEN, the notify functions notify only: the change log
+ * stays (uninstall removes it) but gets no more rows. */
+static void test_listen_reinstall_stops_logging(void **state)
+{
+    (void)state;
+    PGconn *c = pgtest_connect();
+    pgcw_install *in = install_items(c);
+    const char *count_sql =
+        "SELECT count(*) FROM fn_pgcachewatch_table_change_poll_events_log";
+    pgtest_exec(c, "INSERT INTO items VALUES (1, 'logged')");
+    assert_int_equal(pgtest_query_int(c, count_sql), 1);
+    pgcw_install_opts io = {.channel = CHANNEL, .with_keys = true};
+    pgcw_install *plain = NULL;
+    assert_int_equal(pgcw_install_new(&io, &plain), PGCW_OK);
+    const char *tables[] = {"items"};
+    if (pgcw_install_run(plain, c, tables, 1, NULL) != PGCW_OK)
+        fail_msg("install: %s", pgcw_install_errmsg(plain));
+    pgcw_install_free(plain);
+    pgtest_exec(c, "INSERT INTO items VALUES (2, 'notified only')");
+    assert_int_equal(pgtest_query_int(c, count_sql), 1);
+    uninstall(in, c);
+    assert_int_equal(pgtest_query_int(c,
+                                      "SELECT count(*) FROM pg_class WHERE relname = "
+                                      "'fn_pgcachewatch_table_change_poll_events_log'"),
+                     0);
+    PQfinish(c);
+}
+
 /* Options the poll source refuses. */
 static void test_refused_options(void **state)
 {
@@ -528,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_poller_prunes_by_age),
         cmocka_unit_test(test_notify_off_feeds_pollers_only),
         cmocka_unit_test(test_uninstall_removes_changelog),
+        cmocka_unit_test(test_listen_reinstall_stops_logging),
         cmocka_unit_test(test_refused_options),
         cmocka_unit_test(test_cli_install_and_listen),
     };
