@@ -78,7 +78,7 @@ typedef struct poll_source {
     pos pruned_seen; /* the pruning watermark already accounted for */
     bool result_bad; /* the outstanding query failed (message in err) */
     char err[512];
-    pgcw__ratelimit rl_malformed;
+    pgcw__ratelimit rl_malformed, rl_late;
 } poll_source;
 
 static void count(atomic_uint_fast64_t *c, uint64_t n)
@@ -152,6 +152,23 @@ static void warn_malformed(poll_source *s, const char *payload, const char *why)
                "malformed change-log row on channel \"%s\" skipped: %s: %.200s (%llu "
                "similar messages suppressed)",
                s->channel, why, payload, (unsigned long long)held);
+    warn(s, msg);
+}
+
+/* Late here mostly means held back: rows wait below the oldest running
+ * transaction, cluster-wide, so one left open delays everything after it. */
+static void warn_late(poll_source *s, const pgcw_event *ev)
+{
+    uint64_t held;
+    if (!pgcw__ratelimit_take(&s->rl_late, pgcw__mono_us(), &held))
+        return;
+    char msg[512];
+    pgcw__errf(msg, sizeof msg,
+               "latency %.3f ms above max_latency %lld ms on channel \"%s\" (a "
+               "transaction left open holds the poller back until it ends?) (%llu "
+               "similar messages suppressed)",
+               (double)ev->latency_us / 1000.0, (long long)(s->max_latency_us / 1000),
+               s->channel, (unsigned long long)held);
     warn(s, msg);
 }
 
@@ -249,6 +266,7 @@ static bool take_rows(poll_source *s, const PGresult *res)
             keys++;
         else if (s->max_latency_us >= 0 && ev->latency_us > s->max_latency_us)
             late++;
+        warn_late(s, ev);
         batch[nb++] = ev;
         if (nb == sizeof batch / sizeof batch[0]) {
             s->base.hub_ops->deliver(s->base.hub, &s->base, batch, nb);
@@ -469,6 +487,7 @@ pgcw_status pgcw__source_poll_new(const pgcw__poll_cfg *cfg, const pgcw__hub_ops
     if (s->prune_every_us < s->interval_us)
         s->prune_every_us = s->interval_us;
     s->rl_malformed = (pgcw__ratelimit){.window_us = 1000000, .burst = WARN_BURST};
+    s->rl_late = s->rl_malformed;
     pgcw__changelog_names names;
     pgcw__changelog_names_derive(NULL, cfg->channel, &names);
     s->channel = pgcw__strdup(cfg->channel);

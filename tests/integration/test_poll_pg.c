@@ -51,7 +51,17 @@ static void uninstall(pgcw_install *in, PGconn *c)
     pgcw_install_free(in);
 }
 
-/* A started poll watcher with one subscriber, healthy. */
+/* The last warning (the watcher's thread writes, the test reads after stop). */
+static char last_warning[1024];
+
+static void on_log(void *ctx, pgcw_log_level level, const char *msg)
+{
+    (void)ctx;
+    if (level == PGCW_LOG_WARNING)
+        snprintf(last_warning, sizeof last_warning, "%s", msg);
+}
+
+/* A started poll watcher with one subscriber, healthy; max_latency_ms 1. */
 static pgcw_watcher *start_poller(int64_t retention_ms, pgcw_sub **sub)
 {
     static const char *const channels[] = {CHANNEL};
@@ -59,7 +69,9 @@ static pgcw_watcher *start_poller(int64_t retention_ms, pgcw_sub **sub)
                             .n_channels = 1,
                             .source = PGCW_WATCH_POLL,
                             .poll_interval_ms = 20,
-                            .changelog_retention_ms = retention_ms};
+                            .changelog_retention_ms = retention_ms,
+                            .max_latency_ms = 1,
+                            .log = on_log};
     pgcw_conn_opts co = {
         .conninfo = pgtest_dsn(), .reconnect_min_ms = 10, .reconnect_max_ms = 50};
     pgcw_watcher *w = NULL;
@@ -204,10 +216,15 @@ static void test_late_commit_is_not_skipped(void **state)
     expect_and_free(sub, PGCW_OP_INSERT, "[100]"); /* xid order: A began first */
     expect_and_free(sub, PGCW_OP_INSERT, "[200]");
     assert_int_equal(pgcw_sub_pending(sub), 0);
+    /* Held back for two polls of 20 ms at least: late, and said so. */
+    pgcw_watcher_stats st;
+    pgcw_watcher_stats_get(w, &st);
+    assert_true(st.late >= 1);
 
     PQfinish(a);
     PQfinish(b);
     stop_poller(w, sub);
+    assert_non_null(strstr(last_warning, "holds the poller back"));
     uninstall(in, c);
     PQfinish(c);
 }
