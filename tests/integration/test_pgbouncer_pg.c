@@ -162,6 +162,32 @@ static void test_probe_passes_direct(void **state)
     PQfinish(c);
 }
 
+/* A probe that cannot be sent (the role's only connection is the LISTEN one) is
+ * skipped with a warning: healthy, as before the probe existed. */
+static void test_probe_unsent_is_skipped(void **state)
+{
+    (void)state;
+    PGconn *c = pgtest_connect();
+    pgtest_exec(c, "DROP ROLE IF EXISTS pgcw_one_conn; "
+                   "CREATE ROLE pgcw_one_conn LOGIN CONNECTION LIMIT 1");
+    char dsn[1024];
+    snprintf(dsn, sizeof dsn, "%s user=pgcw_one_conn", pgtest_dsn());
+    static const char *const channels[] = {CHANNEL};
+    logged l = {0};
+    pgcw_watcher_opts wo = {
+        .channels = channels, .n_channels = 1, .log = on_log, .log_ctx = &l};
+    pgcw_conn_opts co = {.conninfo = dsn};
+    pgcw_watcher *w = NULL;
+    assert_int_equal(pgcw_watcher_new(&wo, &co, &w), PGCW_OK);
+    if (pgcw_watcher_wait_healthy(w, WAIT_MS) != PGCW_OK)
+        fail_msg("one connection: %s", pgcw_watcher_errmsg(w));
+    assert_non_null(strstr(l.last, "could not send the LISTEN probe"));
+    assert_non_null(strstr(l.last, "assuming LISTEN works"));
+    pgcw_watcher_free(w);
+    pgtest_exec(c, "DROP ROLE pgcw_one_conn");
+    PQfinish(c);
+}
+
 /* The poll source through PgBouncer: every insert, each its own transaction,
  * comes out once and in order. */
 static void test_poll_through_pgbouncer(void **state)
@@ -229,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probe_reports_listen_broken),
         cmocka_unit_test(test_probe_passes_direct),
+        cmocka_unit_test(test_probe_unsent_is_skipped),
         cmocka_unit_test(test_poll_through_pgbouncer),
     };
     return cmocka_run_group_tests(tests, start_bouncer, stop_bouncer);
