@@ -11,6 +11,7 @@
  * poll --json --count 1, with what --help says and what it refuses.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,14 +52,19 @@ static void uninstall(pgcw_install *in, PGconn *c)
     pgcw_install_free(in);
 }
 
-/* The last warning (the watcher's thread writes, the test reads after stop). */
+/* The last warning of any watcher (their threads write, the test reads after
+ * stopping them). */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static char last_warning[1024];
 
 static void on_log(void *ctx, pgcw_log_level level, const char *msg)
 {
     (void)ctx;
-    if (level == PGCW_LOG_WARNING)
-        snprintf(last_warning, sizeof last_warning, "%s", msg);
+    if (level != PGCW_LOG_WARNING)
+        return;
+    pthread_mutex_lock(&log_mu);
+    snprintf(last_warning, sizeof last_warning, "%s", msg);
+    pthread_mutex_unlock(&log_mu);
 }
 
 /* A started poll watcher with one subscriber, healthy; max_latency_ms 1. */
@@ -224,7 +230,9 @@ static void test_late_commit_is_not_skipped(void **state)
     PQfinish(a);
     PQfinish(b);
     stop_poller(w, sub);
+    pthread_mutex_lock(&log_mu);
     assert_non_null(strstr(last_warning, "holds the poller back"));
+    pthread_mutex_unlock(&log_mu);
     uninstall(in, c);
     PQfinish(c);
 }
