@@ -114,11 +114,12 @@ typedef struct pgcw_watcher_opts {
      * LISTENs are acknowledged, has a second, short-lived session send a
      * notification on a channel of its own (pgcw_probe_<pid>_<hex>, never an
      * event), and becomes healthy only when it comes back. When it does not come
-     * back within ping_timeout_ms, LISTEN does not work through this connection
+     * back within ping_timeout_ms of its commit (connecting and sending have the
+     * connect timeout), LISTEN does not work through this connection
      * (PgBouncer in transaction pooling mode, or a proxy like it): a permanent
      * error (wait_healthy returns PGCW_ECONNECT; errmsg and the log say so and
      * name the polling source), and the watcher retries with backoff. If the
-     * second session cannot connect or send, the probe is skipped with a
+     * second session cannot connect or send in time, the probe is skipped with a
      * warning. Its cost: one extra connection and a round trip at each (re)connect
      * (docs/source_poll.md). */
     bool skip_listen_probe;

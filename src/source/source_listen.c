@@ -118,6 +118,7 @@ static void send_listen(pgcw__source *base)
         want++;
     }
     if (s->probe_on) { /* a name of our own making: nothing to quote */
+        pgcw__probe_name(&s->probe);
         pgcw__buf_appendf(&sql, "LISTEN %s;", s->probe.channel);
         want++;
     }
@@ -164,7 +165,8 @@ static bool listen_done(listen_source *s)
     }
     if (s->probe_on) { /* healthy only once the probe is back (online_step) */
         pgcw__probe_start(&s->probe, &s->link.params, s->probe_timeout_us);
-        pgcw__link_setup(&s->link, s->probe_timeout_us);
+        /* Room for the second session to connect and send, then the bound. */
+        pgcw__link_setup(&s->link, PGCW__NEVER);
         return true;
     }
     return listening(s);
@@ -377,7 +379,7 @@ static bool probe_step(listen_source *s)
     default:
         break;
     }
-    if (pgcw__mono_us() < s->probe.deadline_us)
+    if (!pgcw__probe_expired(&s->probe))
         return true;
     char d[512];
     pgcw__errf(d, sizeof d,
@@ -519,7 +521,6 @@ pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub
     s->ping_timeout_us = cfg->ping_timeout_us;
     s->probe_on = cfg->probe;
     s->probe_timeout_us = cfg->probe_timeout_us;
-    pgcw__probe_init(&s->probe);
     s->channels = calloc(cfg->n_channels, sizeof *s->channels);
     s->formats = calloc(cfg->n_channels, sizeof *s->formats);
     /* Payloads are decoded as UTF-8 (invalid sequences are refused), so have the

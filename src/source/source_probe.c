@@ -16,10 +16,11 @@
 /* How often the second session is stepped while it is open. */
 #define STEP_US 2000
 
-void pgcw__probe_init(pgcw__probe *p)
+void pgcw__probe_name(pgcw__probe *p)
 {
-    memset(p, 0, sizeof *p);
-    uint64_t r = (uint64_t)pgcw__real_us() ^ ((uint64_t)(uintptr_t)p << 12);
+    /* Named at each connect, in the process that connects (a fork after the
+     * watcher was made gets a name of its own). */
+    uint64_t r = (uint64_t)pgcw__real_us() ^ ((uint64_t)(uintptr_t)p << 12) ^ p->round;
     snprintf(p->channel, sizeof p->channel, "pgcw_probe_%d_%016llx", (int)getpid(),
              (unsigned long long)r);
 }
@@ -45,7 +46,11 @@ void pgcw__probe_start(pgcw__probe *p, const pgcw__conn_params *params,
     pgcw__probe_stop(p);
     snprintf(p->token, sizeof p->token, "probe %u", ++p->round);
     p->err[0] = '\0';
-    p->deadline_us = pgcw__deadline_in_us(timeout_us);
+    p->timeout_us = timeout_us;
+    /* Connecting and sending are bounded by the connect timeout (a failure there
+     * teaches nothing: UNSENT); the round's bound starts once it is committed. */
+    p->deadline_us = PGCW__NEVER;
+    p->send_deadline_us = pgcw__deadline_in_us(params->connect_timeout_us);
     p->st = PGCW__PROBE_SENDING;
     /* Named, so that it is never taken for the LISTEN connection itself. */
     static const char *const keys[] = {"application_name", NULL};
@@ -79,6 +84,10 @@ void pgcw__probe_step(pgcw__probe *p)
         if (!p->sent)
             return;
     }
+    if (p->st == PGCW__PROBE_SENDING && pgcw__mono_us() >= p->send_deadline_us) {
+        unsent(p, "the probe's session did not answer within the connect timeout");
+        return;
+    }
     if (PQflush(p->conn.pg) < 0 || !PQconsumeInput(p->conn.pg)) {
         unsent(p, PQerrorMessage(p->conn.pg));
         return;
@@ -88,8 +97,10 @@ void pgcw__probe_step(pgcw__probe *p)
         if (!res) { /* done: the notification is committed */
             pgcw__conn_close(&p->conn);
             p->sent = false;
-            if (p->st == PGCW__PROBE_SENDING)
+            if (p->st == PGCW__PROBE_SENDING) {
                 p->st = PGCW__PROBE_WAITING;
+                p->deadline_us = pgcw__deadline_in_us(p->timeout_us);
+            }
             return;
         }
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -120,9 +131,12 @@ int64_t pgcw__probe_deadline(const pgcw__probe *p)
 {
     if (p->st != PGCW__PROBE_SENDING && p->st != PGCW__PROBE_WAITING)
         return PGCW__NEVER;
-    if (p->conn.pg) {
-        int64_t soon = pgcw__deadline_in_us(STEP_US);
-        return soon < p->deadline_us ? soon : p->deadline_us;
-    }
+    if (p->conn.pg)
+        return pgcw__deadline_in_us(STEP_US);
     return p->deadline_us;
+}
+
+bool pgcw__probe_expired(const pgcw__probe *p)
+{
+    return p->st == PGCW__PROBE_WAITING && pgcw__mono_us() >= p->deadline_us;
 }

@@ -33,18 +33,21 @@ typedef struct pgcw__probe {
     char channel[64]; /* pgcw_probe_<pid>_<hex>: LISTENed with the user's channels */
     char token[32];   /* the payload of this round */
     pgcw__probe_state st;
-    pgcw__conn conn;     /* the second session */
-    bool sent;           /* its pg_notify was sent, results pending */
-    unsigned round;      /* rounds started, for the payload */
-    int64_t deadline_us; /* by when it must have come back */
+    pgcw__conn conn;          /* the second session */
+    bool sent;                /* its pg_notify was sent, results pending */
+    unsigned round;           /* rounds started, for the payload */
+    int64_t timeout_us;       /* how long it may take once committed */
+    int64_t deadline_us;      /* by when it must have come back (once WAITING) */
+    int64_t send_deadline_us; /* by when it must be sent (the connect timeout) */
     char err[512];
 } pgcw__probe;
 
-/* Chooses the probe channel (no I/O). */
-void pgcw__probe_init(pgcw__probe *p);
+/* Chooses a new probe channel (no I/O): at each connect, before the LISTENs. */
+void pgcw__probe_name(pgcw__probe *p);
 
 /* Starts a round: opens the second session with params (borrowed: must outlive
- * the round); the notification must be back within timeout_us. */
+ * the round; its connect timeout bounds connecting and sending); once the
+ * notification is committed it must be back within timeout_us. */
 void pgcw__probe_start(pgcw__probe *p, const pgcw__conn_params *params,
                        int64_t timeout_us);
 
@@ -58,6 +61,9 @@ bool pgcw__probe_take(pgcw__probe *p, const char *channel, const char *payload);
 /* When the caller must step again: soon while the second session is open, else
  * the round's deadline; PGCW__NEVER when not probing. */
 int64_t pgcw__probe_deadline(const pgcw__probe *p);
+
+/* Whether the round's bound passed with the notification committed and not back. */
+bool pgcw__probe_expired(const pgcw__probe *p);
 
 /* Closes the second session and stops probing. */
 void pgcw__probe_stop(pgcw__probe *p);

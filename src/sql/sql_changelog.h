@@ -13,7 +13,8 @@ typedef struct pgcw__changelog_names {
     char table[PGCW_MAX_IDENTIFIER + 1];          /* <function_name>_<channel>_log */
     char pruned_table[PGCW_MAX_IDENTIFIER + 1];   /* ..._log_pruned (one row) */
     char write_function[PGCW_MAX_IDENTIFIER + 1]; /* ..._log_write(text, text) */
-    char read_function[PGCW_MAX_IDENTIFIER + 1];  /* ..._log_read(xid8, bigint, int, snapshot) */
+    char read_function[PGCW_MAX_IDENTIFIER +
+                       1]; /* ..._log_read(xid8, bigint, int, snapshot) */
     char prune_function[PGCW_MAX_IDENTIFIER + 1]; /* ..._log_prune(bigint) */
 } pgcw__changelog_names;
 
