@@ -194,14 +194,18 @@ pgcw_status pgcw__notifier_send(pgcw__notifier *n, const pgcw__notice *items,
                                 size_t count, int64_t deadline, char *err, size_t errlen);
 void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent,
                            uint64_t *failures);
-/* Tests only (NULL otherwise): called by pgcw__cache_announce() in the notify
- * modes other than TRIGGER, after the write committed and before its notification
- * is sent, so a test can end the writing process exactly there. */
-extern void (*pgcw__cache_test_before_announce)(void);
-/* Tests only (NULL otherwise): the PREPARE the notifier's connection runs instead
- * of its own, so a test can make PostgreSQL refuse the batched notifications as on
- * a full NOTIFY queue. */
-extern const char *pgcw__cache_test_notify_sql;
+/* Tests only: hooks into the notify modes other than TRIGGER (all NULL otherwise).
+ *   before_announce  called by pgcw__cache_announce() after the write committed
+ *                    and before its notification is sent, so a test can end the
+ *                    writing process exactly there;
+ *   notify_sql       the PREPARE the notifier's connection runs instead of its own,
+ *                    so a test can make PostgreSQL refuse the batched notifications
+ *                    as on a full NOTIFY queue. */
+typedef struct pgcw__cache_test_hooks {
+    void (*before_announce)(void);
+    const char *notify_sql;
+} pgcw__cache_test_hooks;
+extern pgcw__cache_test_hooks pgcw__cache_test;
 
 /* After a committed write: sends its invalidations when notify_after_commit is on
  * (PGCW_OK otherwise); a failure is the call's error. */

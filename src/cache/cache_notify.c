@@ -139,8 +139,8 @@ static pgcw_status connect_sender(pgcw__notifier *n, char *err, size_t errlen)
     }
     /* The payloads are [ud0-9|a-f]: a comma separates them safely. */
     PGresult *res =
-        PQexec(n->conn.pg, pgcw__cache_test_notify_sql
-                               ? pgcw__cache_test_notify_sql
+        PQexec(n->conn.pg, pgcw__cache_test.notify_sql
+                               ? pgcw__cache_test.notify_sql
                                : "PREPARE pgcw_cache_notify (text, text) AS SELECT"
                                  " count(pg_notify($1, x)) FROM"
                                  " unnest(string_to_array($2, ',')) x");
@@ -308,16 +308,15 @@ pgcw_status pgcw__notifier_send(pgcw__notifier *n, const pgcw__notice *items,
     return me.status;
 }
 
-void (*pgcw__cache_test_before_announce)(void);
-const char *pgcw__cache_test_notify_sql;
+pgcw__cache_test_hooks pgcw__cache_test;
 
 pgcw_status pgcw__cache_announce(pgcw_cache *c, const char *what,
                                  const pgcw__notice *items, size_t count)
 {
     if (!c->notifier || count == 0)
         return PGCW_OK;
-    if (pgcw__cache_test_before_announce)
-        pgcw__cache_test_before_announce();
+    if (pgcw__cache_test.before_announce)
+        pgcw__cache_test.before_announce();
     char err[512];
     pgcw_status st = pgcw__notifier_send(c->notifier, items, count,
                                          pgcw__cache_deadline(c), err, sizeof err);

@@ -43,7 +43,7 @@ static int writer_main(const char *dsn, const char *prefix, const char *mode_tex
     pgcw_cache *c = NULL;
     if (pgcw_cache_new(&o, &co, &c) != PGCW_OK)
         return 1;
-    pgcw__cache_test_before_announce = die_now;
+    pgcw__cache_test.before_announce = die_now;
     if (pgcw_cache_set(c, "k", 1, "v2", 2, 60000) != PGCW_OK)
         return 3;
     /* The trigger mode has no such moment: the same death after the call. */

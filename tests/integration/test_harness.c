@@ -96,6 +96,27 @@ static double get_double(json_object *o, const char *path)
     return json_object_get_double(get(o, path));
 }
 
+/* What a report's config must say: a number (exact) or, when text is set, a
+ * string. */
+typedef struct expect_cfg {
+    const char *path;
+    double num;
+    const char *text;
+} expect_cfg;
+
+static void expect_config(json_object *o, const expect_cfg *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].text) {
+            const char *got = json_object_get_string(get(o, e[i].path));
+            if (strcmp(got, e[i].text) != 0)
+                fail_msg("%s is \"%s\", not \"%s\"", e[i].path, got, e[i].text);
+        } else if (get_double(o, e[i].path) != e[i].num) {
+            fail_msg("%s is %g, not %g", e[i].path, get_double(o, e[i].path), e[i].num);
+        }
+    }
+}
+
 /* The sums every report must satisfy, whatever the run did. */
 static void check_report_sums(json_object *o)
 {
@@ -272,26 +293,28 @@ static void test_flags_take_effect(void **state)
         " --inval-bound 1500 --notify-bound 20 --notify-mode after-commit --pool-size 2"
         " --client-nice 5 --seed 7 --schema-prefix hx2_ --channel-name hx2_events "
         "--json");
-    assert_int_equal(get_int(o, "config.writers"), 2);
-    assert_int_equal(get_int(o, "config.readers"), 3);
-    assert_int_equal(get_int(o, "config.processes"), 2);
-    assert_int_equal(get_int(o, "config.keys"), 10);
-    assert_int_equal(get_int(o, "config.value_size"), 40);
-    assert_int_equal(get_int(o, "config.ttl_ms"), 5000);
-    assert_true(get_double(o, "config.read_ratio") == 0.5);
-    assert_true(get_double(o, "config.get_or_set_ratio") == 0.3);
-    assert_true(get_double(o, "config.delete_ratio") == 0.1);
-    assert_true(get_double(o, "config.zipf") == 1.1);
-    assert_int_equal(get_int(o, "config.ops_per_client"), 50);
-    assert_int_equal(get_int(o, "config.bound_ms"), 1500);
-    assert_int_equal(get_int(o, "config.notify_bound_ms"), 20);
-    assert_string_equal(json_object_get_string(get(o, "config.notify_mode")),
-                        "after-commit");
-    assert_int_equal(get_int(o, "config.seed"), 7);
-    assert_int_equal(get_int(o, "config.pool_size"), 2);
-    assert_int_equal(get_int(o, "config.client_nice"), 5);
-    assert_string_equal(json_object_get_string(get(o, "config.schema_prefix")), "hx2_");
-    assert_string_equal(json_object_get_string(get(o, "config.server")), "given");
+    static const expect_cfg want[] = {
+        {"config.writers", 2, NULL},
+        {"config.readers", 3, NULL},
+        {"config.processes", 2, NULL},
+        {"config.keys", 10, NULL},
+        {"config.value_size", 40, NULL},
+        {"config.ttl_ms", 5000, NULL},
+        {"config.read_ratio", 0.5, NULL},
+        {"config.get_or_set_ratio", 0.3, NULL},
+        {"config.delete_ratio", 0.1, NULL},
+        {"config.zipf", 1.1, NULL},
+        {"config.ops_per_client", 50, NULL},
+        {"config.bound_ms", 1500, NULL},
+        {"config.notify_bound_ms", 20, NULL},
+        {"config.notify_mode", 0, "after-commit"},
+        {"config.seed", 7, NULL},
+        {"config.pool_size", 2, NULL},
+        {"config.client_nice", 5, NULL},
+        {"config.schema_prefix", 0, "hx2_"},
+        {"config.server", 0, "given"},
+    };
+    expect_config(o, want, sizeof want / sizeof want[0]);
     assert_int_equal(get_int(o, "ops"), 5 * 50);
     assert_int_equal(get_int(o, "violations"), 0);
     /* after-commit: this library's writes are announced by the cache itself. */
@@ -457,26 +480,28 @@ static void test_default_command(void **state)
     assert_int_equal(get_int(o, "violations"), 0);
     assert_string_equal(json_object_get_string(get(o, "config.server")), "throwaway");
     /* The defaults the help states. */
-    assert_int_equal(get_int(o, "config.writers"), 16);
-    assert_int_equal(get_int(o, "config.readers"), 32);
-    assert_int_equal(get_int(o, "config.keys"), 64);
-    assert_int_equal(get_int(o, "config.processes"), 4);
-    assert_int_equal(get_int(o, "config.value_size"), 128);
-    assert_int_equal(get_int(o, "config.bound_ms"), 5000);
-    assert_int_equal(get_int(o, "config.notify_bound_ms"), 0);
-    assert_int_equal(get_int(o, "config.client_nice"), 10);
-    assert_int_equal(get_int(o, "config.ttl_ms"), 30000);
-    assert_true(get_double(o, "config.read_ratio") == 0.2);
-    assert_true(get_double(o, "config.get_or_set_ratio") == 0.1);
-    assert_true(get_double(o, "config.delete_ratio") == 0.05);
-    assert_true(get_double(o, "config.zipf") == 0.0);
-    assert_int_equal(get_int(o, "config.duration_ms"), 5000);
-    assert_int_equal(get_int(o, "config.l1_ttl_ms"), 250);
-    assert_int_equal(get_int(o, "config.pool_size"), 1);
-    assert_int_equal(get_int(o, "config.chaos_interval_ms"), 300);
-    assert_string_equal(json_object_get_string(get(o, "config.notify_mode")), "trigger");
-    assert_string_equal(json_object_get_string(get(o, "config.schema_prefix")),
-                        "harness_");
+    static const expect_cfg want[] = {
+        {"config.writers", 16, NULL},
+        {"config.readers", 32, NULL},
+        {"config.keys", 64, NULL},
+        {"config.processes", 4, NULL},
+        {"config.value_size", 128, NULL},
+        {"config.bound_ms", 5000, NULL},
+        {"config.notify_bound_ms", 0, NULL},
+        {"config.client_nice", 10, NULL},
+        {"config.ttl_ms", 30000, NULL},
+        {"config.read_ratio", 0.2, NULL},
+        {"config.get_or_set_ratio", 0.1, NULL},
+        {"config.delete_ratio", 0.05, NULL},
+        {"config.zipf", 0.0, NULL},
+        {"config.duration_ms", 5000, NULL},
+        {"config.l1_ttl_ms", 250, NULL},
+        {"config.pool_size", 1, NULL},
+        {"config.chaos_interval_ms", 300, NULL},
+        {"config.notify_mode", 0, "trigger"},
+        {"config.schema_prefix", 0, "harness_"},
+    };
+    expect_config(o, want, sizeof want / sizeof want[0]);
     assert_true(get_double(o, "seconds") >= 5.0);
     assert_true(get_int(o, "chaos.watcher_kills") + get_int(o, "chaos.pool_kills") > 0);
     check_report_sums(o);

@@ -152,7 +152,7 @@ static void test_full_queue_after_commit_modes(void **state)
                     " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'too many"
                     " notifications in the NOTIFY queue' USING ERRCODE ="
                     " 'program_limit_exceeded'; END $$");
-    pgcw__cache_test_notify_sql =
+    pgcw__cache_test.notify_sql =
         "PREPARE pgcw_cache_notify (text, text) AS SELECT count(pg_notify($1, x)) FROM"
         " unnest(string_to_array($2, ',')) x WHERE public.q_queue_full(x)";
     static const char *const prefixes[] = {"qac_", "qbg_"};
@@ -197,7 +197,7 @@ static void test_full_queue_after_commit_modes(void **state)
             assert_true(logged_errors >= 1);
         pgcw_cache_free(reader);
     }
-    pgcw__cache_test_notify_sql = NULL;
+    pgcw__cache_test.notify_sql = NULL;
     PQfinish(pg);
 }
 
