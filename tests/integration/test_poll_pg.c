@@ -25,6 +25,7 @@
 
 #include "pgproc.h"
 #include "pgtest.h"
+#include "tcpproxy.h"
 
 #define WAIT_MS 15000
 #define CHANNEL "poll_events"
@@ -291,6 +292,59 @@ static void test_killed_connection_loses_nothing(void **state)
     assert_int_equal(st.disconnects, kills);
     assert_int_equal(disconnects, kills);
     stop_poller(w, sub);
+    uninstall(in, c);
+    PQfinish(c);
+}
+
+/* A network that stops carrying packets: the read left unanswered for
+ * ping_timeout_ms makes the watcher unhealthy; what is written meanwhile comes
+ * out once the network is back. */
+static void test_stalled_network(void **state)
+{
+    (void)state;
+    PGconn *c = pgtest_connect();
+    pgcw_install *in = install_items(c);
+    const char *p = strstr(pgtest_dsn(), "port=");
+    assert_non_null(p);
+    int port = 0;
+    tcpproxy *proxy = tcpproxy_start(atoi(p + 5), &port);
+    char conninfo[1024];
+    snprintf(conninfo, sizeof conninfo, "%s host=127.0.0.1 port=%d", pgtest_dsn(), port);
+    static const char *const channels[] = {CHANNEL};
+    pgcw_watcher_opts wo = {.channels = channels,
+                            .n_channels = 1,
+                            .source = PGCW_WATCH_POLL,
+                            .poll_interval_ms = 20,
+                            .ping_timeout_ms = 500};
+    pgcw_conn_opts co = {.conninfo = conninfo,
+                         .connect_timeout_ms = 1000,
+                         .reconnect_min_ms = 50,
+                         .reconnect_max_ms = 200};
+    pgcw_watcher *w = NULL;
+    pgcw_sub *sub = NULL;
+    assert_int_equal(pgcw_watcher_new(&wo, &co, &w), PGCW_OK);
+    assert_int_equal(pgcw_sub_new(w, NULL, &sub), PGCW_OK);
+    assert_int_equal(pgcw_watcher_start(w), PGCW_OK);
+    if (pgcw_watcher_wait_healthy(w, WAIT_MS) != PGCW_OK)
+        fail_msg("through the proxy: %s", pgcw_watcher_errmsg(w));
+
+    tcpproxy_stall(proxy, true);
+    pgtest_exec(c, "INSERT INTO items VALUES (1, 'written during the stall')");
+    int64_t until = pgtest_now_ms() + WAIT_MS;
+    while (pgcw_watcher_healthy(w)) {
+        if (pgtest_now_ms() > until)
+            fail_msg("still healthy %d ms into a stall", WAIT_MS);
+        pgtest_sleep_ms(10);
+    }
+    assert_non_null(strstr(pgcw_watcher_errmsg(w), "no answer to a poll within 500 ms"));
+    tcpproxy_stall(proxy, false);
+    int disconnects = 0;
+    const pgcw_event *e = next_event(sub, &disconnects);
+    expect_change(e, PGCW_OP_INSERT, "[1]");
+    pgcw_event_free(e);
+    assert_int_equal(disconnects, 1);
+    stop_poller(w, sub);
+    tcpproxy_stop(proxy);
     uninstall(in, c);
     PQfinish(c);
 }
@@ -638,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_commit_order_with_keys),
         cmocka_unit_test(test_late_commit_is_not_skipped),
         cmocka_unit_test(test_killed_connection_loses_nothing),
+        cmocka_unit_test(test_stalled_network),
         cmocka_unit_test(test_pruned_unread_rows_are_a_gap),
         cmocka_unit_test(test_poller_prunes_by_age),
         cmocka_unit_test(test_two_pollers_prune_together),
