@@ -356,8 +356,9 @@ static void online_step(poll_source *s, int revents)
         return;
     int64_t now = pgcw__mono_us();
     if (s->query != Q_NONE) {
-        int64_t limit = s->link.st == PGCW__LINK_SETUP ? s->link.deadline_us
-                                                       : s->query_sent_us + s->timeout_us;
+        int64_t limit = s->link.st == PGCW__LINK_SETUP
+                            ? s->link.deadline_us
+                            : pgcw__deadline_from(s->query_sent_us, s->timeout_us);
         if (now >= limit) {
             char d[96];
             pgcw__errf(d, sizeof d, "no answer to a poll within %lld ms",
