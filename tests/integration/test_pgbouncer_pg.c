@@ -118,11 +118,16 @@ static void test_probe_reports_listen_broken(void **state)
 /* Connected directly, the probe comes back: healthy, the probe channel was
  * LISTENed (the backend's last statement), and the probe is no event and no
  * notification in the counters; the next real notification is the first event.
- * Without the probe, no probe channel. */
+ * Another listener on the channel hears only the real ones. Without the probe, no
+ * probe channel. */
 static void test_probe_passes_direct(void **state)
 {
     (void)state;
     PGconn *c = pgtest_connect();
+    /* Another listener on the user's channel: it must hear the real notifications
+     * only, never a probe. */
+    PGconn *other = pgtest_connect();
+    pgtest_exec(other, "LISTEN " CHANNEL);
     for (int skip = 0; skip < 2; skip++) {
         static const char *const channels[] = {CHANNEL};
         pgcw_watcher_opts wo = {
@@ -159,6 +164,26 @@ static void test_probe_passes_direct(void **state)
         pgcw_sub_free(sub);
         pgcw_watcher_free(w);
     }
+    /* Notifications arrive in commit order, so a probe sent there would come
+     * before the second real one. */
+    int heard = 0;
+    int64_t until = pgtest_now_ms() + WAIT_MS;
+    while (heard < 2) {
+        PGnotify *n = NULL;
+        assert_int_equal(PQconsumeInput(other), 1);
+        while ((n = PQnotifies(other)) != NULL) {
+            assert_string_equal(n->relname, CHANNEL);
+            if (!strstr(n->extra, "\"table\":\"t\""))
+                fail_msg("the other listener heard: %s", n->extra);
+            PQfreemem(n);
+            heard++;
+        }
+        if (heard < 2 && pgtest_now_ms() > until)
+            fail_msg("the other listener heard %d of 2", heard);
+        pgtest_sleep_ms(5);
+    }
+    assert_int_equal(heard, 2);
+    PQfinish(other);
     PQfinish(c);
 }
 
