@@ -230,7 +230,9 @@ static bool take_rows(poll_source *s, const PGresult *res)
     }
     pgcw_event *batch[64];
     size_t nb = 0;
-    uint64_t rows = 0, decoded = 0, keys = 0, malformed = 0, late = 0;
+    /* Counted as they are decoded, before the hub delivers them: a consumer that
+     * has an event and then reads the statistics finds it counted. */
+    uint64_t rows = 0;
     uint64_t epoch = s->base.hub_ops->epoch(s->base.hub);
     int64_t now_us = pgcw__real_us();
     bool nomem = false;
@@ -239,6 +241,7 @@ static bool take_rows(poll_source *s, const PGresult *res)
         if (!parse_pos(res, r, C_XID, C_SEQ, &p))
             continue; /* the row that only carries the horizon */
         rows++;
+        count(&s->base.st_notifications, 1);
         const char *chan = PQgetvalue(res, r, C_CHAN), *body = PQgetvalue(res, r, C_BODY);
         size_t len = (size_t)PQgetlength(res, r, C_BODY);
         pgcw_event *ev = NULL;
@@ -255,18 +258,19 @@ static bool take_rows(poll_source *s, const PGresult *res)
         }
         s->at = p;
         if (st != PGCW_OK) {
-            malformed++;
+            count(&s->base.st_malformed, 1);
             warn_malformed(s, body, why);
             continue;
         }
         ev->epoch = epoch; /* still the only reference: ours to fill in */
         ev->source = PGCW_SOURCE_POLL;
-        decoded++;
+        count(&s->base.st_events, 1);
         if (ev->kind == PGCW_EVENT_KEY)
-            keys++;
-        else if (s->max_latency_us >= 0 && ev->latency_us > s->max_latency_us)
-            late++;
-        warn_late(s, ev);
+            count(&s->base.st_key_events, 1);
+        else if (s->max_latency_us >= 0 && ev->latency_us > s->max_latency_us) {
+            count(&s->base.st_late, 1);
+            warn_late(s, ev);
+        }
         batch[nb++] = ev;
         if (nb == sizeof batch / sizeof batch[0]) {
             s->base.hub_ops->deliver(s->base.hub, &s->base, batch, nb);
@@ -275,11 +279,6 @@ static bool take_rows(poll_source *s, const PGresult *res)
     }
     if (nb)
         s->base.hub_ops->deliver(s->base.hub, &s->base, batch, nb);
-    count(&s->base.st_notifications, rows);
-    count(&s->base.st_events, decoded);
-    count(&s->base.st_key_events, keys);
-    count(&s->base.st_malformed, malformed);
-    count(&s->base.st_late, late);
     if (nomem) {
         pgcw__link_lost(&s->link, "out of memory decoding a change-log row",
                         "it is read again after the reconnect");
@@ -369,7 +368,11 @@ static void online_step(poll_source *s, int revents)
     }
     if (s->link.st != PGCW__LINK_READY)
         return;
-    if (now >= s->next_prune_us) {
+    /* A due read goes first, so the prune after it removes what was just read
+     * rather than what is about to be. */
+    if (now >= s->next_read_us) {
+        send_read(s, BATCH);
+    } else if (now >= s->next_prune_us) {
         char ms[24];
         snprintf(ms, sizeof ms, "%" PRId64, s->retention_ms);
         const char *params[1] = {ms};
@@ -381,8 +384,6 @@ static void online_step(poll_source *s, int revents)
         s->query = Q_PRUNE;
         s->query_sent_us = now;
         pgcw__link_flush(&s->link);
-    } else if (now >= s->next_read_us) {
-        send_read(s, BATCH);
     }
 }
 

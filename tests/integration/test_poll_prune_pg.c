@@ -82,8 +82,13 @@ static void test_poller_prunes_by_age(void **state)
     const char *count_sql =
         "SELECT count(*) FROM fn_pgcachewatch_table_change_poll_events_log";
     pgtest_exec(c, "INSERT INTO items VALUES (1, 'x'), (2, 'y')");
+    /* At 1 ms the poller may prune the row before it reads it: then a gap says
+     * so. Either way, never nothing. */
     const pgcw_event *e = polltest_next(sub, NULL);
-    assert_int_equal(e->n_keys, 2);
+    if (e->kind == PGCW_EVENT_GAP)
+        assert_int_equal(e->gap_reason, PGCW_GAP_PRUNED);
+    else
+        assert_int_equal(e->n_keys, 2);
     pgcw_event_free(e);
     int64_t until = pgtest_now_ms() + POLLTEST_WAIT_MS;
     while (pgtest_query_int(c, count_sql) != 0) {
