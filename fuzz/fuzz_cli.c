@@ -12,12 +12,15 @@
  *     only when out of memory;
  *   - every string it keeps points into the arguments;
  *   - install's SQL is produced or refused with a one-line reason, never anything
- *     else; --source is listen or logical, and --slot/--publication come only
- *     with logical (which takes no --ddl, --with-keys or --format, and one
- *     channel at most), and a logical install's slot is a name PostgreSQL takes; the
- * cache handle is made exactly when the prefix is letters, digits and '_' (at most 33)
- * and the channel 1 to 63 bytes; --count, --timeout and
+ *     else; the cache handle is made exactly when the prefix is letters, digits
+ *     and '_' (at most 33) and the channel 1 to 63 bytes; --count, --timeout and
  *     --ttl values are in range;
+ *   - --source is listen, logical or poll; --slot/--publication come only with
+ *     logical (which takes no --ddl, --with-keys or --format, and one channel at
+ *     most), and a logical install's slot is a name PostgreSQL takes; install's
+ *     dry run with poll is the listen one plus the change log (one more
+ *     pg_current_xact_id()); listen's --poll-interval comes only with --source
+ *     poll, above 0 and at most 1e9 seconds, and poll has one channel at most;
  *   - the connection settings hold each keyword once, NULL-terminated;
  *   - cli_parse_count and cli_parse_seconds accept exactly this file's grammar
  *     (digits, a fraction for seconds; a count of 1 to LLONG_MAX, at most 1e9
@@ -94,6 +97,33 @@ static void one_line(const char *msg)
         expect(*p >= 0x20 && *p != 0x7F);
 }
 
+static size_t count_of(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* How often needle occurs in the script of the same options with source listen. */
+static size_t listen_count(const pgcw_install_opts *opts, const char *const *tables,
+                           size_t n_tables, const char *needle)
+{
+    pgcw_install_opts o = *opts;
+    o.source = PGCW_WATCH_LISTEN;
+    pgcw_install *in = NULL;
+    char *sql = NULL;
+    size_t n = 0;
+    if (pgcw_install_new(&o, &in) == PGCW_OK &&
+        pgcw_install_sql(in, tables, n_tables, &sql) == PGCW_OK)
+        n = count_of(sql, needle);
+    else
+        __builtin_trap(); /* the poll script was made: the listen one must be */
+    pgcw_free(sql);
+    pgcw_install_free(in);
+    return n;
+}
+
 static void fuzz_install(args *a, bool install)
 {
     cli_install_args p;
@@ -107,10 +137,11 @@ static void fuzz_install(args *a, bool install)
         expect(borrowed(a, p.opts.channel) && borrowed(a, p.opts.function_name) &&
                borrowed(a, p.opts.trigger_prefix) && borrowed(a, p.opts.slot_name) &&
                borrowed(a, p.opts.publication));
-        /* --source is listen or logical; --slot and --publication only with logical,
-         * which takes no --ddl and no --with-keys. */
+        /* --source is listen, logical or poll; --slot and --publication only with
+         * logical, which takes no --ddl and no --with-keys. */
         bool logical = p.opts.source == PGCW_WATCH_LOGICAL;
-        expect(p.opts.source == PGCW_WATCH_LISTEN || logical);
+        expect(p.opts.source == PGCW_WATCH_LISTEN || logical ||
+               p.opts.source == PGCW_WATCH_POLL);
         expect(p.help || logical || (!p.opts.slot_name && !p.opts.publication));
         expect(p.help || !logical || (!p.opts.ddl && !p.opts.with_keys));
         check_conn(a, &p.conn);
@@ -137,6 +168,12 @@ static void fuzz_install(args *a, bool install)
                        (slot[i] >= 'A' && slot[i] <= 'Z') ||
                        (slot[i] >= '0' && slot[i] <= '9') || slot[i] == '_');
         }
+        /* With poll, the script is the listen one plus the change log, whose
+         * xid column is the one pg_current_xact_id() the channel's text (which
+         * appears in both) cannot account for. */
+        if (st == PGCW_OK && install && p.opts.source == PGCW_WATCH_POLL)
+            expect(count_of(sql, "pg_current_xact_id()") >
+                   listen_count(&p.opts, p.tables, p.n_tables, "pg_current_xact_id()"));
         if (st == PGCW_EINVAL) {
             expect(pgcw_install_errmsg(in)[0] != '\0');
             one_line(pgcw_install_errmsg(in));
@@ -157,11 +194,16 @@ static void fuzz_listen(args *a)
         expect(l.format == PGCW_FORMAT_AUTO || l.format == PGCW_FORMAT_TABLE_CHANGE ||
                l.format == PGCW_FORMAT_CACHE_KEY);
         expect(l.n_channels <= (size_t)a->argc && l.channels[l.n_channels] == NULL);
+        expect(l.source == PGCW_WATCH_LISTEN || l.source == PGCW_WATCH_LOGICAL ||
+               l.source == PGCW_WATCH_POLL);
+        expect(l.poll_interval_ms == 0 ||
+               (l.source == PGCW_WATCH_POLL && l.poll_interval_ms >= 1 &&
+                l.poll_interval_ms <= 1000000000000LL));
+        expect(l.source != PGCW_WATCH_POLL || l.n_channels <= 1);
         for (size_t i = 0; i < l.n_channels; i++)
             expect(borrowed(a, l.channels[i]));
         expect(borrowed(a, l.slot_name) && borrowed(a, l.publication));
         bool logical = l.source == PGCW_WATCH_LOGICAL;
-        expect(l.source == PGCW_WATCH_LISTEN || logical);
         expect(l.help || logical || (!l.slot_name && !l.publication));
         expect(l.help || !logical || (!l.format_given && l.n_channels <= 1));
         check_conn(a, &l.conn);

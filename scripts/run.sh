@@ -22,7 +22,7 @@ ROOT=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 PACKAGES=(build-essential cmake pkg-config clang-format libpq-dev libjson-c-dev libb2-dev libcmocka-dev
-  libmicrohttpd-dev postgresql curl python3 redis-server libhiredis-dev gnuplot-nox)
+  libmicrohttpd-dev postgresql pgbouncer curl python3 redis-server libhiredis-dev gnuplot-nox)
 # The fuzz and valgrind stages: clang's libFuzzer runtime is only a Recommends of
 # clang (libclang-rt-dev), which --no-install-recommends leaves out.
 PACKAGES+=(clang libclang-rt-dev valgrind)

@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION {{function}}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS {{tag}}
 BEGIN
-    PERFORM pg_notify({{channel}}, json_build_object(
+    PERFORM {{notify}}({{channel}}, json_build_object(
         'operation', lower(TG_OP),
         'table', TG_TABLE_NAME,
         'schema', TG_TABLE_SCHEMA,

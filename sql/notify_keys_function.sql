@@ -68,7 +68,7 @@ BEGIN
                 any_rows := true;
                 EXIT;
             END IF;
-            PERFORM pg_notify({{channel}}, left(header, -1) || ', "keys" : [' || r.keys
+            PERFORM {{notify}}({{channel}}, left(header, -1) || ', "keys" : [' || r.keys
                 || '], "part" : ' || r.part || '}');
         END LOOP;
         IF pk IS NOT NULL THEN
@@ -81,7 +81,7 @@ BEGIN
     END IF;
 
     IF any_rows THEN
-        PERFORM pg_notify({{channel}}, json_build_object(
+        PERFORM {{notify}}({{channel}}, json_build_object(
             'operation', lower(TG_OP), 'table', TG_TABLE_NAME,
             'schema', TG_TABLE_SCHEMA, 'sent_at', now())::text);
     END IF;

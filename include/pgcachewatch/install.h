@@ -85,6 +85,30 @@
  * with PGCW_WATCH_LOGICAL is PGCW_EINVAL; with_keys is ignored (the keys always
  * come).
  *
+ * The change log (opts.source PGCW_WATCH_POLL; docs/source_poll.md): the install
+ * also creates, for the polling source (watcher.h),
+ *
+ *   table     <function_name>_<channel>_log         xid xid8 (the writer's
+ *             pg_current_xact_id()), seq (identity), created_at (now()),
+ *             channel, payload; primary key (xid, seq); LOGGED
+ *   table     <function_name>_<channel>_log_pruned  one row: the highest
+ *             (xid, seq) pruning removed, and how many rows
+ *   function  <function_name>_<channel>_log_write(text, text)  what the notify
+ *             functions call instead of pg_notify(): one row, then pg_notify()
+ *             unless the writing session set pgcachewatch.notify = off
+ *   function  <function_name>_<channel>_log_read(xid8, bigint, integer,
+ *             pg_snapshot)                          one poll (the watcher's)
+ *   function  <function_name>_<channel>_log_prune(bigint)  removes rows older
+ *             than that many ms; returns how many (the watcher calls it; any
+ *             session may)
+ *
+ * named and folded like the other objects. They and the notify functions get
+ * search_path = pg_catalog, <the schema they were created in>, pg_temp. With
+ * source PGCW_WATCH_POLL, ddl is PGCW_EINVAL (DDL events are notified only).
+ * Uninstall (without ddl) drops the change log with the triggers, whatever the
+ * source. A later install with PGCW_WATCH_LISTEN makes the notify functions
+ * notify only again and leaves the change log (uninstall removes it).
+ *
  * Functions are created unqualified, i.e. in the first schema of search_path, as
  * the Python tool does. Every identifier and literal in the generated SQL is quoted;
  * a name that is not a valid (optionally schema-qualified, optionally double-quoted)

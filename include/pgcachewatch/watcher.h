@@ -2,7 +2,8 @@
  * pgcachewatch/watcher.h - the hub: event sources in, subscribers and sinks out.
  *
  * A watcher owns its sources (today one: a dedicated libpq connection that LISTENs
- * on any number of channels). Each notification is decoded by its channel's
+ * on any number of channels, or, with source PGCW_WATCH_POLL, one that polls a
+ * change log: see "Polling" below). Each notification is decoded by its channel's
  * decoder into a pgcw_event and handed to every consumer:
  *
  *   subscribers  a bounded queue each (pgcw_sub_*), drained by their owner at its
@@ -72,6 +73,26 @@
  * held by the previous connection's backend fails that attempt, which is retried
  * with backoff). pgcw_cache's PGCW_CACHE_NOTIFY_LOGICAL uses this.
  *
+ * Polling (opts.source = PGCW_WATCH_POLL; docs/source_poll.md). For connections
+ * where LISTEN does not work (PgBouncer in transaction pooling mode): instead of
+ * LISTENing, one plain connection reads the channel's change log (install.h,
+ * source PGCW_WATCH_POLL) every poll_interval_ms (0: 250 ms), in (xid, seq) order
+ * and only rows of transactions older than the oldest one still running, so a
+ * transaction that commits late is delivered once it commits, never skipped.
+ * Events are decoded as LISTEN's are (formats[0]) and carry PGCW_SOURCE_POLL and
+ * backend_pid 0. One channel (n_channels 0 or 1); the change log of the default
+ * function name (PGCW_DEFAULT_FUNCTION_NAME). The first read is "now": what had
+ * committed before it is not delivered. The position is kept in the watcher, so a
+ * lost connection loses nothing while the rows are kept: the watcher is unhealthy
+ * meanwhile (a PGCW_GAP_DISCONNECTED gap, as for LISTEN, since nothing is read
+ * then) and, reconnected, delivers what was written meanwhile. Rows it had not
+ * read that were pruned are a PGCW_GAP_PRUNED gap. The watcher prunes rows older
+ * than changelog_retention_ms (0: 10 minutes) every min(retention / 4, 60 s); a
+ * read unanswered within ping_timeout_ms is a lost connection; ping_interval_ms
+ * is not used. No change log for the channel: a permanent error (wait_healthy
+ * returns PGCW_ECONNECT) that says to install one. Each statement stands alone
+ * (no session state), so it works through a transaction-mode pooler.
+ *
  * Threads. A watcher's driving calls (process, run, start/stop, free) must come
  * from one thread at a time. pgcw_watcher_healthy(), _epoch(), _stats(),
  * _dispatch(), _errmsg() and all pgcw_sub_* and pgcw_sink_* calls are thread-safe
@@ -129,6 +150,19 @@ typedef struct pgcw_watcher_opts {
     int64_t poll_interval_ms;       /* polling */
     int64_t changelog_retention_ms; /* polling */
     bool temporary_slot;            /* logical decoding: see the top of the file */
+    /* LISTEN: skip the self-probe. By default each LISTEN connection, once its
+     * LISTENs are acknowledged, has a second, short-lived session send a
+     * notification on a channel of its own (pgcw_probe_<pid>_<hex>, never an
+     * event), and becomes healthy only when it comes back. When it does not come
+     * back within ping_timeout_ms of its commit (connecting and sending have the
+     * connect timeout), LISTEN does not work through this connection
+     * (PgBouncer in transaction pooling mode, or a proxy like it): a permanent
+     * error (wait_healthy returns PGCW_ECONNECT; errmsg and the log say so and
+     * name the polling source), and the watcher retries with backoff. If the
+     * second session cannot connect or send in time, the probe is skipped with a
+     * warning. Its cost: one extra connection and a round trip at each (re)connect
+     * (docs/source_poll.md). */
+    bool skip_listen_probe;
 } pgcw_watcher_opts;
 
 /* Creates a watcher. conn: how to connect (conn.h; NULL: all defaults, i.e.

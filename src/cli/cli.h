@@ -168,6 +168,7 @@ typedef struct cli_listen_args {
     const char *slot_name;    /* --slot, --publication: NULL unless given */
     const char *publication;
     bool format_given;
+    long long poll_interval_ms; /* 0 unless --poll-interval */
 } cli_listen_args;
 
 int cli_listen_parse(int argc, char **argv, cli_listen_args *a);

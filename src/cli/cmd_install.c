@@ -55,6 +55,11 @@ static const char install_help[] =
     "publication's tables and keeps the slot. A TABLE without a primary key refuses\n"
     "UPDATE and DELETE from then on until it has a REPLICA IDENTITY.\n"
     "\n"
+    "With --source poll the channel also gets a change log, a table the same\n"
+    "triggers write one row to per event, for `listen --source poll` where LISTEN\n"
+    "does not work (PgBouncer in transaction pooling mode); the triggers still\n"
+    "pg_notify() too, unless the writing session sets pgcachewatch.notify = off.\n"
+    "\n"
     "Options:\n"
     "      --tables TABLE          a table to install on (may repeat; the remaining\n"
     "                              arguments are tables too)\n"
@@ -66,7 +71,8 @@ static const char install_help[] =
     "                              each table's trigger is PREFIX<channel>\n"
     "      --with-keys             add the changed rows' primary-key values to events\n"
     "      --ddl                   install the DDL event triggers (see above)\n"
-    "      --source SOURCE         listen (default: the triggers) or logical\n"
+    "      --source SOURCE         listen (default: the triggers), logical (see\n"
+    "                              above) or poll (the triggers and a change log)\n"
     "      --slot NAME             with --source logical: the replication slot\n"
     "                              (default pgcachewatch_<channel>; a-z, 0-9, _)\n"
     "      --publication NAME      with --source logical: the publication\n"
@@ -86,6 +92,8 @@ static const char uninstall_help[] =
     "With --source logical it drops the replication slot, then the publication; a\n"
     "slot in use (a logical listener running) cannot be dropped: it fails naming\n"
     "the process and drops nothing.\n"
+    "The channel's change log (install --source poll), if any, goes with its\n"
+    "triggers, whichever --source is given.\n"
     "\n"
     "Options:\n"
     "      --channel-name NAME     NOTIFY channel (default " PGCW_DEFAULT_CHANNEL ")\n"
@@ -95,8 +103,8 @@ static const char uninstall_help[] =
     "                              with install; triggers are found by the function\n"
     "                              they call, whatever their names\n"
     "      --ddl                   remove the DDL event triggers instead\n"
-    "      --source SOURCE         listen (default) or logical: the slot and the\n"
-    "                              publication instead\n"
+    "      --source SOURCE         listen (default), logical (the slot and the\n"
+    "                              publication instead) or poll (as listen)\n"
     "      --slot NAME             with --source logical (default as install's)\n"
     "      --publication NAME      with --source logical (default as install's)\n"
     "      --commit                run the SQL instead of printing it only\n"
@@ -179,10 +187,9 @@ int cli_install_parse(int argc, char **argv, bool install, cli_install_args *p)
             p->opts.ddl = true;
             break;
         case OPT_SOURCE:
-            if (!cli_parse_source(optarg, &p->opts.source) ||
-                p->opts.source == PGCW_WATCH_POLL)
-                return cli_usage_error(cmd, "--source wants listen or logical, not '%s'",
-                                       optarg);
+            if (!cli_parse_source(optarg, &p->opts.source))
+                return cli_usage_error(
+                    cmd, "--source wants listen, logical or poll, not '%s'", optarg);
             break;
         case OPT_SLOT:
             p->opts.slot_name = optarg;

@@ -25,7 +25,8 @@ enum {
     OPT_FORMAT,
     OPT_SOURCE,
     OPT_SLOT,
-    OPT_PUBLICATION
+    OPT_PUBLICATION,
+    OPT_POLL_INTERVAL
 };
 
 /* How long one pgcw_watcher_run() slice lasts: the most an event waits in the
@@ -53,6 +54,11 @@ static const char listen_help[] =
     "seconds, at exit) give the confirmed LSN and the slot lag: the WAL the slot\n"
     "makes the server keep.\n"
     "\n"
+    "With --source poll it reads the channel's change log (install --source poll)\n"
+    "every --poll-interval over a plain connection instead of LISTENing: for\n"
+    "connections where LISTEN does not work, such as PgBouncer in transaction\n"
+    "pooling mode. One channel only; events start from now.\n"
+    "\n"
     "Options:\n"
     "      --channel-name NAME     channel to LISTEN on (may repeat;\n"
     "                              default " PGCW_DEFAULT_CHANNEL ")\n"
@@ -60,11 +66,13 @@ static const char listen_help[] =
     "                              (default: JSON table changes, or postgres-cache\n"
     "                              key notifications 'u'/'d'...), table-change or\n"
     "                              cache-key\n"
-    "      --source SOURCE         listen (default) or logical\n"
+    "      --source SOURCE         listen (default), logical or poll (see above)\n"
     "      --slot NAME             with --source logical: the replication slot\n"
     "                              (default pgcachewatch_<channel>)\n"
     "      --publication NAME      with --source logical: the publication\n"
     "                              (default pgcachewatch_<channel>_pub)\n"
+    "      --poll-interval SECONDS between two reads of the change log with --source\n"
+    "                              poll (fractions allowed; default 0.25)\n"
     "      --json                  print events as JSON lines\n"
     "      --count N               exit 0 after N events (gap events count too)\n"
     "      --timeout SECONDS       stop after SECONDS (fractions allowed); exit 1 if\n"
@@ -150,6 +158,7 @@ int cli_listen_parse(int argc, char **argv, cli_listen_args *a)
         {"source", required_argument, NULL, OPT_SOURCE},
         {"slot", required_argument, NULL, OPT_SLOT},
         {"publication", required_argument, NULL, OPT_PUBLICATION},
+        {"poll-interval", required_argument, NULL, OPT_POLL_INTERVAL},
         {"help", no_argument, NULL, 'h'},
         CLI_CONN_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -192,9 +201,9 @@ int cli_listen_parse(int argc, char **argv, cli_listen_args *a)
             a->format_given = true;
             break;
         case OPT_SOURCE:
-            if (!cli_parse_source(optarg, &a->source) || a->source == PGCW_WATCH_POLL)
-                rc = cli_usage_error(cmd, "--source wants listen or logical, not '%s'",
-                                     optarg);
+            if (!cli_parse_source(optarg, &a->source))
+                rc = cli_usage_error(
+                    cmd, "--source wants listen, logical or poll, not '%s'", optarg);
             break;
         case OPT_SLOT:
             a->slot_name = optarg;
@@ -202,10 +211,20 @@ int cli_listen_parse(int argc, char **argv, cli_listen_args *a)
         case OPT_PUBLICATION:
             a->publication = optarg;
             break;
+        case OPT_POLL_INTERVAL:
+            if (!cli_parse_seconds(optarg, &a->poll_interval_ms) ||
+                a->poll_interval_ms <= 0)
+                rc = cli_usage_error(
+                    cmd, "--poll-interval wants seconds above 0, not '%s'", optarg);
+            break;
         default:
             rc = cli_bad_option(cmd);
         }
     }
+    if (rc < 0 && !a->help && a->poll_interval_ms && a->source != PGCW_WATCH_POLL)
+        rc = cli_usage_error(cmd, "--poll-interval needs --source poll");
+    if (rc < 0 && !a->help && a->source == PGCW_WATCH_POLL && a->n_channels > 1)
+        rc = cli_usage_error(cmd, "--source poll reads one channel's change log");
     if (rc < 0 && !a->help && optind < argc)
         rc = cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     bool logical = a->source == PGCW_WATCH_LOGICAL;
@@ -258,6 +277,7 @@ int cli_cmd_listen(int argc, char **argv)
     wopts.source = a.source;
     wopts.slot_name = a.slot_name;
     wopts.publication = a.publication;
+    wopts.poll_interval_ms = a.poll_interval_ms;
     pgcw_watcher *w = NULL;
     pgcw_sub *sub = NULL;
     pgcw_status st = pgcw_watcher_new(&wopts, &settings.opts, &w);
@@ -288,7 +308,8 @@ int cli_cmd_listen(int argc, char **argv)
     if (logical) {
         print_slot_status(w, "reading the replication slot");
     } else {
-        fprintf(stderr, "%s listen: listening on", CLI_PROG);
+        fprintf(stderr, "%s listen: %s on", CLI_PROG,
+                a.source == PGCW_WATCH_POLL ? "polling the change log" : "listening");
         if (n_channels == 0)
             fprintf(stderr, " %s", PGCW_DEFAULT_CHANNEL);
         for (size_t i = 0; i < n_channels; i++)

@@ -80,44 +80,81 @@ static pgcw_status install_run(PGconn *conn, const pgcw_install_opts *opts,
     return st;
 }
 
+/* Appends "elem" to a text[] literal being built in b ("{" so far, or "{...").
+ * Quoting for the array literal is separate from SQL quoting: it is sent as a
+ * parameter. */
+static void array_append(pgcw__buf *b, const char *elem)
+{
+    pgcw__buf_append(b, b->len > 1 ? ",\"" : "\"");
+    for (const char *p = elem; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            pgcw__buf_append(b, "\\");
+        pgcw__buf_appendn(b, p, 1);
+    }
+    pgcw__buf_append(b, "\"");
+}
+
 /* Builds the DROP statements (without BEGIN/COMMIT) for n's functions: the folded
  * names install makes now, and the unfolded ones of earlier versions; with ddl,
  * the DDL function and the event triggers that call it, nothing else. */
 static pgcw_status uninstall_body(PGconn *conn, const pgcw__install_names *n,
                                   pgcw__buf *out, char *errbuf, size_t errlen)
 {
-    const char *table_names[] = {n->function, n->keys_function, n->unfolded_function,
-                                 n->unfolded_keys_function};
-    const char *ddl_names[] = {n->ddl_function};
-    const char *const *names = n->ddl ? ddl_names : table_names;
-    size_t n_names = n->ddl ? 1 : sizeof table_names / sizeof table_names[0];
-    pgcw__buf arr = {0};
+    /* Signatures ($1): the notify functions take no arguments, the change log's
+     * do (install_changelog.c); the change log's tables are $2. */
+    const char *names[4 + PGCW__N_CHANGELOG_FUNCTIONS];
+    const char *args[4 + PGCW__N_CHANGELOG_FUNCTIONS];
+    size_t n_names = 0;
+    if (n->ddl) {
+        names[n_names] = n->ddl_function;
+        args[n_names++] = "";
+    } else {
+        const char *plain[] = {n->function, n->keys_function, n->unfolded_function,
+                               n->unfolded_keys_function};
+        for (size_t i = 0; i < 4; i++) {
+            names[n_names] = plain[i];
+            args[n_names++] = "";
+        }
+        for (size_t i = 0; i < PGCW__N_CHANGELOG_FUNCTIONS; i++) {
+            names[n_names] = pgcw__install_changelog_function(n, i);
+            args[n_names++] = pgcw__changelog_args[i];
+        }
+    }
+    pgcw__buf arr = {0}, rels = {0};
     bool oom = false;
-    /* A text[] literal of the signatures: {"\"fn\"()", ...}. Quoting for the array
-     * literal is separate from SQL quoting: it is sent as a parameter. */
     pgcw__buf_append(&arr, "{");
     for (size_t i = 0; i < n_names && !oom; i++) {
-        char *sig = pgcw_quote_ident(names[i]);
-        oom = !sig;
-        pgcw__buf_append(&arr, i ? ",\"" : "\"");
-        for (const char *p = sig; p && *p; p++) {
-            if (*p == '"' || *p == '\\')
-                pgcw__buf_append(&arr, "\\");
-            pgcw__buf_appendn(&arr, p, 1);
-        }
-        pgcw__buf_append(&arr, "()\"");
-        free(sig);
+        char *q = pgcw_quote_ident(names[i]);
+        pgcw__buf sig = {0};
+        pgcw__buf_appendf(&sig, "%s(%s)", q ? q : "", args[i]);
+        oom = !q || sig.failed;
+        if (!oom)
+            array_append(&arr, sig.data);
+        pgcw__buf_free(&sig);
+        free(q);
     }
     pgcw__buf_append(&arr, "}");
-    if (oom || arr.failed) {
+    pgcw__buf_append(&rels, "{");
+    const char *tables[] = {n->log.table, n->log.pruned_table};
+    for (size_t i = 0; i < 2 && !n->ddl && !oom; i++) {
+        char *q = pgcw_quote_ident(tables[i]);
+        oom = !q;
+        if (q)
+            array_append(&rels, q);
+        free(q);
+    }
+    pgcw__buf_append(&rels, "}");
+    if (oom || arr.failed || rels.failed) {
         pgcw__buf_free(&arr);
+        pgcw__buf_free(&rels);
         pgcw__errf(errbuf, errlen, "out of memory");
         return PGCW_ENOMEM;
     }
-    const char *params[1] = {arr.data};
+    const char *params[2] = {arr.data, rels.data};
     PGresult *res =
-        PQexecParams(conn, pgcw__sql_uninstall_objects, 1, NULL, params, NULL, NULL, 0);
+        PQexecParams(conn, pgcw__sql_uninstall_objects, 2, NULL, params, NULL, NULL, 0);
     pgcw__buf_free(&arr);
+    pgcw__buf_free(&rels);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         pgcw__result_message(res, conn, errbuf, errlen);
         PQclear(res);
@@ -126,18 +163,21 @@ static pgcw_status uninstall_body(PGconn *conn, const pgcw__install_names *n,
     pgcw_status st = PGCW_OK;
     for (int r = 0; r < PQntuples(res) && st == PGCW_OK; r++) {
         char kind = PQgetvalue(res, r, 0)[0];
-        bool trigger = kind == 't', event_trigger = kind == 'e';
+        bool trigger = kind == 't', event_trigger = kind == 'e', table = kind == 'r';
         char *name = pgcw_quote_ident(PQgetvalue(res, r, 1));
         char *schema = pgcw_quote_ident(PQgetvalue(res, r, 2));
         char *rel = trigger ? pgcw_quote_ident(PQgetvalue(res, r, 3)) : NULL;
+        const char *fn_args = PQgetvalue(res, r, 3); /* as the catalog prints them */
         if (!name || !schema || (trigger && !rel))
             st = PGCW_ENOMEM;
         else if (event_trigger) /* database-wide: no schema */
             pgcw__buf_appendf(out, "DROP EVENT TRIGGER %s;\n", name);
         else if (trigger)
             pgcw__buf_appendf(out, "DROP TRIGGER %s ON %s.%s;\n", name, schema, rel);
+        else if (table) /* the change log */
+            pgcw__buf_appendf(out, "DROP TABLE %s.%s;\n", schema, name);
         else
-            pgcw__buf_appendf(out, "DROP FUNCTION %s.%s();\n", schema, name);
+            pgcw__buf_appendf(out, "DROP FUNCTION %s.%s(%s);\n", schema, name, fn_args);
         free(name);
         free(schema);
         free(rel);

@@ -9,7 +9,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core_util.h"
 #include "pgcachewatch/install.h"
+#include "sql_changelog.h"
 
 /* The keyed triggers' suffixes, in the order of pgcw__install_names.keys_triggers. */
 #define PGCW__N_KEYS_TRIGGERS 3
@@ -23,6 +25,7 @@ typedef struct pgcw__install_names {
     const char *trigger_prefix;
     bool with_keys;
     bool ddl;
+    bool poll; /* source PGCW_WATCH_POLL: the channel has a change log */
     char function[PGCW_MAX_IDENTIFIER + 1];      /* <function_name>_<channel> */
     char keys_function[PGCW_MAX_IDENTIFIER + 1]; /* ... _keys */
     char trigger[PGCW_MAX_IDENTIFIER + 1];       /* <trigger_prefix><channel> */
@@ -34,6 +37,7 @@ typedef struct pgcw__install_names {
      * looks for these too. */
     char unfolded_function[PGCW_MAX_IDENTIFIER + 1];
     char unfolded_keys_function[PGCW_MAX_IDENTIFIER + 1];
+    pgcw__changelog_names log; /* the change log's names (made whatever poll says) */
 } pgcw__install_names;
 
 /* Applies the defaults and checks the channel, function name and trigger prefix;
@@ -75,5 +79,22 @@ pgcw_status pgcw__install_logical_run(struct pg_conn *conn, const pgcw_install_o
 pgcw_status pgcw__uninstall_logical(struct pg_conn *conn, const pgcw_install_opts *opts,
                                     bool run, char **sql_out, char *errbuf,
                                     size_t errlen);
+
+/* --- install_changelog.c: the change log (source PGCW_WATCH_POLL) ------------- */
+
+/* Its functions: writer, reader, pruner, with their argument lists (for
+ * signatures). */
+#define PGCW__N_CHANGELOG_FUNCTIONS 3
+extern const char *const pgcw__changelog_args[PGCW__N_CHANGELOG_FUNCTIONS];
+const char *pgcw__install_changelog_function(const pgcw__install_names *n, size_t i);
+
+/* Appends the change log's tables and functions; tag is the dollar-quote tag. */
+pgcw_status pgcw__install_changelog(pgcw__buf *out, const pgcw__install_names *n,
+                                    const char *tag);
+
+/* Appends the DO block that sets the search_path of every function that names the
+ * change log (its own and the notify functions) to find it where it was created. */
+pgcw_status pgcw__install_changelog_path(pgcw__buf *out, const pgcw__install_names *n,
+                                         const char *tag);
 
 #endif

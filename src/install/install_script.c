@@ -16,15 +16,6 @@
 
 static const char *const key_suffixes[PGCW__N_KEYS_TRIGGERS] = {"_ins", "_upd", "_del"};
 
-/* Lower-cases ASCII letters in place: what PostgreSQL does to an unquoted name in a
- * multibyte encoding (sql_names.c folds table names the same way). */
-static void fold_case(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s = (char)(*s - 'A' + 'a');
-}
-
 pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_names *n,
                                   char *errbuf, size_t errlen)
 {
@@ -34,7 +25,8 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     n->trigger_prefix = o.trigger_prefix ? o.trigger_prefix : PGCW_DEFAULT_TRIGGER_PREFIX;
     n->with_keys = o.with_keys;
     n->ddl = o.ddl;
-    if (o.source != PGCW_WATCH_LISTEN) {
+    n->poll = o.source == PGCW_WATCH_POLL;
+    if (o.source != PGCW_WATCH_LISTEN && !n->poll) {
         pgcw__errf(errbuf, errlen, "source %d is not supported by this build",
                    (int)o.source);
         return PGCW_EINVAL;
@@ -69,9 +61,9 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     char channel[PGCW_MAX_IDENTIFIER + 1], prefix[PGCW_MAX_IDENTIFIER + 1];
     snprintf(channel, sizeof channel, "%s", n->channel);
     snprintf(prefix, sizeof prefix, "%s", n->trigger_prefix);
-    fold_case(base);
-    fold_case(channel);
-    fold_case(prefix);
+    pgcw__fold_ascii(base);
+    pgcw__fold_ascii(channel);
+    pgcw__fold_ascii(prefix);
     pgcw__derive_name(n->function, base, channel, "");
     pgcw__derive_name(n->keys_function, base, channel, "_keys");
     pgcw__derive_name(n->trigger, prefix, channel, "");
@@ -80,6 +72,7 @@ pgcw_status pgcw__install_resolve(const pgcw_install_opts *opts, pgcw__install_n
     pgcw__derive_name(n->ddl_function, base, channel, "_ddl");
     pgcw__derive_name(n->ddl_trigger_end, prefix, channel, "_ddl_end");
     pgcw__derive_name(n->ddl_trigger_drop, prefix, channel, "_ddl_drop");
+    pgcw__changelog_names_derive(n->function_name, n->channel, &n->log);
     return PGCW_OK;
 }
 
@@ -225,6 +218,11 @@ pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *cons
     pgcw_status st = pgcw__install_resolve(opts, &n, errbuf, errlen);
     if (st != PGCW_OK)
         return st;
+    if (n.ddl && n.poll) {
+        pgcw__errf(errbuf, errlen,
+                   "DDL events are notified only: install --ddl without --source poll");
+        return PGCW_EINVAL;
+    }
     if (n.ddl && n_tables) {
         pgcw__errf(errbuf, errlen,
                    "DDL event triggers are database-wide: install tables without --ddl");
@@ -245,22 +243,35 @@ pgcw_status pgcw__install_script(const pgcw_install_opts *opts, const char *cons
                      "BEGIN;\n"
                      "-- DROP TRIGGER IF EXISTS reports missing triggers as NOTICEs.\n"
                      "SET LOCAL client_min_messages = warning;\n");
-    const pgcw__sql_var fvars[] = {
-        {"function", fq.function}, {"channel", fq.channel}, {"tag", tag}};
-    if (n.ddl)
+    /* With a change log the notify functions call its writer, which notifies too. */
+    char *notify = n.poll ? pgcw_quote_ident(n.log.write_function) : NULL;
+    if (n.poll && !notify)
+        st = PGCW_ENOMEM;
+    const pgcw__sql_var fvars[] = {{"function", fq.function},
+                                   {"channel", fq.channel},
+                                   {"tag", tag},
+                                   {"notify", notify ? notify : "pg_notify"}};
+    if (st == PGCW_OK && n.poll)
+        st = pgcw__install_changelog(&out, &n, tag);
+    if (st == PGCW_OK && n.ddl)
         st = append_ddl(&out, &fq, tag);
-    else
-        st = pgcw__sql_expand(&out, pgcw__sql_notify_function, fvars, 3);
+    else if (st == PGCW_OK)
+        st = pgcw__sql_expand(&out, pgcw__sql_notify_function, fvars, 4);
     if (st == PGCW_OK && n.with_keys && !n.ddl) {
-        const pgcw__sql_var kvars[] = {
-            {"function", fq.keys_function}, {"channel", fq.channel}, {"tag", tag}};
-        st = pgcw__sql_expand(&out, pgcw__sql_notify_keys_function, kvars, 3);
+        const pgcw__sql_var kvars[] = {{"function", fq.keys_function},
+                                       {"channel", fq.channel},
+                                       {"tag", tag},
+                                       {"notify", fvars[3].value}};
+        st = pgcw__sql_expand(&out, pgcw__sql_notify_keys_function, kvars, 4);
     }
     if (st == PGCW_EINVAL)
         pgcw__errf(errbuf, errlen, "internal error: bad SQL template");
     for (size_t i = 0; i < n_tables && st == PGCW_OK; i++)
         st = append_table(&out, &n, &fq, tables[i], errbuf, errlen);
+    if (st == PGCW_OK && n.poll)
+        st = pgcw__install_changelog_path(&out, &n, tag);
     quoted_free(&fq);
+    free(notify);
     if (st == PGCW_OK)
         pgcw__buf_append(&out, "COMMIT;\n");
     if (st == PGCW_OK && out.failed)

@@ -3,7 +3,8 @@
  * src/watch/) drives sources and knows nothing of how they get events; a source
  * knows nothing of subscribers, sinks or epochs and reports to the hub only
  * through pgcw__hub_ops. One file per implementation: source_listen.c
- * (LISTEN/NOTIFY) now; logical decoding and polling plug in the same way.
+ * (LISTEN/NOTIFY), source_poll.c (a change-log table, polled); logical decoding
+ * plugs in the same way.
  *
  * A source is driven by one thread at a time (the watcher's driving thread):
  * step() does whatever is due without blocking; fd(), events() and deadline_us()
@@ -39,6 +40,10 @@ typedef struct pgcw__hub_ops {
     void (*error)(void *hub, pgcw__source *src, const char *msg);
     /* The hub's epoch (stamped on delivered events). */
     uint64_t (*epoch)(void *hub);
+    /* Events were lost while the source stays healthy (the poll source: rows it
+     * had not read were pruned): a gap with this reason to every subscriber and
+     * sink. lost: events known lost, 0 if unknown. */
+    void (*gap)(void *hub, pgcw__source *src, pgcw_gap_reason reason, uint64_t lost);
 } pgcw__hub_ops;
 
 typedef struct pgcw__source_vt {
@@ -90,11 +95,33 @@ typedef struct pgcw__listen_cfg {
     int64_t ping_timeout_us;
     pgcw_log_fn log;
     void *log_ctx;
+    /* Probe each connection (source_probe.h): healthy only once a notification
+     * sent from a second session came back within probe_timeout_us. */
+    bool probe;
+    int64_t probe_timeout_us;
 } pgcw__listen_cfg;
 
 /* Creates the LISTEN source (no I/O). Returns PGCW_OK or PGCW_ENOMEM. */
 pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub_ops *ops,
                                     void *hub, pgcw__source **out);
+
+/* What the poll source needs (source_poll.c; docs/source_poll.md); strings are
+ * copied. */
+typedef struct pgcw__poll_cfg {
+    const pgcw_conn_opts *conn;
+    const char *channel;        /* 1..63 bytes: whose change log is read */
+    pgcw_payload_format format; /* how its payloads are decoded */
+    int64_t interval_us;        /* between polls (> 0) */
+    int64_t retention_ms;       /* rows older than this are pruned (> 0) */
+    int64_t timeout_us;         /* a poll unanswered this long: connection lost */
+    int64_t max_latency_us;     /* < 0: never warn */
+    pgcw_log_fn log;
+    void *log_ctx;
+} pgcw__poll_cfg;
+
+/* Creates the poll source (no I/O). Returns PGCW_OK or PGCW_ENOMEM. */
+pgcw_status pgcw__source_poll_new(const pgcw__poll_cfg *cfg, const pgcw__hub_ops *ops,
+                                  void *hub, pgcw__source **out);
 
 /* What the LISTEN source does with the NOTIFY queue usage a ping read (0..1):
  * records it for the statistics and warns when it passes half (again only after

@@ -74,17 +74,16 @@ static void failed(pgcw__link *l)
     pgcw__logf(s->log, s->log_ctx, PGCW_LOG_WARNING, "%s", msg);
 }
 
-void pgcw__link_lost(pgcw__link *l, const char *what, const char *detail)
+void pgcw__link_fail(pgcw__link *l, const char *what, const char *detail, bool permanent)
 {
     pgcw__conn_fail(&l->conn, what, detail);
+    l->conn.permanent = permanent;
     failed(l);
 }
 
-void pgcw__link_refused(pgcw__link *l, const char *what, const char *detail)
+void pgcw__link_lost(pgcw__link *l, const char *what, const char *detail)
 {
-    pgcw__conn_fail(&l->conn, what, detail);
-    l->conn.permanent = true;
-    failed(l);
+    pgcw__link_fail(l, what, detail, false);
 }
 
 const char *pgcw__link_lost_what(const pgcw__link *l)

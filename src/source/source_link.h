@@ -91,10 +91,11 @@ void pgcw__link_ready(pgcw__link *l);
  * warning logged, and the next attempt scheduled. */
 void pgcw__link_lost(pgcw__link *l, const char *what, const char *detail);
 
-/* pgcw__link_lost() for a failure that retrying the same settings cannot fix (a
- * missing replication slot): reported unhealthy with permanent set. The link
- * still retries with backoff, since someone may fix it meanwhile. */
-void pgcw__link_refused(pgcw__link *l, const char *what, const char *detail);
+/* pgcw__link_lost(), reported as permanent when retrying the same settings will
+ * not fix it by itself (a missing change log or replication slot, LISTEN that does
+ * not work through this connection). The link still retries with backoff, since
+ * someone may fix it meanwhile. */
+void pgcw__link_fail(pgcw__link *l, const char *what, const char *detail, bool permanent);
 
 /* "connection lost" when ready, else "could not connect". */
 const char *pgcw__link_lost_what(const pgcw__link *l);

@@ -21,6 +21,7 @@
 #include "core_util.h"
 #include "event_internal.h"
 #include "source_link.h"
+#include "source_probe.h"
 
 #define BATCH 64
 
@@ -48,6 +49,10 @@ typedef struct listen_source {
      * each, so a flood of them cannot flood the log. */
     pgcw__ratelimit rl_malformed, rl_late;
     bool queue_warned; /* the queue passed half and has not fallen below a quarter */
+    /* The self-probe: after the LISTEN round trip, SETUP lasts until it is back. */
+    bool probe_on;
+    int64_t probe_timeout_us;
+    pgcw__probe probe;
 } listen_source;
 
 #define WARN_BURST 5
@@ -71,6 +76,7 @@ static void on_drop(pgcw__source *base)
     s->results_ok = s->results_want = 0;
     free(s->listen_error);
     s->listen_error = NULL;
+    pgcw__probe_stop(&s->probe);
 }
 
 static void lost(listen_source *s, const char *what, const char *detail)
@@ -111,6 +117,11 @@ static void send_listen(pgcw__source *base)
         PQfreemem(q);
         want++;
     }
+    if (s->probe_on) { /* a name of our own making: nothing to quote */
+        pgcw__probe_name(&s->probe);
+        pgcw__buf_appendf(&sql, "LISTEN %s;", s->probe.channel);
+        want++;
+    }
     if (sql.failed) {
         pgcw__buf_free(&sql);
         lost(s, "could not connect", "out of memory");
@@ -140,6 +151,8 @@ static void listen_result(listen_source *s, PGresult *res)
     }
 }
 
+static bool listening(listen_source *s);
+
 /* The LISTEN round trip finished. Returns false if the connection was dropped. */
 static bool listen_done(listen_source *s)
 {
@@ -150,6 +163,18 @@ static bool listen_done(listen_source *s)
         lost(s, "LISTEN failed", d);
         return false;
     }
+    if (s->probe_on) { /* healthy only once the probe is back (online_step) */
+        pgcw__probe_start(&s->probe, &s->link.params, s->probe_timeout_us);
+        /* Room for the second session to connect and send, then the bound. */
+        pgcw__link_setup(&s->link, PGCW__NEVER);
+        return true;
+    }
+    return listening(s);
+}
+
+/* Ready: healthy, and said so. */
+static bool listening(listen_source *s)
+{
     pgcw__link_ready(&s->link);
     pgcw__logf(s->base.log, s->base.log_ctx, PGCW_LOG_INFO,
                "listening on %zu channel(s), backend pid %d, epoch %llu", s->n_channels,
@@ -272,6 +297,10 @@ static void read_notifies(listen_source *s)
     uint64_t epoch = s->base.hub_ops->epoch(s->base.hub);
     PGnotify *nf;
     while ((nf = PQnotifies(s->link.conn.pg)) != NULL) {
+        if (pgcw__probe_take(&s->probe, nf->relname, nf->extra)) {
+            PQfreemem(nf); /* never an event, never counted */
+            continue;
+        }
         notified++;
         if (!now_us)
             now_us = pgcw__real_us();
@@ -328,15 +357,54 @@ static void read_notifies(listen_source *s)
              "the notifications from there on are lost");
 }
 
+/* Advances the probe; false unless the source goes on (healthy, or probing). */
+static bool probe_step(listen_source *s)
+{
+    pgcw__probe_step(&s->probe);
+    switch (s->probe.st) {
+    case PGCW__PROBE_ARRIVED:
+        pgcw__probe_stop(&s->probe);
+        return listening(s);
+    case PGCW__PROBE_UNSENT: {
+        /* Nothing learned (the role's connection limit, a killed session): go on
+         * as before the probe existed rather than fail for it. */
+        char msg[640];
+        pgcw__errf(msg, sizeof msg,
+                   "could not send the LISTEN probe (%s); assuming LISTEN works",
+                   s->probe.err);
+        warn(s, msg);
+        pgcw__probe_stop(&s->probe);
+        return listening(s);
+    }
+    default:
+        break;
+    }
+    if (!pgcw__probe_expired(&s->probe))
+        return true;
+    char d[512];
+    pgcw__errf(d, sizeof d,
+               "a notification sent from another session did not come back within %lld "
+               "ms: LISTEN does not work through this connection (PgBouncer in "
+               "transaction pooling mode, or a proxy like it?); use the polling source "
+               "(PGCW_WATCH_POLL, `pgcachewatch listen --source poll`) or connect "
+               "directly",
+               (long long)(s->probe_timeout_us / 1000));
+    pgcw__link_fail(&s->link, "LISTEN probe failed", d, true);
+    return false;
+}
+
 static void online_step(listen_source *s, int revents)
 {
     if (!pgcw__link_io(&s->link, revents) || !read_results(s))
         return;
-    if (s->link.st == PGCW__LINK_READY) {
+    bool probing = s->probe.st != PGCW__PROBE_OFF;
+    if (s->link.st == PGCW__LINK_READY || probing) {
         read_notifies(s);
-        if (s->link.st != PGCW__LINK_READY) /* out of memory: dropped as lost */
+        if (s->link.conn.pg == NULL) /* out of memory: dropped as lost */
             return;
     }
+    if (probing && !probe_step(s))
+        return;
 
     int64_t now = pgcw__mono_us();
     if (s->link.st == PGCW__LINK_SETUP) {
@@ -387,6 +455,8 @@ static int source_events(const pgcw__source *base)
 static int64_t source_deadline(const pgcw__source *base)
 {
     const listen_source *s = (const listen_source *)base;
+    if (s->probe.st != PGCW__PROBE_OFF)
+        return pgcw__probe_deadline(&s->probe);
     if (s->link.st != PGCW__LINK_READY)
         return pgcw__link_deadline(&s->link);
     if (s->ping_interval_us < 0)
@@ -449,6 +519,8 @@ pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub
     s->rl_late = s->rl_malformed;
     s->ping_interval_us = cfg->ping_interval_us;
     s->ping_timeout_us = cfg->ping_timeout_us;
+    s->probe_on = cfg->probe;
+    s->probe_timeout_us = cfg->probe_timeout_us;
     s->channels = calloc(cfg->n_channels, sizeof *s->channels);
     s->formats = calloc(cfg->n_channels, sizeof *s->formats);
     /* Payloads are decoded as UTF-8 (invalid sequences are refused), so have the

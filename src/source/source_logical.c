@@ -221,12 +221,12 @@ static void check_done(logical_source *s)
                    "publication with `pgcachewatch install --source logical TABLE... "
                    "--commit`",
                    s->names.slot);
-        pgcw__link_refused(&s->link, "logical decoding", d);
+        pgcw__link_fail(&s->link, "logical decoding", d, true);
     } else if (s->check == CHECK_FOREIGN) {
         pgcw__errf(d, sizeof d,
                    "replication slot \"%s\" is not a pgoutput slot of this database",
                    s->names.slot);
-        pgcw__link_refused(&s->link, "logical decoding", d);
+        pgcw__link_fail(&s->link, "logical decoding", d, true);
     } else if (s->check == CHECK_LOST) {
         pgcw__errf(d, sizeof d,
                    "replication slot \"%s\" was invalidated: it fell further behind "
@@ -234,7 +234,7 @@ static void check_done(logical_source *s)
                    "gone; drop it and install again (`pgcachewatch uninstall --source "
                    "logical --commit`, then install)",
                    s->names.slot);
-        pgcw__link_refused(&s->link, "logical decoding", d);
+        pgcw__link_fail(&s->link, "logical decoding", d, true);
     } else if (s->check == CHECK_OK) {
         start_replication(s);
     } else {

@@ -1,12 +1,14 @@
 /*
- * names.c - parsing table names with PostgreSQL's identifier rules, and quoting
- * identifiers and literals for the SQL we generate.
+ * sql_names.c - parsing table names with PostgreSQL's identifier rules, quoting
+ * identifiers and literals for the SQL we generate, and deriving the names of the
+ * objects we install (install.h's naming rules).
  *
  * Everything we paste into SQL goes through pgcw_quote_ident/pgcw_quote_literal;
  * this file must never return a name it could not round-trip exactly, and must
  * never truncate (PostgreSQL would silently truncate a long name, so we refuse).
  */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,7 +175,6 @@ char *pgcw_quote_literal(const char *text)
     return quote_with(text, '\'');
 }
 
-/* See sql_names.h. */
 void pgcw__derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const char *b,
                        const char *c)
 {
@@ -197,4 +198,11 @@ void pgcw__derive_name(char out[PGCW_MAX_IDENTIFIER + 1], const char *a, const c
         keep--; /* never split a multi-byte character */
     snprintf(out, PGCW_MAX_IDENTIFIER + 1, "%.*s_%08x%s", (int)keep, head, (unsigned)h,
              c);
+}
+
+void pgcw__fold_ascii(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
 }

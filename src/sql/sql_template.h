@@ -40,6 +40,10 @@ extern const char pgcw__sql_ddl_event_triggers[];
 extern const char pgcw__sql_logical_publication[];
 extern const char pgcw__sql_logical_slot[];
 extern const char pgcw__sql_logical_uninstall_objects[];
+
+extern const char pgcw__sql_changelog_tables[];
+extern const char pgcw__sql_changelog_functions[];
+extern const char pgcw__sql_changelog_search_path[];
 extern const char pgcw__sql_cache_migration_1[];
 extern const char pgcw__sql_cache_migration_2[];
 extern const char pgcw__sql_cache_migration_3[];

@@ -81,7 +81,9 @@ static pgcw_status make_listen_source(pgcw_watcher *w, const pgcw_watcher_opts *
         .ping_timeout_us = ping_timeout_us(o),
         .log = o->log,
         .log_ctx = o->log_ctx,
+        .probe = !o->skip_listen_probe,
     };
+    cfg.probe_timeout_us = cfg.ping_timeout_us;
     pgcw__source *src = NULL;
     pgcw_status st = pgcw__source_listen_new(&cfg, &pgcw__watcher_hub_ops, w, &src);
     return adopt(w, st, src);
@@ -121,9 +123,9 @@ static pgcw_status make_source(pgcw_watcher *w, const pgcw_watcher_opts *o,
     case PGCW_WATCH_LOGICAL:
         return make_logical_source(w, o, conn);
     case PGCW_WATCH_POLL:
-        break;
+        return pgcw__watcher_make_poll(w, o, conn);
     }
-    return PGCW_EINVAL; /* not supported by this build */
+    return PGCW_EINVAL; /* not a source this library knows */
 }
 
 pgcw_watch_source pgcw__watcher_source_kind(const pgcw_watcher *w)
@@ -359,12 +361,20 @@ static void hub_deliver(void *hub, pgcw__source *src, pgcw_event **events, size_
     pgcw__watcher_fanout(hub, events, n);
 }
 
+static void hub_gap(void *hub, pgcw__source *src, pgcw_gap_reason reason, uint64_t lost)
+{
+    (void)src;
+    pgcw_watcher *w = hub;
+    pgcw__watcher_gap_all(w, reason, lost, atomic_load(&w->epoch));
+}
+
 const pgcw__hub_ops pgcw__watcher_hub_ops = {
     .healthy = hub_healthy,
     .unhealthy = hub_unhealthy,
     .deliver = hub_deliver,
     .error = hub_error,
     .epoch = hub_epoch,
+    .gap = hub_gap,
 };
 
 void pgcw__watcher_set_healthy(pgcw_watcher *w, bool healthy)

@@ -130,6 +130,13 @@ void pgcw__watcher_fanout(pgcw_watcher *w, pgcw_event **events, size_t n);
 void pgcw__watcher_gap_all(pgcw_watcher *w, pgcw_gap_reason reason, uint64_t lost,
                            uint64_t epoch);
 
+/* --- watcher_poll.c ------------------------------------------------------------- */
+
+/* Validates the poll source's options and adds it (opts.source PGCW_WATCH_POLL).
+ * Returns PGCW_OK, PGCW_EINVAL or PGCW_ENOMEM. */
+pgcw_status pgcw__watcher_make_poll(pgcw_watcher *w, const pgcw_watcher_opts *o,
+                                    const pgcw_conn_opts *conn);
+
 /* --- watcher_sub.c --------------------------------------------------------------- */
 
 /* Appends events under s->mu (the caller holds w->subs_mu): takes a new

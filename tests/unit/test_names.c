@@ -199,16 +199,22 @@ static void test_template_expand(void **state)
 static void test_templates_are_well_formed(void **state)
 {
     (void)state;
-    const char *tmpls[] = {pgcw__sql_notify_function, pgcw__sql_notify_keys_function,
-                           pgcw__sql_table_triggers, pgcw__sql_keys_triggers,
-                           pgcw__sql_drop_trigger_if_exists};
+    const char *tmpls[] = {
+        pgcw__sql_notify_function,        pgcw__sql_notify_keys_function,
+        pgcw__sql_table_triggers,         pgcw__sql_keys_triggers,
+        pgcw__sql_drop_trigger_if_exists, pgcw__sql_changelog_tables,
+        pgcw__sql_changelog_functions,    pgcw__sql_changelog_search_path};
     const pgcw__sql_var vars[] = {
-        {"function", "F"},     {"keys_function", "K"}, {"channel", "C"},
-        {"tag", "$T$"},        {"table", "T"},         {"trigger", "G"},
-        {"trigger_ins", "GI"}, {"trigger_upd", "GU"},  {"trigger_del", "GD"}};
+        {"function", "F"},       {"keys_function", "K"}, {"channel", "C"},
+        {"tag", "$T$"},          {"table", "T"},         {"trigger", "G"},
+        {"trigger_ins", "GI"},   {"trigger_upd", "GU"},  {"trigger_del", "GD"},
+        {"notify", "N"},         {"log_table", "L"},     {"pruned_table", "P"},
+        {"write_function", "W"}, {"read_function", "R"}, {"prune_function", "X"},
+        {"signatures", "'S'"}};
     for (size_t i = 0; i < sizeof tmpls / sizeof tmpls[0]; i++) {
         pgcw__buf b = {0};
-        assert_int_equal(pgcw__sql_expand(&b, tmpls[i], vars, 9), PGCW_OK);
+        assert_int_equal(
+            pgcw__sql_expand(&b, tmpls[i], vars, sizeof vars / sizeof vars[0]), PGCW_OK);
         assert_null(strstr(b.data, "{{"));
         pgcw__buf_free(&b);
     }
