@@ -184,7 +184,8 @@ static void test_usage_errors(void **state)
     pgtest_cli_expect_usage_error("install --source logical --with-keys items",
                                   "--with-keys");
     pgtest_cli_expect_usage_error("install --source logical", "no table");
-    pgtest_cli_expect_usage_error("install --source nosuch items", "listen, logical or poll");
+    pgtest_cli_expect_usage_error("install --source nosuch items",
+                                  "listen, logical or poll");
     pgtest_cli_expect_usage_error("uninstall --publication p", "--source logical");
     pgtest_cli_expect_usage_error("listen --slot s", "--source logical");
     pgtest_cli_expect_usage_error("listen --source logical --format cache-key",
