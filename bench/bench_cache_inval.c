@@ -79,6 +79,10 @@ int main(int argc, char **argv)
     /* The commit lies between the set's start and its return, nearer the return
      * (it is the server's last step before the reply): the verdict takes the
      * return, the start gives the upper bound. */
+    if (logical)
+        printf("reads right after the eviction that still saw the old row (the change "
+               "arrived before it was visible): %d of %ld. ",
+               inval_stale_reads(), writes + warmup);
     if (!logical)
         printf("library/raw from the set's start: p50 %.2fx, p99 %.2fx. ",
                ratio(p[INV_START_EVICT].p50, p[INV_START_RAW].p50),

@@ -104,6 +104,16 @@
  * TRUNCATE. A commit is decoded once its WAL is flushed, so a write is heard of as
  * soon as it is durable; nothing can be lost between commit and invalidation, and
  * a crashed writer costs nothing. The price:
+ *   - a change can arrive before other sessions can see it: PostgreSQL flushes a
+ *     commit's WAL record (which the slot then decodes) a moment before it
+ *     takes the transaction out of the running set, so a read made in that
+ *     moment, right after the eviction, still returns the old row, and its copy
+ *     is not refused (no invalidation raced its ticket). bench_cache_inval
+ *     --notify-mode logical counts such reads (2 of 2100 reads made right
+ *     after the eviction, in one run here). Such a copy lives at most
+ *     l1_ttl_ms, which is PGCW_CACHE_LOGICAL_L1_TTL_MS (1 s) in this mode when you
+ *     set none: contract line 2 holds here only up to that bound, where NOTIFY
+ *     (delivered once the transaction is visible) holds it at once;
  *   - the table must be LOGGED (PostgreSQL decodes no UNLOGGED table), and
  *     pgcw_cache_init_db() with this mode creates the publication (it needs the
  *     CREATE privilege on the database) and refuses an UNLOGGED table; every pool
@@ -149,6 +159,10 @@ typedef struct pgcw_cache pgcw_cache;
 /* The longest key this library keeps in its L1 (bytes): "u", a 19-digit version,
  * "|" and the key in hex fit PostgreSQL's 7999-byte payload limit. */
 #define PGCW_CACHE_MAX_NOTIFY_KEY 3989u
+
+/* notify_mode LOGICAL's l1_ttl_ms when none is set (top of file, "Logical
+ * decoding"). */
+#define PGCW_CACHE_LOGICAL_L1_TTL_MS 1000
 
 /* Pass as ttl_ms: the cache's default_ttl_ms. */
 #define PGCW_CACHE_TTL_DEFAULT ((int64_t)0)

@@ -82,6 +82,9 @@ struct pgcw__source {
      * of the server's last report, and that position (relaxed atomics; 0 for
      * other sources). */
     atomic_uint_fast64_t st_slot_lag_bytes, st_confirmed_lsn;
+    /* The connection a source holds through source_link.h (set by
+     * pgcw__link_init()), so the link's vtable entries can find it; else NULL. */
+    struct pgcw__link *link;
 };
 
 /* What the LISTEN source needs; strings and arrays are copied. */

@@ -25,6 +25,7 @@ pgcw_status pgcw__link_init(pgcw__link *l, pgcw__source *src, const pgcw_conn_op
 {
     memset(l, 0, sizeof *l);
     l->src = src;
+    src->link = l;
     l->cfg = *cfg;
     l->st = PGCW__LINK_IDLE;
     atomic_init(&l->backend_pid, 0);
@@ -221,4 +222,26 @@ int64_t pgcw__link_deadline(const pgcw__link *l)
 int pgcw__link_backend_pid(const pgcw__link *l)
 {
     return atomic_load_explicit(&l->backend_pid, memory_order_relaxed);
+}
+
+/* --- vtable entries for a source whose connection is its link ------------------ */
+
+int pgcw__link_source_fd(const pgcw__source *s)
+{
+    return pgcw__link_fd(s->link);
+}
+
+int pgcw__link_source_events(const pgcw__source *s)
+{
+    return pgcw__link_events(s->link);
+}
+
+void pgcw__link_source_close(pgcw__source *s)
+{
+    pgcw__link_close(s->link);
+}
+
+int pgcw__link_source_backend_pid(const pgcw__source *s)
+{
+    return pgcw__link_backend_pid(s->link);
 }

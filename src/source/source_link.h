@@ -113,4 +113,11 @@ int64_t pgcw__link_deadline(const pgcw__link *l);
 /* The server backend's pid, 0 when not connected. Thread-safe. */
 int pgcw__link_backend_pid(const pgcw__link *l);
 
+/* The same four, as pgcw__source_vt entries (fd, events, close, backend_pid) of a
+ * source whose one connection is its link (s->link, set by pgcw__link_init()). */
+int pgcw__link_source_fd(const pgcw__source *s);
+int pgcw__link_source_events(const pgcw__source *s);
+void pgcw__link_source_close(pgcw__source *s);
+int pgcw__link_source_backend_pid(const pgcw__source *s);
+
 #endif

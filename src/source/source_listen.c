@@ -442,16 +442,6 @@ static void step(pgcw__source *base, int revents)
         online_step(s, revents);
 }
 
-static int source_fd(const pgcw__source *base)
-{
-    return pgcw__link_fd(&((const listen_source *)base)->link);
-}
-
-static int source_events(const pgcw__source *base)
-{
-    return pgcw__link_events(&((const listen_source *)base)->link);
-}
-
 static int64_t source_deadline(const pgcw__source *base)
 {
     const listen_source *s = (const listen_source *)base;
@@ -466,16 +456,6 @@ static int64_t source_deadline(const pgcw__source *base)
     if (s->query != Q_NONE)
         return PGCW__NEVER;
     return pgcw__deadline_from(s->link.last_rx_us, s->ping_interval_us);
-}
-
-static void source_close(pgcw__source *base)
-{
-    pgcw__link_close(&((listen_source *)base)->link);
-}
-
-static int source_backend_pid(const pgcw__source *base)
-{
-    return pgcw__link_backend_pid(&((const listen_source *)base)->link);
 }
 
 static void source_free(pgcw__source *base)
@@ -494,11 +474,11 @@ static void source_free(pgcw__source *base)
 static const pgcw__source_vt listen_vt = {
     .name = "listen",
     .step = step,
-    .fd = source_fd,
-    .events = source_events,
+    .fd = pgcw__link_source_fd,
+    .events = pgcw__link_source_events,
     .deadline_us = source_deadline,
-    .close = source_close,
-    .backend_pid = source_backend_pid,
+    .close = pgcw__link_source_close,
+    .backend_pid = pgcw__link_source_backend_pid,
     .free = source_free,
 };
 

@@ -481,16 +481,6 @@ static void step(pgcw__source *base, int revents)
         online_step(s, revents);
 }
 
-static int source_fd(const pgcw__source *base)
-{
-    return pgcw__link_fd(&((const logical_source *)base)->link);
-}
-
-static int source_events(const pgcw__source *base)
-{
-    return pgcw__link_events(&((const logical_source *)base)->link);
-}
-
 static int64_t source_deadline(const pgcw__source *base)
 {
     const logical_source *s = (const logical_source *)base;
@@ -501,16 +491,6 @@ static int64_t source_deadline(const pgcw__source *base)
     if (s->ping_interval_us < 0)
         return PGCW__NEVER;
     return pgcw__deadline_from(s->status_sent_us, s->ping_interval_us);
-}
-
-static void source_close(pgcw__source *base)
-{
-    pgcw__link_close(&((logical_source *)base)->link);
-}
-
-static int source_backend_pid(const pgcw__source *base)
-{
-    return pgcw__link_backend_pid(&((const logical_source *)base)->link);
 }
 
 static void source_free(pgcw__source *base)
@@ -526,11 +506,11 @@ static void source_free(pgcw__source *base)
 static const pgcw__source_vt logical_vt = {
     .name = "logical",
     .step = step,
-    .fd = source_fd,
-    .events = source_events,
+    .fd = pgcw__link_source_fd,
+    .events = pgcw__link_source_events,
     .deadline_us = source_deadline,
-    .close = source_close,
-    .backend_pid = source_backend_pid,
+    .close = pgcw__link_source_close,
+    .backend_pid = pgcw__link_source_backend_pid,
     .free = source_free,
 };
 

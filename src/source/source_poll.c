@@ -394,16 +394,6 @@ static void step(pgcw__source *base, int revents)
         online_step(s, revents);
 }
 
-static int source_fd(const pgcw__source *base)
-{
-    return pgcw__link_fd(&((const poll_source *)base)->link);
-}
-
-static int source_events(const pgcw__source *base)
-{
-    return pgcw__link_events(&((const poll_source *)base)->link);
-}
-
 static int64_t source_deadline(const pgcw__source *base)
 {
     const poll_source *s = (const poll_source *)base;
@@ -412,16 +402,6 @@ static int64_t source_deadline(const pgcw__source *base)
     if (s->query != Q_NONE)
         return pgcw__deadline_from(s->query_sent_us, s->timeout_us);
     return s->next_read_us < s->next_prune_us ? s->next_read_us : s->next_prune_us;
-}
-
-static void source_close(pgcw__source *base)
-{
-    pgcw__link_close(&((poll_source *)base)->link);
-}
-
-static int source_backend_pid(const pgcw__source *base)
-{
-    return pgcw__link_backend_pid(&((const poll_source *)base)->link);
 }
 
 static void source_free(pgcw__source *base)
@@ -440,11 +420,11 @@ static void source_free(pgcw__source *base)
 static const pgcw__source_vt poll_vt = {
     .name = "poll",
     .step = step,
-    .fd = source_fd,
-    .events = source_events,
+    .fd = pgcw__link_source_fd,
+    .events = pgcw__link_source_events,
     .deadline_us = source_deadline,
-    .close = source_close,
-    .backend_pid = source_backend_pid,
+    .close = pgcw__link_source_close,
+    .backend_pid = pgcw__link_source_backend_pid,
     .free = source_free,
 };
 

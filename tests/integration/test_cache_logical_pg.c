@@ -266,6 +266,29 @@ static void test_shared_logical_watcher(void **state)
     pgcw_watcher_free(w);
 }
 
+/* A change may arrive a moment before it is visible (cache.h), so in this mode a
+ * copy lives at most PGCW_CACHE_LOGICAL_L1_TTL_MS when no l1_ttl_ms is set. */
+static void test_copies_expire(void **state)
+{
+    (void)state;
+    char msg[1024];
+    assert_int_equal(init_logical("lge_", PGCW_CACHE_LOGGED, msg, sizeof msg), PGCW_OK);
+    pgcw_cache *b = logical_cache("lge_");
+    cachetest_set(b, "k", "v1", 60000);
+    WAIT_STAT(b, invalidations_received, 1);
+    free(cachetest_get(b, "k"));
+    expect_l1_hit(b, "k", "v1");
+    pgtest_sleep_ms(PGCW_CACHE_LOGICAL_L1_TTL_MS + 200);
+    pgcw_cache_stats before = cachetest_stats(b);
+    char *v = cachetest_get(b, "k");
+    assert_string_equal(v, "v1");
+    free(v);
+    pgcw_cache_stats after = cachetest_stats(b);
+    assert_int_equal(after.l1_hits, before.l1_hits);
+    assert_int_equal(after.l2_hits, before.l2_hits + 1);
+    pgcw_cache_free(b);
+}
+
 static void test_truncate_flushes(void **state)
 {
     (void)state;
@@ -328,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_shared_logical_watcher),
         cmocka_unit_test(test_unpublished_table_refused),
         cmocka_unit_test(test_write_evicts_without_notify),
+        cmocka_unit_test(test_copies_expire),
         cmocka_unit_test(test_truncate_flushes),
         cmocka_unit_test(test_walsender_killed),
     };
