@@ -46,7 +46,8 @@ static void append_logged_check(pgcw__buf *b, const char *table_lit, const char 
         table_lit, table_lit, hint);
 }
 
-/* Literals of the table's quoted name and of the publication's name; NULL on OOM. */
+/* Literals of the table's quoted name and of the publication's name (owned);
+ * false on OOM. */
 static bool literals(const pgcw__cache_cfg *cfg, const pgcw__cache_names *n, char **table,
                      char **pub)
 {
