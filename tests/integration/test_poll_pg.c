@@ -1,11 +1,12 @@
 /*
  * test_poll_pg.c - the polling source's delivery against a real server
- * (docs/source_poll.md): every event with its keys in commit order and no history
- * replayed; a transaction that commits after a later one is held back until it
- * commits and then delivered, not skipped; a poll connection killed six times
- * with writes while it is down loses nothing; a stalled network makes it
- * unhealthy and loses nothing either; the options it refuses. Pruning is in
- * test_poll_prune_pg.c, the install side and the CLI in test_poll_install_pg.c.
+ * (docs/source_poll.md): every event with its keys in commit order (a rollback
+ * yields nothing, a TRUNCATE one keyless event) and no history replayed; a transaction
+ * that commits after a later one is held back until it commits and then delivered, not
+ * skipped; a poll connection killed six times with writes while it is down loses nothing;
+ * a stalled network makes it unhealthy and loses nothing either; the options it refuses.
+ * Pruning is in test_poll_prune_pg.c, the install side and the CLI in
+ * test_poll_install_pg.c.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -55,7 +56,8 @@ static void wait_two_polls(PGconn *c, pgcw_watcher *w)
 /* Sequential transactions come out in their commit order, with their keys, and
  * nothing that committed before the watcher started is replayed, even above the
  * horizon that a transaction open at the start holds back; that transaction's
- * rows, committed later, are news. */
+ * rows, committed later, are news; a rolled-back insert yields nothing and a
+ * TRUNCATE one event without keys. */
 static void test_commit_order_with_keys(void **state)
 {
     (void)state;
@@ -81,10 +83,19 @@ static void test_commit_order_with_keys(void **state)
     polltest_expect_next(sub, PGCW_OP_INSERT, "[2]");
     polltest_expect_next(sub, PGCW_OP_DELETE, "[1]");
     polltest_expect_next(sub, PGCW_OP_UPDATE, "[2]");
+    /* A TRUNCATE is one event for the table, without keys. */
+    pgtest_exec(c, "TRUNCATE items");
+    const pgcw_event *t = polltest_next(sub, NULL);
+    assert_int_equal(t->kind, PGCW_EVENT_CHANGE);
+    assert_int_equal(t->operation, PGCW_OP_TRUNCATE);
+    assert_string_equal(t->table, "items");
+    assert_int_equal(t->source, PGCW_SOURCE_POLL);
+    assert_int_equal(t->n_keys, 0);
+    pgcw_event_free(t);
     assert_int_equal(pgcw_sub_pending(sub), 0);
     pgcw_watcher_stats st;
     pgcw_watcher_stats_get(w, &st);
-    assert_int_equal(st.events, 6);
+    assert_int_equal(st.events, 7);
     assert_int_equal(st.gaps, 0);
     polltest_stop(w, sub);
     polltest_uninstall(in, c);
