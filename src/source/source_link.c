@@ -226,6 +226,12 @@ int pgcw__link_backend_pid(const pgcw__link *l)
 
 /* --- vtable entries for a source whose connection is its link ------------------ */
 
+void pgcw__link_source_step(pgcw__source *s, int revents)
+{
+    if (!pgcw__link_step(s->link, revents))
+        s->link->cfg.on_online(s, revents);
+}
+
 int pgcw__link_source_fd(const pgcw__source *s)
 {
     return pgcw__link_fd(s->link);

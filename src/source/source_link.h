@@ -43,6 +43,9 @@ typedef struct pgcw__link_cfg {
     /* The connection is gone (lost, closed, freed): forget what belonged to it.
      * May be NULL. */
     void (*on_drop)(pgcw__source *src);
+    /* A step with the connection up (SETUP or READY): the source's own reading
+     * and writing, revents as in pgcw__source_vt.step (pgcw__link_source_step). */
+    void (*on_online)(pgcw__source *src, int revents);
 } pgcw__link_cfg;
 
 typedef struct pgcw__link {
@@ -113,8 +116,11 @@ int64_t pgcw__link_deadline(const pgcw__link *l);
 /* The server backend's pid, 0 when not connected. Thread-safe. */
 int pgcw__link_backend_pid(const pgcw__link *l);
 
-/* The same four, as pgcw__source_vt entries (fd, events, close, backend_pid) of a
- * source whose one connection is its link (s->link, set by pgcw__link_init()). */
+/* The same four and the step, as pgcw__source_vt entries (fd, events, close,
+ * backend_pid, step) of a source whose one connection is its link (s->link, set
+ * by pgcw__link_init()). The step runs pgcw__link_step(), then the link's
+ * on_online when the connection is up. */
+void pgcw__link_source_step(pgcw__source *s, int revents);
 int pgcw__link_source_fd(const pgcw__source *s);
 int pgcw__link_source_events(const pgcw__source *s);
 void pgcw__link_source_close(pgcw__source *s);

@@ -393,8 +393,9 @@ static bool probe_step(listen_source *s)
     return false;
 }
 
-static void online_step(listen_source *s, int revents)
+static void online_step(pgcw__source *base, int revents)
 {
+    listen_source *s = (listen_source *)base;
     if (!pgcw__link_io(&s->link, revents) || !read_results(s))
         return;
     bool probing = s->probe.st != PGCW__PROBE_OFF;
@@ -435,13 +436,6 @@ static void online_step(listen_source *s, int revents)
     }
 }
 
-static void step(pgcw__source *base, int revents)
-{
-    listen_source *s = (listen_source *)base;
-    if (!pgcw__link_step(&s->link, revents))
-        online_step(s, revents);
-}
-
 static int64_t source_deadline(const pgcw__source *base)
 {
     const listen_source *s = (const listen_source *)base;
@@ -473,7 +467,7 @@ static void source_free(pgcw__source *base)
 
 static const pgcw__source_vt listen_vt = {
     .name = "listen",
-    .step = step,
+    .step = pgcw__link_source_step,
     .fd = pgcw__link_source_fd,
     .events = pgcw__link_source_events,
     .deadline_us = source_deadline,
@@ -512,7 +506,8 @@ pgcw_status pgcw__source_listen_new(const pgcw__listen_cfg *cfg, const pgcw__hub
                                      .keys = keys,
                                      .values = vals,
                                      .on_connected = send_listen,
-                                     .on_drop = on_drop};
+                                     .on_drop = on_drop,
+                                     .on_online = online_step};
     bool ok = pgcw__link_init(&s->link, &s->base, cfg->conn, &link_cfg) == PGCW_OK &&
               s->channels && s->formats;
     if (ok)

@@ -444,8 +444,9 @@ static bool read_stream(logical_source *s)
     }
 }
 
-static void online_step(logical_source *s, int revents)
+static void online_step(pgcw__source *base, int revents)
 {
+    logical_source *s = (logical_source *)base;
     if (!pgcw__link_io(&s->link, revents))
         return;
     if (s->phase != PH_STREAM) {
@@ -474,13 +475,6 @@ static void online_step(logical_source *s, int revents)
         send_status(s, due);
 }
 
-static void step(pgcw__source *base, int revents)
-{
-    logical_source *s = (logical_source *)base;
-    if (!pgcw__link_step(&s->link, revents))
-        online_step(s, revents);
-}
-
 static int64_t source_deadline(const pgcw__source *base)
 {
     const logical_source *s = (const logical_source *)base;
@@ -505,7 +499,7 @@ static void source_free(pgcw__source *base)
 
 static const pgcw__source_vt logical_vt = {
     .name = "logical",
-    .step = step,
+    .step = pgcw__link_source_step,
     .fd = pgcw__link_source_fd,
     .events = pgcw__link_source_events,
     .deadline_us = source_deadline,
@@ -543,7 +537,8 @@ pgcw_status pgcw__source_logical_new(const pgcw__logical_cfg *cfg,
                                      .keys = keys,
                                      .values = vals,
                                      .on_connected = on_connected,
-                                     .on_drop = on_drop};
+                                     .on_drop = on_drop,
+                                     .on_online = online_step};
     bool ok = pgcw__link_init(&s->link, &s->base, cfg->conn, &link_cfg) == PGCW_OK &&
               pgcw__pgoutput_new(cfg->channel ? cfg->channel : PGCW_DEFAULT_CHANNEL,
                                  &s->dec) == PGCW_OK;

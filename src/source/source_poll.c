@@ -349,8 +349,9 @@ static bool read_results(poll_source *s)
     return true;
 }
 
-static void online_step(poll_source *s, int revents)
+static void online_step(pgcw__source *base, int revents)
 {
+    poll_source *s = (poll_source *)base;
     if (!pgcw__link_io(&s->link, revents) || !read_results(s))
         return;
     int64_t now = pgcw__mono_us();
@@ -387,13 +388,6 @@ static void online_step(poll_source *s, int revents)
     }
 }
 
-static void step(pgcw__source *base, int revents)
-{
-    poll_source *s = (poll_source *)base;
-    if (!pgcw__link_step(&s->link, revents))
-        online_step(s, revents);
-}
-
 static int64_t source_deadline(const pgcw__source *base)
 {
     const poll_source *s = (const poll_source *)base;
@@ -419,7 +413,7 @@ static void source_free(pgcw__source *base)
 
 static const pgcw__source_vt poll_vt = {
     .name = "poll",
-    .step = step,
+    .step = pgcw__link_source_step,
     .fd = pgcw__link_source_fd,
     .events = pgcw__link_source_events,
     .deadline_us = source_deadline,
@@ -487,7 +481,8 @@ pgcw_status pgcw__source_poll_new(const pgcw__poll_cfg *cfg, const pgcw__hub_ops
                                      .keys = keys,
                                      .values = vals,
                                      .on_connected = on_connected,
-                                     .on_drop = on_drop};
+                                     .on_drop = on_drop,
+                                     .on_online = online_step};
     bool ok = pgcw__link_init(&s->link, &s->base, cfg->conn, &link_cfg) == PGCW_OK &&
               s->channel && s->read_sql && s->prune_sql;
     if (!ok) {

@@ -48,7 +48,7 @@ static int64_t ping_timeout_us(const pgcw_watcher_opts *o)
 }
 
 /* Adds a source just made (st: how making it went), or frees it. */
-static pgcw_status adopt(pgcw_watcher *w, pgcw_status st, pgcw__source *src)
+pgcw_status pgcw__watcher_adopt(pgcw_watcher *w, pgcw_status st, pgcw__source *src)
 {
     if (st == PGCW_OK && (st = pgcw__watcher_add_source(w, src)) != PGCW_OK)
         src->vt->free(src);
@@ -86,7 +86,7 @@ static pgcw_status make_listen_source(pgcw_watcher *w, const pgcw_watcher_opts *
     cfg.probe_timeout_us = cfg.ping_timeout_us;
     pgcw__source *src = NULL;
     pgcw_status st = pgcw__source_listen_new(&cfg, &pgcw__watcher_hub_ops, w, &src);
-    return adopt(w, st, src);
+    return pgcw__watcher_adopt(w, st, src);
 }
 
 /* The logical decoding source: slot and publication from the options or, by
@@ -109,7 +109,7 @@ static pgcw_status make_logical_source(pgcw_watcher *w, const pgcw_watcher_opts 
     };
     pgcw__source *src = NULL;
     pgcw_status st = pgcw__source_logical_new(&cfg, &pgcw__watcher_hub_ops, w, &src);
-    return adopt(w, st, src);
+    return pgcw__watcher_adopt(w, st, src);
 }
 
 /* The source opts.source names. */

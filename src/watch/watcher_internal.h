@@ -122,6 +122,10 @@ void pgcw__watcher_set_healthy(pgcw_watcher *w, bool healthy);
  * PGCW_ENOMEM. */
 pgcw_status pgcw__watcher_add_source(pgcw_watcher *w, pgcw__source *src);
 
+/* A constructor's result st and source: adds src when st is PGCW_OK, freeing it
+ * if that fails; returns the status. For the make_*_source functions. */
+pgcw_status pgcw__watcher_adopt(pgcw_watcher *w, pgcw_status st, pgcw__source *src);
+
 /* Hands n events to every sink, then every subscriber: one reference each (the
  * caller's references are dropped: the events are consumed). */
 void pgcw__watcher_fanout(pgcw_watcher *w, pgcw_event **events, size_t n);

@@ -38,10 +38,5 @@ pgcw_status pgcw__watcher_make_poll(pgcw_watcher *w, const pgcw_watcher_opts *o,
     };
     pgcw__source *src = NULL;
     pgcw_status st = pgcw__source_poll_new(&cfg, &pgcw__watcher_hub_ops, w, &src);
-    if (st != PGCW_OK)
-        return st;
-    st = pgcw__watcher_add_source(w, src);
-    if (st != PGCW_OK)
-        src->vt->free(src);
-    return st;
+    return pgcw__watcher_adopt(w, st, src);
 }
