@@ -25,6 +25,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${PGCW_BUILD_DIR:-$root/build}
+. "$here/build_targets.sh"
 programs=(hit read write inval)
 
 pins=(off on) only="" quick=() dsn="" durable=on extra=()
@@ -47,16 +48,9 @@ for p in "${programs[@]}"; do
   case "$p" in hit | read | write | inval) ;; *) echo "run_cache.sh: unknown program $p" >&2; exit 2 ;; esac
 done
 
-# Configure every time (cheap once configured): a build tree made before these
-# programs existed would not know the targets.
-if [ -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" >/dev/null
-else
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
-fi
 targets=()
-for p in "${programs[@]}"; do targets+=(--target "bench_cache_$p"); done
-cmake --build "$build" -j2 "${targets[@]}" >&2
+for p in "${programs[@]}"; do targets+=("bench_cache_$p"); done
+bench_build "${targets[@]}"
 
 states=()
 bench_pid=""

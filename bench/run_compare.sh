@@ -24,6 +24,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${PGCW_BUILD_DIR:-$root/build}
+. "$here/build_targets.sh"
 
 pins=(off on) only="" quick=() out="" chart="" extra=()
 while [ $# -gt 0 ]; do
@@ -45,12 +46,7 @@ for tool in redis-server redis-cli gnuplot; do
     { echo "run_compare.sh: $tool is missing (scripts/run.sh installs redis-server, gnuplot-nox)" >&2; exit 1; }
 done
 
-if [ -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" >/dev/null
-else
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
-fi
-cmake --build "$build" -j2 --target bench_compare >&2
+bench_build bench_compare
 
 pg_state="" redis_pid="" redis_dir="" bench_pid=""
 cleanup() {

@@ -16,14 +16,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${PGCW_BUILD_DIR:-$root/build}
+. "$here/build_targets.sh"
 bin=$build/bench/bench_sources
 
-if [ -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" >/dev/null
-else
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
-fi
-cmake --build "$build" -j2 --target bench_sources >&2
+bench_build bench_sources
 
 state=$(mktemp "${TMPDIR:-/tmp}/pgcw-bench.XXXXXX")
 bench_pid=

@@ -15,16 +15,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${PGCW_BUILD_DIR:-$root/build}
+. "$here/build_targets.sh"
 bin=$build/bench/bench_watcher
 
-# Configure every time (cheap once configured): a build tree made before
-# bench_watcher existed would not know the target.
-if [ -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" >/dev/null
-else
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
-fi
-cmake --build "$build" -j2 --target bench_watcher >&2
+bench_build bench_watcher
 
 for arg in "$@"; do
   case "$arg" in
