@@ -78,8 +78,19 @@
  * table's trigger, inside its transaction: the notification commits with the row,
  * for every writer (this library, psql, a Python client). PostgreSQL serializes
  * the commits of transactions that notify (one cluster-wide lock held through the
- * commit), so concurrent writers wait for each other (docs/bench.md has the
- * figures). The other modes make this library's writes skip the trigger (their
+ * commit), so concurrent writers would wait for each other: so the single
+ * writes (set, delete, invalidate) that threads of one cache make at the same
+ * time commit together (group commit, since 0.4): while 4 such transactions (or
+ * pool_size, if smaller) are running, further writes queue, and the next
+ * transaction takes up to 64 of them (sorted by key, so that two such
+ * transactions never deadlock), each row still notified by the trigger inside it.
+ * A write alone runs at once as before. One write's error does not fail the
+ * others: a transaction PostgreSQL refused is run again write by write. What it
+ * changes for a caller: a write that commits together with others holds its row
+ * lock until their transaction commits, and a concurrent set of one key by two
+ * threads commits in either order, as before (versions decide). Writes in
+ * different processes do not combine. Figures: docs/bench.md, "Write paths".
+ * The other modes make this library's writes skip the trigger (their
  * sessions carry pgcachewatch.cache_notify = 'client', which migration 3's trigger
  * checks) and send the notifications of every write that committed meanwhile in
  * this process in one transaction of their own, on one connection of the cache's:
@@ -290,7 +301,7 @@ pgcw_status pgcw_cache_init_db_sized(const pgcw_cache_opts *opts, size_t opts_si
                              sizeof(pgcw_conn_opts), (version), (errmsg))
 
 /* The schema version this library's pgcw_cache_init_db() brings a schema to. */
-#define PGCW_CACHE_SCHEMA_VERSION 4
+#define PGCW_CACHE_SCHEMA_VERSION 5
 
 /*
  * Waits until the L1 can be used: the watcher is healthy (a no-op with
@@ -480,6 +491,10 @@ typedef struct pgcw_cache_stats {
     size_t l1_bytes;
     size_t pool_size;
     size_t pool_open; /* connections open now */
+    /* since 0.4, TRIGGER mode: transactions that committed more than one
+     * thread's single write (set, delete, invalidate) together, and those writes */
+    uint64_t combined_batches;
+    uint64_t combined_writes;
 } pgcw_cache_stats;
 
 /* Copies the counters. Thread-safe. */

@@ -21,6 +21,7 @@ static void cache_destroy(pgcw_cache *c)
     pgcw_l1_free(c->l1);
     pgcw__sflight_free(c->flights);
     pgcw__notifier_free(c->notifier);
+    pgcw__combiner_free(c->combiner);
     pgcw__cache_names_free(&c->names);
     pgcw__conn_params_free(&c->params);
     pgcw__err_clear(c);
@@ -70,6 +71,11 @@ pgcw_status pgcw_cache_new_sized(const pgcw_cache_opts *opts, size_t opts_size,
             c->cfg.notify_mode == PGCW_CACHE_NOTIFY_BACKGROUND,
             c->cfg.statement_timeout_ms > 0 ? c->cfg.statement_timeout_ms : 10000, o.log,
             o.log_ctx, &c->notifier);
+    if (st == PGCW_OK && c->cfg.notify_mode == PGCW_CACHE_NOTIFY_TRIGGER)
+        st = pgcw__combiner_new(c->cfg.pool_size < PGCW__COMBINE_RUNNING
+                                    ? c->cfg.pool_size
+                                    : PGCW__COMBINE_RUNNING,
+                                &c->combiner);
     if (st == PGCW_OK && c->cfg.l1) {
         pgcw_l1_opts lo = {.max_entries = c->cfg.l1_max_entries,
                            .max_bytes = c->cfg.l1_max_bytes};
@@ -207,6 +213,8 @@ void pgcw_cache_stats_get_sized(pgcw_cache *c, pgcw_cache_stats *out, size_t out
     if (c->notifier)
         pgcw__notifier_counts(c->notifier, &s.notify_batches, &s.notify_sent,
                               &s.notify_failures);
+    if (c->combiner)
+        pgcw__combiner_counts(c->combiner, &s.combined_batches, &s.combined_writes, NULL);
     if (c->pool) {
         s.pool_size = pgcw__pool_size(c->pool);
         s.pool_open = pgcw__pool_open(c->pool);

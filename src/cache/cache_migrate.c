@@ -25,10 +25,9 @@ typedef struct migration {
 } migration;
 
 static const migration k_migrations[] = {
-    {1, pgcw__sql_cache_migration_1},
-    {2, pgcw__sql_cache_migration_2},
-    {3, pgcw__sql_cache_migration_3},
-    {4, pgcw__sql_cache_migration_4},
+    {1, pgcw__sql_cache_migration_1}, {2, pgcw__sql_cache_migration_2},
+    {3, pgcw__sql_cache_migration_3}, {4, pgcw__sql_cache_migration_4},
+    {5, pgcw__sql_cache_migration_5},
 };
 
 typedef struct run {

@@ -64,30 +64,39 @@ pgcw_status pgcw__cache_row_take(const PGresult *res, pgcw__cache_row *row, bool
     return PGCW_OK;
 }
 
-pgcw_status pgcw__cache_run(pgcw_cache *c, const char *what, const pgcw__stmt *stmts,
-                            size_t n, pgcw__result_fn fn, void *ctx)
+pgcw_status pgcw__cache_exec(pgcw_cache *c, const pgcw__stmt *stmts, size_t n,
+                             int64_t deadline, pgcw__result_fn fn, void *ctx, char *err,
+                             size_t errlen)
 {
-    int64_t deadline = pgcw__cache_deadline(c);
-    char err[1024];
     for (int attempt = 0;; attempt++) {
         pgcw__pooled *pc;
-        pgcw_status st = pgcw__pool_checkout(c->pool, deadline, &pc, err, sizeof err);
+        err[0] = '\0';
+        pgcw_status st = pgcw__pool_checkout(c->pool, deadline, &pc, err, errlen);
         if (st != PGCW_OK)
-            return pgcw__cache_fail(c, st, "%s: %s", what, err);
+            return st;
         bool broken = false;
-        st = pgcw__exec(pc->conn.pg, stmts, n, deadline, fn, ctx, err, sizeof err,
-                        &broken);
+        st = pgcw__exec(pc->conn.pg, stmts, n, deadline, fn, ctx, err, errlen, &broken);
         bool fresh = pc->fresh;
         pgcw__pool_checkin(c->pool, pc, broken);
         if (st == PGCW_ECONNLOST && !fresh && attempt == 0) {
             PGCW__CACHE_COUNT(c, retries);
             continue;
         }
-        if (st != PGCW_OK)
-            return pgcw__cache_fail(c, st, "%s: %s", what,
-                                    err[0] ? err : pgcw_strerror(st));
-        return PGCW_OK;
+        if (st != PGCW_OK && !err[0])
+            pgcw__errf(err, errlen, "%s", pgcw_strerror(st));
+        return st;
     }
+}
+
+pgcw_status pgcw__cache_run(pgcw_cache *c, const char *what, const pgcw__stmt *stmts,
+                            size_t n, pgcw__result_fn fn, void *ctx)
+{
+    char err[1024];
+    pgcw_status st =
+        pgcw__cache_exec(c, stmts, n, pgcw__cache_deadline(c), fn, ctx, err, sizeof err);
+    if (st != PGCW_OK)
+        return pgcw__cache_fail(c, st, "%s: %s", what, err);
+    return PGCW_OK;
 }
 
 /* --- get ------------------------------------------------------------------------ */
@@ -261,7 +270,15 @@ static pgcw_status write_batch(pgcw_cache *c, const char *what, const pgcw_cache
                             x->lengths};
         pgcw__cache_gate_take(c, x->values[0], e[i].key_len, &x->gate);
     }
-    st = pgcw__cache_run(c, what, s, n, take_version, w);
+    if (n == 1 && c->combiner) {
+        char err[PGCW__ERR_MAX];
+        st = pgcw__cache_combine(c, &s[0], w[0].values[0], e[0].key_len, &w[0].version,
+                                 err, sizeof err);
+        if (st != PGCW_OK)
+            st = pgcw__cache_fail(c, st, "%s: %s", what, err);
+    } else {
+        st = pgcw__cache_run(c, what, s, n, take_version, w);
+    }
     for (size_t i = 0; i < n && c->l1; i++) {
         if (st == PGCW_OK && !del)
             pgcw__cache_own_write(c, &w[i].gate, w[i].values[0], e[i].key_len, e[i].value,

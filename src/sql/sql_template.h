@@ -48,5 +48,6 @@ extern const char pgcw__sql_cache_migration_1[];
 extern const char pgcw__sql_cache_migration_2[];
 extern const char pgcw__sql_cache_migration_3[];
 extern const char pgcw__sql_cache_migration_4[];
+extern const char pgcw__sql_cache_migration_5[];
 
 #endif

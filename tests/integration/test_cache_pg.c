@@ -436,14 +436,8 @@ static void test_batch_all_or_nothing(void **state)
     cachetest_init("atom_");
     pgcw_cache *c = cachetest_new("atom_", NULL);
     size_t n = 10 * 1024;
-    char *big = malloc(n);
-    uint64_t x = 88172645463325252ULL;
-    for (size_t i = 0; i < n; i++) { /* xorshift: letters that do not compress */
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        big[i] = (char)('A' + (x % 58) % 26 + ((x >> 8) & 1) * 32);
-    }
+    char *big = malloc(n + 1);
+    cachetest_incompressible(big, n);
     pgcw_cache_entry e[2] = {{"good", 4, "v", 1, 0}, {big, n, "w", 1, 0}};
     assert_int_equal(pgcw_cache_set_many(c, e, 2), PGCW_EQUERY);
     assert_non_null(strstr(pgcw_cache_errmsg(c), "54000"));
@@ -518,8 +512,9 @@ static void test_infinite_expiry(void **state)
     pgcw_cache_free(c);
 }
 
-/* The cache's trigger functions pin their search_path (migration 4): a plain-SQL
- * writer whose search_path puts look-alike functions before pg_catalog, or leaves
+/* The cache's trigger functions name everything they use in pg_catalog (migration
+ * 5; migration 4 pinned their search_path): a plain-SQL writer whose search_path
+ * puts look-alike functions and operators before pg_catalog, or leaves
  * out the table's schema, still makes the trigger send the true notification, so
  * another client's L1 copy is evicted. */
 static void test_search_path_pinned(void **state)
@@ -533,10 +528,21 @@ static void test_search_path_pinned(void **state)
     pgtest_exec(pg, "CREATE SCHEMA pin_shadow;"
                     "CREATE FUNCTION pin_shadow.encode(bytea, text) RETURNS text"
                     "  LANGUAGE sql AS $$ SELECT 'forged'::text $$;"
+                    "CREATE FUNCTION pin_shadow.forge(text, text) RETURNS text"
+                    "  LANGUAGE sql AS $$ SELECT 'forged'::text $$;"
+                    "CREATE OPERATOR pin_shadow.|| (leftarg = text, rightarg = text,"
+                    "  function = pin_shadow.forge);"
+                    "CREATE FUNCTION pin_shadow.now() RETURNS timestamptz"
+                    "  LANGUAGE sql AS $$ SELECT timestamptz '2000-01-01 00:00Z' $$;"
                     "SET search_path = pin_shadow, pg_catalog");
     pgtest_exec(pg, "UPDATE public.pin_cache_entries SET value = 'v2', version = version"
                     " + 1 WHERE cache_key = 'k'");
     cachetest_wait_value(reader, "k", "v2");
+    char *year =
+        pgtest_query_value(pg, "SELECT extract(year FROM updated_at) > 2000 FROM"
+                               " public.pin_cache_entries WHERE cache_key = 'k'");
+    assert_string_equal(year, "t"); /* pg_catalog.now(), not the look-alike */
+    free(year);
     pgtest_exec(pg, "RESET search_path; DROP SCHEMA pin_shadow CASCADE");
     PQfinish(pg);
     pgcw_cache_free(reader);

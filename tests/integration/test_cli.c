@@ -568,7 +568,7 @@ static void test_demo(void **state)
             "miss", "hit", "event:", "[1]", "ms", "3.60",
             /* The cache part: two processes, B's write evicts A's L1 copy, and
              * get_or_set from both loads once. */
-            "init_db: pgcachewatch_demo.cache_entries at schema version 4",
+            "init_db: pgcachewatch_demo.cache_entries at schema version 5",
             "   B: set greeting = \"hello\"\n",
             "   A: get greeting -> \"hello\"   [read from PostgreSQL, now in A's L1]\n",
             "   A: get greeting -> \"hello\"   [A's L1]\n",

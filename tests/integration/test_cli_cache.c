@@ -284,10 +284,10 @@ static void test_init(void **state)
 {
     (void)state;
     char *out = cli_expect(0, "cache init");
-    assert_string_equal(out, "schema version 4: table public.cache_entries (unlogged), "
+    assert_string_equal(out, "schema version 5: table public.cache_entries (unlogged), "
                              "notify channel cache_events\n");
     free(out);
-    assert_int_equal(pgtest_query_int(conn, "SELECT version FROM cache_schema"), 4);
+    assert_int_equal(pgtest_query_int(conn, "SELECT version FROM cache_schema"), 5);
     char *p = pgtest_query_value(
         conn, "SELECT relpersistence FROM pg_class WHERE relname = 'cache_entries'");
     assert_string_equal(p, "u");
@@ -295,7 +295,7 @@ static void test_init(void **state)
     /* Again: a no-op, the same report. */
     char *snap = pgtest_catalog_snapshot(conn);
     out = cli_expect(0, "cache init");
-    assert_non_null(strstr(out, "schema version 4"));
+    assert_non_null(strstr(out, "schema version 5"));
     free(out);
     char *snap2 = pgtest_catalog_snapshot(conn);
     assert_string_equal(snap, snap2);
@@ -306,7 +306,7 @@ static void test_init(void **state)
      * postgres-cache's unquoted names are). */
     out =
         cli_expect(0, "cache init --schema-prefix Mkt_ --logged --notify-channel=mkt_ev");
-    assert_string_equal(out, "schema version 4: table public.mkt_cache_entries (logged), "
+    assert_string_equal(out, "schema version 5: table public.mkt_cache_entries (logged), "
                              "notify channel mkt_ev\n");
     free(out);
     p = pgtest_query_value(
@@ -554,7 +554,7 @@ static void test_cleanup_and_stats(void **state)
     char *out = cli_expect(0, "cache stats");
     static const char *const lines[] = {
         "table           public.cache_entries\n",
-        "schema version  4\n",
+        "schema version  5\n",
         "durability      unlogged\n",
         "notify channel  cache_events\n",
         "rows            4\n",
@@ -579,7 +579,7 @@ static void test_cleanup_and_stats(void **state)
     } fields[] = {
         {"schema", "public"},
         {"table", "cache_entries"},
-        {"schema_version", "4"},
+        {"schema_version", "5"},
         {"durability", "unlogged"},
         {"notify_channel", "cache_events"},
         {"rows", "4"},

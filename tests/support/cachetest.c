@@ -90,3 +90,15 @@ pgcw_cache_stats cachetest_stats(pgcw_cache *c)
     pgcw_cache_stats_get(c, &s);
     return s;
 }
+
+void cachetest_incompressible(char *out, size_t n)
+{
+    uint64_t x = 88172645463325252ULL;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out[i] = (char)('A' + (x % 58) % 26 + ((x >> 8) & 1) * 32);
+    }
+    out[n] = '\0';
+}

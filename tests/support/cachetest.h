@@ -34,6 +34,10 @@ void cachetest_set(pgcw_cache *c, const char *key, const char *value, int64_t tt
  * fails the test then. Returns the milliseconds it took. */
 int64_t cachetest_wait_value(pgcw_cache *c, const char *key, const char *want);
 
+/* Fills out[0..n) with letters that do not compress (xorshift) and out[n] with
+ * NUL: at 10 KB, a key PostgreSQL's btree refuses (SQLSTATE 54000). */
+void cachetest_incompressible(char *out, size_t n);
+
 /* The statistics of c. */
 pgcw_cache_stats cachetest_stats(pgcw_cache *c);
 
