@@ -78,18 +78,18 @@
  * table's trigger, inside its transaction: the notification commits with the row,
  * for every writer (this library, psql, a Python client). PostgreSQL serializes
  * the commits of transactions that notify (one cluster-wide lock held through the
- * commit), so concurrent writers would wait for each other: so the single
- * writes (set, delete, invalidate) that threads of one cache make at the same
- * time commit together (group commit, since 0.4): while 4 such transactions (or
- * pool_size, if smaller) are running, further writes queue, and the next
- * transaction takes up to 64 of them (sorted by key, so that two such
- * transactions never deadlock), each row still notified by the trigger inside it.
- * A write alone runs at once as before. One write's error does not fail the
- * others: a transaction PostgreSQL refused is run again write by write. What it
- * changes for a caller: a write that commits together with others holds its row
- * lock until their transaction commits, and a concurrent set of one key by two
- * threads commits in either order, as before (versions decide). Writes in
- * different processes do not combine. Figures: docs/bench.md, "Write paths".
+ * commit), so concurrent writers would wait for each other. So, in every mode,
+ * the single writes (set, delete, invalidate) that threads of one cache make at
+ * the same time commit together (group commit, since 0.4): while 4 such
+ * transactions (or pool_size, if smaller) are running, further writes queue, and
+ * the next transaction takes up to 64 of them (sorted by key, so that two such
+ * transactions never deadlock); in this mode each row is still notified by the
+ * trigger inside it. A write alone runs at once as before. One write's error does
+ * not fail the others: a transaction PostgreSQL refused is run again write by
+ * write. What it changes for a caller: a write that commits together with others
+ * holds its row lock until their transaction commits, and a concurrent set of one
+ * key by two threads commits in either order, as before (versions decide). Writes
+ * in different processes do not combine. Figures: docs/bench.md, "Write paths".
  * The other modes make this library's writes skip the trigger (their
  * sessions carry pgcachewatch.cache_notify = 'client', which migration 3's trigger
  * checks) and send the notifications of every write that committed meanwhile in
@@ -491,8 +491,8 @@ typedef struct pgcw_cache_stats {
     size_t l1_bytes;
     size_t pool_size;
     size_t pool_open; /* connections open now */
-    /* since 0.4, TRIGGER mode: transactions that committed more than one
-     * thread's single write (set, delete, invalidate) together, and those writes */
+    /* since 0.4: transactions that committed more than one thread's single write
+     * (set, delete, invalidate) together, and those writes ("Write path") */
     uint64_t combined_batches;
     uint64_t combined_writes;
 } pgcw_cache_stats;

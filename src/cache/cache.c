@@ -71,7 +71,7 @@ pgcw_status pgcw_cache_new_sized(const pgcw_cache_opts *opts, size_t opts_size,
             c->cfg.notify_mode == PGCW_CACHE_NOTIFY_BACKGROUND,
             c->cfg.statement_timeout_ms > 0 ? c->cfg.statement_timeout_ms : 10000, o.log,
             o.log_ctx, &c->notifier);
-    if (st == PGCW_OK && c->cfg.notify_mode == PGCW_CACHE_NOTIFY_TRIGGER)
+    if (st == PGCW_OK)
         st = pgcw__combiner_new(c->cfg.pool_size < PGCW__COMBINE_RUNNING
                                     ? c->cfg.pool_size
                                     : PGCW__COMBINE_RUNNING,

@@ -1,20 +1,22 @@
 /*
- * cache_combine.c - write combining for PGCW_CACHE_NOTIFY_TRIGGER: the single
- * writes (set, delete, invalidate) that threads of one cache issue at the same
- * time commit together, in one transaction, each row still notified by the
- * table's trigger inside it.
+ * cache_combine.c - write combining: the single writes (set, delete,
+ * invalidate) that threads of one cache issue at the same time commit together,
+ * in one transaction, in every notify mode (in TRIGGER each row is still notified
+ * by the table's trigger inside it; in the others each writer announces its own
+ * write after the commit, as alone).
  *
  * Why: PostgreSQL serializes the commits of transactions that NOTIFY on one
  * cluster-wide lock held through the commit, so 16 writers each committing their
  * own write wait for each other; the lock is taken once per transaction, not per
  * notification. Every write still commits with its notification (nothing can be
- * lost between the two, whoever crashes), which is what the other notify modes
- * give up.
+ * lost between the two, whoever crashes). Without a NOTIFY a commit still costs
+ * a round trip and the server's per-transaction work, which fewer transactions
+ * save as well.
  *
  * How (group commit by flat combining): a writer queues its statement; while
  * fewer than `limit` batches are running (the pool's size, at most
- * PGCW__COMBINE_RUNNING: more transactions at once would only queue for the
- * notify lock, holding their row locks meanwhile), a writer whose
+ * PGCW__COMBINE_RUNNING: in TRIGGER mode more transactions at once would only
+ * queue for the notify lock, holding their row locks meanwhile), a writer whose
  * statement is still queued becomes a leader, takes up to BATCH_MAX statements
  * from the queue (its own among them, unless the queue is longer), runs them in
  * one pipeline (one implicit transaction) on a pool connection and wakes their

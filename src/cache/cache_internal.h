@@ -6,7 +6,7 @@
  *   cache_schema.c  names from the prefix, the pool's setup SQL, init_db migrations
  *   cache_local.c   the L1 side: the sink that evicts, the health gate, fills
  *   cache_ops.c     get / set / delete and their batches over the pool
- *   cache_combine.c concurrent single writes committed together (TRIGGER mode)
+ *   cache_combine.c concurrent single writes committed together
  *   cache_load.c    get_or_set: single flight, advisory lock, lease
  *   cache_hash.c    postgres-cache's advisory-lock key (BLAKE2b-64)
  */
@@ -82,7 +82,7 @@ struct pgcw_cache {
     pgcw_sink *sink;
     pgcw__sflight *flights;
     pgcw__notifier *notifier; /* notify modes other than TRIGGER */
-    pgcw__combiner *combiner; /* TRIGGER: single writes commit together */
+    pgcw__combiner *combiner; /* concurrent single writes commit together */
     pgcw__cache_counters n;
 };
 
@@ -169,8 +169,8 @@ pgcw_status pgcw__cache_exec(pgcw_cache *c, const pgcw__stmt *stmts, size_t n,
 
 /* --- write combining (cache_combine.c) ------------------------------------------ */
 
-/* How many combined transactions may run at once in TRIGGER mode, at most: one
- * commits (holding the notify lock) while the others run their statements. 2, 4
+/* How many combined transactions may run at once, at most (in TRIGGER mode one
+ * commits, holding the notify lock, while the others run their statements). 2, 4
  * and 8 measured within noise of each other with 16 writers here (bench_cache_write);
  * 16 (a transaction per writer) at half their rate. */
 #define PGCW__COMBINE_RUNNING 4
