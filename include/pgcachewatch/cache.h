@@ -480,6 +480,14 @@ typedef struct pgcw_cache_stats {
     size_t l1_bytes;
     size_t pool_size;
     size_t pool_open; /* connections open now */
+    /* --- since 0.4: notify_mode LOGICAL's second invalidation, once a decoded
+     * change's transaction is visible (top of file, "Logical decoding") ------- */
+    uint64_t visibility_checks;         /* snapshots asked for */
+    uint64_t visibility_check_failures; /* ... that failed (asked again later) */
+    uint64_t visibility_rechecks;  /* checks after which a transaction still waited */
+    uint64_t visibility_confirmed; /* transactions seen visible: keys evicted again */
+    uint64_t visibility_overflows; /* too much waiting: L1 flushed (twice) */
+    uint64_t visibility_pending;   /* transactions waiting now */
 } pgcw_cache_stats;
 
 /* Copies the counters. Thread-safe. */

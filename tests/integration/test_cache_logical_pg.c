@@ -146,24 +146,11 @@ static void test_unpublished_table_refused(void **state)
     pgcw_cache_free(c);
 }
 
-static void wait_stat(pgcw_cache *c, size_t offset, uint64_t at_least, const char *what)
-{
-    int64_t until = pgtest_now_ms() + CACHETEST_WAIT_MS;
-    for (;;) {
-        pgcw_cache_stats s = cachetest_stats(c);
-        uint64_t v;
-        memcpy(&v, (const char *)&s + offset, sizeof v);
-        if (v >= at_least)
-            return;
-        if (pgtest_now_ms() > until)
-            fail_msg("%s stayed at %llu (want %llu)", what, (unsigned long long)v,
-                     (unsigned long long)at_least);
-        pgtest_sleep_ms(2);
-    }
-}
-
 #define WAIT_STAT(c, field, n)                                                           \
-    wait_stat((c), offsetof(pgcw_cache_stats, field), (n), #field)
+    do {                                                                                 \
+        CACHETEST_WAIT_STAT((c), field, (n));                                            \
+        cachetest_wait_visible(c);                                                       \
+    } while (0)
 
 /* The copy in b's L1 is served from it (a hit, not a table read). */
 static void expect_l1_hit(pgcw_cache *b, const char *key, const char *want)
