@@ -205,6 +205,8 @@ void pgcw_cache_stats_get_sized(pgcw_cache *c, pgcw_cache_stats *out, size_t out
         .visibility_confirmed = LOAD(vis_confirmed),
         .visibility_overflows = LOAD(vis_overflows),
         .visibility_pending = pgcw__vis_pending(c->vis),
+        .visibility_delay_us_total = LOAD(vis_delay_us_total),
+        .visibility_delay_us_max = LOAD(vis_delay_us_max),
     };
     if (c->l1) {
         pgcw_l1_stats ls;

@@ -69,7 +69,7 @@ typedef struct pgcw__cache_counters {
         inv_applied, refused_fills, flushes, retries, errors;
     /* notify_mode LOGICAL's visibility checks (cache_logical_vis.c) */
     atomic_uint_fast64_t vis_checks, vis_check_failures, vis_rechecks, vis_confirmed,
-        vis_overflows;
+        vis_overflows, vis_delay_us_total, vis_delay_us_max;
 } pgcw__cache_counters;
 
 struct pgcw_cache {

@@ -47,7 +47,8 @@
 typedef struct vis_txn {
     struct vis_txn *next;
     uint32_t xid;
-    bool flush; /* a change without keys: flush once visible */
+    bool flush;       /* a change without keys: flush once visible */
+    int64_t noted_us; /* when its first change arrived (monotonic) */
     size_t n_keys, used, cap;
     char *keys;
 } vis_txn;
@@ -175,6 +176,7 @@ static vis_txn *txn_for(pgcw__vis *v, uint32_t xid)
     if (!t)
         return NULL;
     t->xid = xid;
+    t->noted_us = pgcw__mono_us();
     if (v->tail)
         v->tail->next = t;
     else
@@ -290,7 +292,13 @@ static bool take_visible(pgcw__vis *v, const pgcw__vis_snapshot *s, vis_txn **do
 static void invalidate_again(pgcw_cache *c, vis_txn *done, bool flush_overflow)
 {
     bool flush = flush_overflow;
+    int64_t now = pgcw__mono_us();
     for (vis_txn *t = done; t; t = t->next) {
+        /* This thread is the only writer of the delay counters. */
+        uint64_t delay = (uint64_t)(now - t->noted_us);
+        atomic_fetch_add_explicit(&c->n.vis_delay_us_total, delay, memory_order_relaxed);
+        if (delay > atomic_load_explicit(&c->n.vis_delay_us_max, memory_order_relaxed))
+            atomic_store_explicit(&c->n.vis_delay_us_max, delay, memory_order_relaxed);
         flush |= t->flush;
         for (size_t at = 0, i = 0; i < t->n_keys; i++) {
             size_t len;
