@@ -131,10 +131,10 @@
  *     connection checks both, so a call fails with PGCW_EQUERY saying which rather
  *     than serve copies nothing evicts;
  *   - the server needs wal_level = logical and a free replication slot and WAL
- *     sender per cache (max_replication_slots, max_wal_senders), and the role the
- *     REPLICATION attribute; the slot is TEMPORARY, so a cache that dies or loses
- *     its connection leaves no slot retaining WAL, and a reconnect starts a new
- *     slot after a gap that flushes the L1;
+ *     sender per cache (max_replication_slots, max_wal_senders), the role the
+ *     REPLICATION attribute, and PostgreSQL 13 or later (pg_current_snapshot()); the slot
+ * is TEMPORARY, so a cache that dies or loses its connection leaves no slot retaining
+ * WAL, and a reconnect starts a new slot after a gap that flushes the L1;
  *   - clients that only LISTEN (a Python postgres-cache, or this library in the
  *     other modes) hear nothing of this mode's writes: their copies stay until
  *     their TTL. Use it only when every client of the table uses it;

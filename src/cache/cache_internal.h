@@ -206,10 +206,14 @@ void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent,
  *                    writing process exactly there;
  *   notify_sql       the PREPARE the notifier's connection runs instead of its own,
  *                    so a test can make PostgreSQL refuse the batched notifications
- *                    as on a full NOTIFY queue. */
+ *                    as on a full NOTIFY queue;
+ *   vis_max_items    LOGICAL: the bound on keys + transactions waiting for
+ *                    visibility (cache_logical_vis.c) instead of 65536, so a test
+ *                    can overflow it with a small transaction. */
 typedef struct pgcw__cache_test_hooks {
     void (*before_announce)(void);
     const char *notify_sql;
+    size_t vis_max_items;
 } pgcw__cache_test_hooks;
 extern pgcw__cache_test_hooks pgcw__cache_test;
 

@@ -34,8 +34,10 @@
 #include "cache_internal.h"
 #include "core_time.h"
 
-/* Bounds of what waits for visibility: keys + transactions, and key bytes. */
-#define VIS_MAX_ITEMS 65536
+/* Bounds of what waits for visibility: keys + transactions (a test may lower
+ * it: pgcw__cache_test.vis_max_items), and key bytes. */
+#define VIS_MAX_ITEMS                                                                    \
+    (pgcw__cache_test.vis_max_items ? pgcw__cache_test.vis_max_items : (size_t)65536)
 #define VIS_MAX_BYTES (8u << 20)
 /* Re-checks of transactions still invisible, and after a failed check. */
 #define VIS_BACKOFF_MIN_US 1000
@@ -344,7 +346,10 @@ static void *vis_main(void *arg)
         if (st == PGCW_OK)
             pgcw__vis_snapshot_free(&s);
         invalidate_again(c, done, flush_overflow);
+        /* A failed check backs off to 1 s; the next one that works, to 50 ms. */
         int64_t cap = st == PGCW_OK ? VIS_BACKOFF_MAX_US : VIS_FAIL_BACKOFF_MAX_US;
+        if (backoff > cap)
+            backoff = cap;
         if (st == PGCW_OK && !waiting)
             backoff = VIS_BACKOFF_MIN_US;
         else if (st == PGCW_OK)

@@ -26,6 +26,7 @@
 #include <pgcachewatch/pgcachewatch.h>
 
 #include "cachetest.h"
+#include "pgcw_testhook.h"
 #include "pgserver.h"
 #include "pgtest.h"
 
@@ -202,11 +203,13 @@ static void test_change_before_visible(void **state)
     pgcw_cache_free(b);
 }
 
-/* More keys in one invisible transaction than the cache keeps waiting: the L1
- * is flushed at once (a gap) and again once the transaction is visible. */
+/* More keys in one invisible transaction than the cache keeps waiting (1000
+ * here, 65536 by default): the L1 is flushed at once (a gap) and again once the
+ * transaction is visible. */
 static void test_pending_overflow(void **state)
 {
     (void)state;
+    pgcw__cache_test.vis_max_items = 1000;
     pgcw_cache *b = logical_cache();
     hold_old(b, "j");
     uint64_t flushes = cachetest_stats(b).flushes;
@@ -214,7 +217,7 @@ static void test_pending_overflow(void **state)
         "WITH u AS (UPDATE " PREFIX "cache_entries SET value = convert_to('new', "
         "'UTF8'), version = version + 1 WHERE cache_key = 'j') INSERT INTO " PREFIX
         "cache_entries (cache_key, value) SELECT 'many:' || g, '\\x00' FROM "
-        "generate_series(1, 70000) g");
+        "generate_series(1, 2000) g");
     CACHETEST_WAIT_STAT(b, visibility_overflows, 1);
     assert_true(cachetest_stats(b).flushes > flushes);
     expect_get(b, "j", "old", false);
@@ -226,6 +229,7 @@ static void test_pending_overflow(void **state)
     assert_true(cachetest_stats(b).flushes > flushes);
     cachetest_wait_visible(b); /* the changes after the overflow too */
     pgcw_cache_free(b);
+    pgcw__cache_test.vis_max_items = 0;
 }
 
 int main(void)
