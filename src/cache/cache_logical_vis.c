@@ -64,6 +64,7 @@ struct pgcw__vis {
     bool fresh;           /* something arrived since the last check */
     bool overflow;        /* dropped ids in [ovf_lo, ovf_hi]: flush once visible */
     uint32_t ovf_lo, ovf_hi;
+    bool applying; /* taken off the list, second eviction not yet done */
     bool stop;
     pthread_t thread;
 };
@@ -287,6 +288,7 @@ static bool take_visible(pgcw__vis *v, const pgcw__vis_snapshot *s, vis_txn **do
     *flush_overflow = v->overflow && pgcw__vis_all_visible(s, v->ovf_lo, v->ovf_hi);
     if (*flush_overflow)
         v->overflow = false;
+    v->applying = *done || *flush_overflow;
     return v->head || v->overflow;
 }
 
@@ -358,6 +360,7 @@ static void *vis_main(void *arg)
         if (waiting)
             backoff = backoff < cap / 2 ? 2 * backoff : cap;
         pthread_mutex_lock(&v->mu);
+        v->applying = false;
         /* A new arrival is checked at once; what waits, after the backoff. */
         while (waiting && !v->stop && !v->fresh &&
                pgcw__cond_wait_until(&v->cv, &v->mu, until))
@@ -415,7 +418,7 @@ size_t pgcw__vis_pending(pgcw__vis *v)
     pthread_mutex_lock(&v->mu);
     for (vis_txn *t = v->head; t; t = t->next)
         n++;
-    n += v->overflow;
+    n += v->overflow + v->applying; /* waiting until their second eviction is done */
     pthread_mutex_unlock(&v->mu);
     return n;
 }

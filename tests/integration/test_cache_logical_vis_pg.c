@@ -204,30 +204,32 @@ static void test_change_before_visible(void **state)
 }
 
 /* More keys in one invisible transaction than the cache keeps waiting (1000
- * here, 65536 by default): the L1 is flushed at once (a gap) and again once the
- * transaction is visible. */
+ * here, 65536 by default; 1501 keys): the L1 is flushed at once (a gap) and again once
+ * the transaction is visible. */
 static void test_pending_overflow(void **state)
 {
     (void)state;
     pgcw__cache_test.vis_max_items = 1000;
     pgcw_cache *b = logical_cache();
     hold_old(b, "j");
-    uint64_t flushes = cachetest_stats(b).flushes;
+    pgcw_cache_stats s0 = cachetest_stats(b);
     PGconn *w = hanging_writer(
         "WITH u AS (UPDATE " PREFIX "cache_entries SET value = convert_to('new', "
         "'UTF8'), version = version + 1 WHERE cache_key = 'j') INSERT INTO " PREFIX
         "cache_entries (cache_key, value) SELECT 'many:' || g, '\\x00' FROM "
-        "generate_series(1, 2000) g");
-    CACHETEST_WAIT_STAT(b, visibility_overflows, 1);
-    assert_true(cachetest_stats(b).flushes > flushes);
+        "generate_series(1, 1500) g");
+    /* Every change delivered: one overflow (the 500 keys after it fit). */
+    CACHETEST_WAIT_STAT(b, invalidations_received, s0.invalidations_received + 1501);
+    pgcw_cache_stats s1 = cachetest_stats(b);
+    assert_int_equal(s1.visibility_overflows, s0.visibility_overflows + 1);
+    assert_true(s1.flushes > s0.flushes);
     expect_get(b, "j", "old", false);
     expect_get(b, "j", "old", true);
-    flushes = cachetest_stats(b).flushes;
 
     release(w);
     wait_new(b, "j", "new");
-    assert_true(cachetest_stats(b).flushes > flushes);
-    cachetest_wait_visible(b); /* the changes after the overflow too */
+    cachetest_wait_visible(b);
+    assert_true(cachetest_stats(b).flushes > s1.flushes);
     pgcw_cache_free(b);
     pgcw__cache_test.vis_max_items = 0;
 }
