@@ -70,7 +70,8 @@ int main(int argc, char **argv)
     printf("%-52s %9s %9s %9s\n", "from -> to", "p50", "p99", "max");
     bool logical = nm == PGCW_CACHE_NOTIFY_LOGICAL;
     for (int i = 0; i < INV_N; i++) {
-        if (logical && strstr(k_inval_rows[i], "LISTEN"))
+        if ((logical && strstr(k_inval_rows[i], "LISTEN")) ||
+            (!logical && strstr(k_inval_rows[i], "(logical)")))
             printf("%-52s %9s %9s %9s\n", k_inval_rows[i], "n/a", "n/a", "n/a");
         else
             printf("%-52s %9.1f %9.1f %9.1f\n", k_inval_rows[i], p[i].p50, p[i].p99,
@@ -81,7 +82,8 @@ int main(int argc, char **argv)
      * return, the start gives the upper bound. */
     if (logical)
         printf("reads right after the eviction that still saw the old row (the change "
-               "arrived before it was visible): %d of %ld. ",
+               "arrived before it was visible; the new one was served once its second "
+               "eviction came): %d of %ld. ",
                inval_stale_reads(), writes + warmup);
     if (!logical)
         printf("library/raw from the set's start: p50 %.2fx, p99 %.2fx. ",

@@ -46,7 +46,10 @@ typedef struct inval_shm {
     int stale;   /* logical: gets right after the eviction that saw the old row */
     int b_failed;
     char b_err[512];
-    int64_t *t0, *t1, *t_sink, *t_raw, *t_get; /* n each, after the struct */
+    /* n each, after the struct. t_vis (logical): the second eviction, once the
+     * transaction was seen visible: t_sink plus the cache's own measure of the
+     * time from the change's arrival to it (visibility_delay_us_total's step). */
+    int64_t *t0, *t1, *t_sink, *t_raw, *t_get, *t_vis;
 } inval_shm;
 
 static inval_shm *g_inval;
@@ -133,6 +136,25 @@ static void *inval_listen_main(void *arg)
     }
 }
 
+/* Logical: waits for the cache's second eviction of sample i's transaction (one
+ * more confirmed since before) and notes when it happened. */
+static void inval_wait_confirmed(pgcw_cache *cache, const pgcw_cache_stats *before, int i)
+{
+    int64_t until = mono_ns() + 5000000000LL;
+    pgcw_cache_stats s;
+    for (;;) {
+        pgcw_cache_stats_get(cache, &s);
+        if (s.visibility_confirmed > before->visibility_confirmed)
+            break;
+        if (mono_ns() > until)
+            inval_fail("sample %d: never seen visible", i);
+        sleep_ns(20000);
+    }
+    g_inval->t_vis[i] =
+        g_inval->t_sink[i] +
+        (int64_t)(s.visibility_delay_us_total - before->visibility_delay_us_total) * 1000;
+}
+
 static void inval_reader_main(const bench_cfg *c, int ready_fd)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -210,6 +232,8 @@ static void inval_reader_main(const bench_cfg *c, int ready_fd)
                 inval_fail("sample %d: the L1 does not keep the key", i);
             sleep_ns(1000000);
         }
+        pgcw_cache_stats before;
+        pgcw_cache_stats_get(cache, &before);
         if (write(ready_fd, &i, sizeof i) != (ssize_t)sizeof i)
             inval_fail("write: %s", strerror(errno));
         int64_t deadline = mono_ns() + 5000000000LL;
@@ -235,17 +259,19 @@ static void inval_reader_main(const bench_cfg *c, int ready_fd)
                                              sizeof buf, &len);
         g_inval->t_get[i] = mono_ns();
         /* Logical decoding can hand over a change a moment before it is visible
-         * (cache.h): such a read is counted, and the get repeated until the new
-         * row shows; the copy it left is evicted so the next sample starts clean. */
+         * (cache.h): such a read is counted, and the get repeated, with nothing
+         * flushed by hand, until the cache serves the new row (its second eviction
+         * removes the copy the read left); t_get is then when it did. */
         if (g_inval->logical && st == PGCW_OK &&
             (len != sizeof want || memcmp(buf, want, len))) {
             g_inval->stale++;
-            int64_t until = mono_ns() + 1000000000LL;
+            int64_t until = mono_ns() + 5000000000LL;
             while (st == PGCW_OK && (len != sizeof want || memcmp(buf, want, len)) &&
                    mono_ns() < until) {
-                pgcw_cache_flush_local(cache);
+                sleep_ns(20000); /* the pool's one connection is the confirmer's too */
                 st = pgcw_cache_get_into(cache, INVAL_KEY, strlen(INVAL_KEY), buf,
                                          sizeof buf, &len);
+                g_inval->t_get[i] = mono_ns();
             }
         }
         if (st != PGCW_OK || len != sizeof want || memcmp(buf, want, len))
@@ -253,6 +279,8 @@ static void inval_reader_main(const bench_cfg *c, int ready_fd)
                 "sample %d: STALE: the get after the eviction did not return the new "
                 "value (%s)",
                 i, pgcw_strerror(st));
+        if (g_inval->logical)
+            inval_wait_confirmed(cache, &before, i);
     }
     pthread_mutex_lock(&r.mu);
     r.stop = true;
@@ -310,6 +338,8 @@ enum {
     INV_START_GET,
     INV_EVICT_RAW,
     INV_SET_CALL,
+    INV_START_VIS,
+    INV_RET_VIS,
     INV_N
 };
 
@@ -321,6 +351,8 @@ static const char *const k_inval_rows[INV_N] = {
     "set called -> B's get returned the new value",
     "evicted - bare LISTEN (B's watcher and sink)",
     "set call (A's write round trip)",
+    "set called -> evicted again once visible (logical)",
+    "set returned -> evicted again once visible (logical)",
 };
 
 /* Runs writes + warmup samples (A is this process, B a fork); A's writes notify
@@ -329,7 +361,7 @@ static void inval_measure(const bench_cfg *c, long writes, long warmup, long gap
                           pgcw_cache_notify_mode nm, pcts p[INV_N])
 {
     int n = (int)(writes + warmup);
-    size_t bytes = sizeof(inval_shm) + 5 * (size_t)n * sizeof(int64_t);
+    size_t bytes = sizeof(inval_shm) + 6 * (size_t)n * sizeof(int64_t);
     void *mem =
         mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED)
@@ -343,6 +375,7 @@ static void inval_measure(const bench_cfg *c, long writes, long warmup, long gap
     g_inval->t_sink = arr + 2 * n;
     g_inval->t_raw = arr + 3 * n;
     g_inval->t_get = arr + 4 * n;
+    g_inval->t_vis = arr + 5 * n;
 
     pgcw_cache_opts o = {.schema_prefix = BENCH_PREFIX,
                          .notify_channel = BENCH_CHANNEL,
@@ -410,7 +443,8 @@ static void inval_measure(const bench_cfg *c, long writes, long warmup, long gap
         {g_inval->t_sink, g_inval->t0}, {g_inval->t_raw, g_inval->t0},
         {g_inval->t_sink, g_inval->t1}, {g_inval->t_raw, g_inval->t1},
         {g_inval->t_get, g_inval->t0},  {g_inval->t_sink, g_inval->t_raw},
-        {g_inval->t1, g_inval->t0},
+        {g_inval->t1, g_inval->t0},     {g_inval->t_vis, g_inval->t0},
+        {g_inval->t_vis, g_inval->t1},
     };
     for (int i = 0; i < INV_N; i++)
         p[i] = diff_pcts(rows[i][0], rows[i][1], (int)warmup, n);

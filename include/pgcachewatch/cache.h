@@ -111,30 +111,41 @@
  * table's changes from the WAL through a temporary replication slot of its own on
  * the publication <prefix>cache_entries_pub, evicting the key of every insert,
  * update and delete (whatever its version: the stream carries the key only, so a
- * process's own copy is read again once after its write) and flushing on a
+ * process's own copy is read again after its write) and flushing on a
  * TRUNCATE. A commit is decoded once its WAL is flushed, so a write is heard of as
  * soon as it is durable; nothing can be lost between commit and invalidation, and
  * a crashed writer costs nothing. The price:
  *   - a change can arrive before other sessions can see it: PostgreSQL flushes a
  *     commit's WAL record (which the slot then decodes) a moment before it
  *     takes the transaction out of the running set, so a read made in that
- *     moment, right after the eviction, still returns the old row, and its copy
- *     is not refused (no invalidation raced its ticket). bench_cache_inval
- *     --notify-mode logical counts such reads (2 of 2100 reads made right
- *     after the eviction, in one run here). Such a copy lives at most
- *     l1_ttl_ms, which is PGCW_CACHE_LOGICAL_L1_TTL_MS (1 s) in this mode when you
- *     set none: contract line 2 holds here only up to that bound, where NOTIFY
- *     (delivered once the transaction is visible) holds it at once;
+ *     moment, right after the eviction, still returns the old row (what the
+ *     table shows then) and fills the L1 with it, since no invalidation raced its
+ *     ticket. So every change's keys are evicted twice: at once, and again once a
+ *     thread of the cache has seen the transaction (pgcw_event.xid) visible in
+ *     pg_current_snapshot(), one query on a pool connection for every
+ *     transaction waiting, asked again after 1 ms, doubling to 50 ms, while one
+ *     is not. The second eviction removes a copy read in between and refuses
+ *     every fill whose read began before it, so contract line 2 holds from the
+ *     moment the transaction is visible plus that check's delay
+ *     (visibility_delay_us_total / _max in the statistics; docs/bench.md has
+ *     the figures), and no l1_ttl_ms is needed for it. A TRUNCATE flushes
+ *     twice the same way. When more than 65536 keys, or 8 MiB of them, wait at
+ *     once, the L1 is flushed, and flushed again once every transaction dropped
+ *     is visible (visibility_overflows). While the check fails (no pool
+ *     connection free within a call's deadline, a query error), it is retried
+ *     (up to 1 s apart) and a copy read in the window stays until it succeeds;
+ *     a lost replication connection is a gap, as always. Each process's own
+ *     copy after its write is read again up to twice;
  *   - the table must be LOGGED (PostgreSQL decodes no UNLOGGED table), and
  *     pgcw_cache_init_db() with this mode creates the publication (it needs the
  *     CREATE privilege on the database) and refuses an UNLOGGED table; every pool
  *     connection checks both, so a call fails with PGCW_EQUERY saying which rather
  *     than serve copies nothing evicts;
  *   - the server needs wal_level = logical and a free replication slot and WAL
- *     sender per cache (max_replication_slots, max_wal_senders), and the role the
- *     REPLICATION attribute; the slot is TEMPORARY, so a cache that dies or loses
- *     its connection leaves no slot retaining WAL, and a reconnect starts a new
- *     slot after a gap that flushes the L1;
+ *     sender per cache (max_replication_slots, max_wal_senders), the role the
+ *     REPLICATION attribute, and PostgreSQL 13 or later (pg_current_snapshot()); the slot
+ * is TEMPORARY, so a cache that dies or loses its connection leaves no slot retaining
+ * WAL, and a reconnect starts a new slot after a gap that flushes the L1;
  *   - clients that only LISTEN (a Python postgres-cache, or this library in the
  *     other modes) hear nothing of this mode's writes: their copies stay until
  *     their TTL. Use it only when every client of the table uses it;
@@ -170,10 +181,6 @@ typedef struct pgcw_cache pgcw_cache;
 /* The longest key this library keeps in its L1 (bytes): "u", a 19-digit version,
  * "|" and the key in hex fit PostgreSQL's 7999-byte payload limit. */
 #define PGCW_CACHE_MAX_NOTIFY_KEY 3989u
-
-/* notify_mode LOGICAL's l1_ttl_ms when none is set (top of file, "Logical
- * decoding"). */
-#define PGCW_CACHE_LOGICAL_L1_TTL_MS 1000
 
 /* Pass as ttl_ms: the cache's default_ttl_ms. */
 #define PGCW_CACHE_TTL_DEFAULT ((int64_t)0)
@@ -495,6 +502,18 @@ typedef struct pgcw_cache_stats {
      * (set, delete, invalidate) together, and those writes ("Write path") */
     uint64_t combined_batches;
     uint64_t combined_writes;
+    /* --- since 0.4: notify_mode LOGICAL's second invalidation, once a decoded
+     * change's transaction is visible (top of file, "Logical decoding") ------- */
+    uint64_t visibility_checks;         /* snapshots asked for */
+    uint64_t visibility_check_failures; /* ... that failed (asked again later) */
+    uint64_t visibility_rechecks;  /* checks after which a transaction still waited */
+    uint64_t visibility_confirmed; /* transactions seen visible: keys evicted again */
+    uint64_t visibility_overflows; /* too much waiting: L1 flushed (twice) */
+    uint64_t visibility_pending;   /* transactions waiting now */
+    /* From a transaction's first change reaching the sink (its first eviction) to
+     * its second eviction, summed over visibility_confirmed, and the longest. */
+    uint64_t visibility_delay_us_total;
+    uint64_t visibility_delay_us_max;
 } pgcw_cache_stats;
 
 /* Copies the counters. Thread-safe. */

@@ -170,6 +170,16 @@ typedef struct pgcw_event {
     const char *command_tag;
     const char *object_type;
     const char *object_identity;
+
+    /* --- since 0.4 ------------------------------------------------------------ */
+    /* The id of the transaction that made the change, as PostgreSQL's pgoutput
+     * sends it in the transaction's Begin message: 32 bits, wrapping around (compare
+     * two modulo 2^32), the low half of what pg_current_snapshot() shows. Set by
+     * the logical source on every change event; 0 (PostgreSQL's invalid id) when
+     * the source does not know it: LISTEN, polling, key events, gaps. The cache
+     * (notify_mode LOGICAL) asks the server when this transaction is visible
+     * to other sessions, which can be a moment after its change arrives. */
+    uint32_t xid;
 } pgcw_event;
 
 /*

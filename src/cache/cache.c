@@ -17,6 +17,7 @@
 static void cache_destroy(pgcw_cache *c)
 {
     pgcw__cache_local_stop(c);
+    pgcw__vis_free(c->vis); /* after the sink that feeds it, before the pool */
     pgcw__pool_free(c->pool);
     pgcw_l1_free(c->l1);
     pgcw__sflight_free(c->flights);
@@ -81,6 +82,9 @@ pgcw_status pgcw_cache_new_sized(const pgcw_cache_opts *opts, size_t opts_size,
                            .max_bytes = c->cfg.l1_max_bytes};
         st = pgcw_l1_new(&lo, &c->l1);
     }
+    if (st == PGCW_OK && c->cfg.notify && c->l1 &&
+        c->cfg.notify_mode == PGCW_CACHE_NOTIFY_LOGICAL)
+        st = pgcw__vis_new(c, &c->vis);
     if (st == PGCW_OK && c->cfg.notify) {
         c->watcher = o.watcher;
         if (!c->watcher) {
@@ -201,6 +205,14 @@ void pgcw_cache_stats_get_sized(pgcw_cache *c, pgcw_cache_stats *out, size_t out
         .flushes = LOAD(flushes),
         .retries = LOAD(retries),
         .errors = LOAD(errors),
+        .visibility_checks = LOAD(vis_checks),
+        .visibility_check_failures = LOAD(vis_check_failures),
+        .visibility_rechecks = LOAD(vis_rechecks),
+        .visibility_confirmed = LOAD(vis_confirmed),
+        .visibility_overflows = LOAD(vis_overflows),
+        .visibility_pending = pgcw__vis_pending(c->vis),
+        .visibility_delay_us_total = LOAD(vis_delay_us_total),
+        .visibility_delay_us_max = LOAD(vis_delay_us_max),
     };
     if (c->l1) {
         pgcw_l1_stats ls;

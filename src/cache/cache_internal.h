@@ -28,6 +28,7 @@
 
 typedef struct pgcw__notifier pgcw__notifier;
 typedef struct pgcw__combiner pgcw__combiner;
+typedef struct pgcw__vis pgcw__vis;
 
 /* Names of the schema objects, quoted, for a prefix (cache_schema.c). */
 typedef struct pgcw__cache_names {
@@ -68,6 +69,9 @@ typedef struct pgcw__cache_counters {
     atomic_uint_fast64_t l2_hits, l2_misses, bypasses, sets, deletes, loads, load_errors,
         flight_waits, lock_waits, lock_timeouts, lease_refusals, inv_received,
         inv_applied, refused_fills, flushes, retries, errors;
+    /* notify_mode LOGICAL's visibility checks (cache_logical_vis.c) */
+    atomic_uint_fast64_t vis_checks, vis_check_failures, vis_rechecks, vis_confirmed,
+        vis_overflows, vis_delay_us_total, vis_delay_us_max;
 } pgcw__cache_counters;
 
 struct pgcw_cache {
@@ -83,6 +87,7 @@ struct pgcw_cache {
     pgcw__sflight *flights;
     pgcw__notifier *notifier; /* notify modes other than TRIGGER */
     pgcw__combiner *combiner; /* concurrent single writes commit together */
+    pgcw__vis *vis;           /* notify_mode LOGICAL with an L1 */
     pgcw__cache_counters n;
 };
 
@@ -111,6 +116,7 @@ char *pgcw__cache_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache_names 
 #define PGCW__ST_LOCK "pgcw_cache_lock"
 #define PGCW__ST_UNLOCK "pgcw_cache_unlock"
 #define PGCW__ST_CLEANUP "pgcw_cache_cleanup"
+#define PGCW__ST_SNAPSHOT "pgcw_cache_snapshot" /* LOGICAL only */
 
 /* --- the L1 side (cache_local.c) ------------------------------------------------ */
 
@@ -230,13 +236,17 @@ void pgcw__notifier_counts(pgcw__notifier *n, uint64_t *batches, uint64_t *sent,
  *                    writing process exactly there;
  *   notify_sql       the PREPARE the notifier's connection runs instead of its own,
  *                    so a test can make PostgreSQL refuse the batched notifications
- *                    as on a full NOTIFY queue. */
+ *                    as on a full NOTIFY queue;
+ *   vis_max_items    LOGICAL: the bound on keys + transactions waiting for
+ *                    visibility (cache_logical_vis.c) instead of 65536, so a test
+ *                    can overflow it with a small transaction. */
 typedef struct pgcw__cache_test_hooks {
     void (*before_announce)(void);
     const char *notify_sql;
     /* called by a combining leader (TRIGGER mode) before it runs its batch of n
      * writes, so a test can hold it there while more writes queue */
     void (*before_combined_run)(size_t n);
+    size_t vis_max_items;
 } pgcw__cache_test_hooks;
 extern pgcw__cache_test_hooks pgcw__cache_test;
 
@@ -261,6 +271,32 @@ void pgcw__cache_logical_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache
 void pgcw__cache_slot_name(char *buf, size_t len);
 /* The sink's part for logical change events: true when ev was one (handled). */
 bool pgcw__cache_logical_event(pgcw_cache *c, const pgcw_event *ev);
+
+/* --- visibility of decoded changes (cache_logical_vis.c) ------------------------ */
+
+/* pg_current_snapshot() as text, "xmin:xmax:xip,...", each id's low 32 bits. */
+typedef struct pgcw__vis_snapshot {
+    uint32_t xmin, xmax;
+    uint32_t *xip; /* owned */
+    size_t n_xip;
+} pgcw__vis_snapshot;
+/* Returns PGCW_OK, PGCW_EPARSE or PGCW_ENOMEM; *out is zeroed on failure. */
+pgcw_status pgcw__vis_snapshot_parse(const char *text, pgcw__vis_snapshot *out);
+void pgcw__vis_snapshot_free(pgcw__vis_snapshot *s);
+/* Whether every 32-bit id from lo to hi (modulo 2^32) had finished when s was
+ * taken, so that every later snapshot sees it. */
+bool pgcw__vis_all_visible(const pgcw__vis_snapshot *s, uint32_t lo, uint32_t hi);
+
+/* The confirmer and its thread (c's pool and L1 must outlive it). */
+pgcw_status pgcw__vis_new(pgcw_cache *c, pgcw__vis **out);
+/* Stops the thread (after the sink is gone) and drops what waits. NULL is fine. */
+void pgcw__vis_free(pgcw__vis *v);
+/* From the sink, after the first eviction: key (len bytes) of transaction xid, or
+ * with flush, a change without keys; deleted (or flushed) again once xid is
+ * visible. Never blocks on I/O. v NULL or xid 0: nothing. */
+void pgcw__vis_note(pgcw__vis *v, uint32_t xid, const void *key, size_t len, bool flush);
+/* Transactions waiting now (an overflow's range counts as one). */
+size_t pgcw__vis_pending(pgcw__vis *v);
 
 /* --- the lock key (cache_hash.c) ------------------------------------------------- */
 int64_t pgcw__cache_hash(const void *data, size_t len);

@@ -112,6 +112,10 @@ void pgcw__cache_logical_setup_sql(const pgcw__cache_cfg *cfg, const pgcw__cache
         " %%s', %s, %s), HINT = 'run init_db with notify_mode LOGICAL'; END IF; END"
         " $pgcw$;\n",
         pub, table, pub, table);
+    /* The confirmer's question (cache_logical_vis.c): as text, which a binary
+     * result also is. */
+    pgcw__buf_append(b, "PREPARE " PGCW__ST_SNAPSHOT
+                        " AS SELECT pg_catalog.pg_current_snapshot()::text;\n");
     pgcw_free(table);
     pgcw_free(pub);
 }
@@ -154,8 +158,10 @@ bool pgcw__cache_logical_event(pgcw_cache *c, const pgcw_event *ev)
         strcmp(ev->table + np, "cache_entries") != 0)
         return true; /* another table of the publication: nothing of ours */
     /* Every change evicts its key whatever the version (the stream carries none):
-     * an own write's copy is evicted too and read again once, never served stale.
-     * A change without a key (a TRUNCATE) flushes. */
+     * an own write's copy is evicted too and read again, never served stale. A
+     * change without a key (a TRUNCATE) flushes. The change may not be visible
+     * yet: the key is evicted (or the L1 flushed) again once it is
+     * (cache_logical_vis.c). */
     bool flush = ev->n_keys == 0;
     for (size_t i = 0; !flush && i < ev->n_keys; i++) {
         const char *key;
@@ -165,12 +171,16 @@ bool pgcw__cache_logical_event(pgcw_cache *c, const pgcw_event *ev)
             flush = true;
             break;
         }
+        /* Noted first: once the key counts as received, it waits for visibility. */
+        if (pgcw__cache_l1_key_ok(c, len))
+            pgcw__vis_note(c->vis, ev->xid, key, len, false);
         PGCW__CACHE_COUNT(c, inv_received);
         if (pgcw_l1_delete(c->l1, key, len) == PGCW_OK)
             PGCW__CACHE_COUNT(c, inv_applied);
         json_object_put(owner);
     }
     if (flush) {
+        pgcw__vis_note(c->vis, ev->xid, NULL, 0, true);
         pgcw_l1_clear(c->l1);
         PGCW__CACHE_COUNT(c, flushes);
     }

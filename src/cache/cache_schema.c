@@ -90,10 +90,6 @@ pgcw_status pgcw__cache_cfg_init(pgcw__cache_cfg *cfg, const pgcw_cache_opts *o,
     cfg->l1_max_entries = o->l1_max_entries ? o->l1_max_entries : 4096;
     cfg->l1_max_bytes = o->l1_max_bytes ? o->l1_max_bytes : (size_t)64 << 20;
     cfg->l1_ttl_us = o->l1_ttl_ms > 0 ? pgcw__ms_to_us(o->l1_ttl_ms) : 0;
-    /* LOGICAL: a change can arrive before it is visible (cache.h), so a copy read
-     * in between must not live long. */
-    if (o->notify_mode == PGCW_CACHE_NOTIFY_LOGICAL && o->l1_ttl_ms <= 0)
-        cfg->l1_ttl_us = pgcw__ms_to_us(PGCW_CACHE_LOGICAL_L1_TTL_MS);
     cfg->default_ttl_ms = o->default_ttl_ms ? o->default_ttl_ms : 300000;
     cfg->queue_size = o->notification_queue_size ? o->notification_queue_size : 2048;
     cfg->lock_timeout_ms = o->lock_timeout_ms > 0 ? o->lock_timeout_ms : 5000;

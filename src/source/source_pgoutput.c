@@ -58,6 +58,7 @@ static pgcw_status emit(pgcw__pgoutput *d, const relation *rel, pgcw_op op,
         .latency_us = pgcw__latency_us(received_at_us, d->commit_time_us),
         .source = PGCW_SOURCE_LOGICAL,
         .lsn = d->commit_lsn,
+        .xid = d->xid,
     };
     if (op != PGCW_OP_TRUNCATE && rel->n_key) {
         t.n_pk_columns = rel->n_key;
@@ -187,7 +188,7 @@ static pgcw_status parse_begin(pgcw__pgoutput *d, reader *r, pgcw__pgoutput_info
 {
     uint64_t lsn = GET64(r, "final LSN");
     uint64_t ts = GET64(r, "commit time");
-    (void)GET32(r, "xid");
+    uint32_t xid = GET32(r, "xid");
     if (r->bad) {
         pgcw__pgo_truncated(r, why, whylen);
         return PGCW_EPARSE;
@@ -199,6 +200,7 @@ static pgcw_status parse_begin(pgcw__pgoutput *d, reader *r, pgcw__pgoutput_info
     d->in_txn = true;
     d->commit_lsn = lsn;
     d->commit_time_us = pg_time_to_unix(ts);
+    d->xid = xid;
     info->commit_lsn = lsn;
     info->commit_time_us = d->commit_time_us;
     return PGCW_OK;
@@ -331,6 +333,7 @@ void pgcw__pgoutput_reset(pgcw__pgoutput *d)
     d->in_txn = false;
     d->commit_lsn = 0;
     d->commit_time_us = 0;
+    d->xid = 0;
 }
 
 pgcw_status pgcw__pgoutput_new(const char *channel, pgcw__pgoutput **out)

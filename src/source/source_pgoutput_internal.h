@@ -30,6 +30,7 @@ struct pgcw__pgoutput {
     bool in_txn;
     uint64_t commit_lsn;
     int64_t commit_time_us;
+    uint32_t xid;       /* the transaction's, from its Begin */
     pgcw_event **queue; /* [head, n_queue) are queued */
     size_t head, n_queue, cap_queue;
 };

@@ -146,24 +146,11 @@ static void test_unpublished_table_refused(void **state)
     pgcw_cache_free(c);
 }
 
-static void wait_stat(pgcw_cache *c, size_t offset, uint64_t at_least, const char *what)
-{
-    int64_t until = pgtest_now_ms() + CACHETEST_WAIT_MS;
-    for (;;) {
-        pgcw_cache_stats s = cachetest_stats(c);
-        uint64_t v;
-        memcpy(&v, (const char *)&s + offset, sizeof v);
-        if (v >= at_least)
-            return;
-        if (pgtest_now_ms() > until)
-            fail_msg("%s stayed at %llu (want %llu)", what, (unsigned long long)v,
-                     (unsigned long long)at_least);
-        pgtest_sleep_ms(2);
-    }
-}
-
 #define WAIT_STAT(c, field, n)                                                           \
-    wait_stat((c), offsetof(pgcw_cache_stats, field), (n), #field)
+    do {                                                                                 \
+        CACHETEST_WAIT_STAT((c), field, (n));                                            \
+        cachetest_wait_visible(c);                                                       \
+    } while (0)
 
 /* The copy in b's L1 is served from it (a hit, not a table read). */
 static void expect_l1_hit(pgcw_cache *b, const char *key, const char *want)
@@ -276,26 +263,34 @@ static void test_shared_logical_watcher(void **state)
     pgcw_watcher_free(w);
 }
 
-/* A change may arrive a moment before it is visible (cache.h), so in this mode a
- * copy lives at most PGCW_CACHE_LOGICAL_L1_TTL_MS when no l1_ttl_ms is set. */
+/* A copy read before its change was visible is evicted again once it is
+ * (test_cache_logical_vis_pg), so this mode sets no L1 lifetime of its own: a
+ * copy outlives the 1 s cap it once had, and an l1_ttl_ms set still caps. */
 static void test_copies_expire(void **state)
 {
     (void)state;
     char msg[1024];
     assert_int_equal(init_logical("lge_", PGCW_CACHE_LOGGED, msg, sizeof msg), PGCW_OK);
     pgcw_cache *b = logical_cache("lge_");
+    pgcw_cache_opts o = {.notify_mode = PGCW_CACHE_NOTIFY_LOGICAL, .l1_ttl_ms = 300};
+    pgcw_cache *capped = cachetest_new("lge_", &o);
     cachetest_set(b, "k", "v1", 60000);
     WAIT_STAT(b, invalidations_received, 1);
+    WAIT_STAT(capped, invalidations_received, 1);
     free(cachetest_get(b, "k"));
+    free(cachetest_get(capped, "k"));
     expect_l1_hit(b, "k", "v1");
-    pgtest_sleep_ms(PGCW_CACHE_LOGICAL_L1_TTL_MS + 200);
-    pgcw_cache_stats before = cachetest_stats(b);
-    char *v = cachetest_get(b, "k");
+    expect_l1_hit(capped, "k", "v1");
+    pgtest_sleep_ms(1200);
+    expect_l1_hit(b, "k", "v1");
+    pgcw_cache_stats before = cachetest_stats(capped);
+    char *v = cachetest_get(capped, "k");
     assert_string_equal(v, "v1");
     free(v);
-    pgcw_cache_stats after = cachetest_stats(b);
+    pgcw_cache_stats after = cachetest_stats(capped);
     assert_int_equal(after.l1_hits, before.l1_hits);
     assert_int_equal(after.l2_hits, before.l2_hits + 1);
+    pgcw_cache_free(capped);
     pgcw_cache_free(b);
 }
 

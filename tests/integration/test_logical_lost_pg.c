@@ -21,31 +21,10 @@
 #include <cmocka.h>
 #include <pgcachewatch/pgcachewatch.h>
 
+#include "pgserver.h"
 #include "pgtest.h"
 
-static char state[128], script[1024];
-
-/* start (with this process as the watchdog's: a failed test leaves nothing
- * running) or stop. */
-static void pgserver(const char *verb)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "bash '%s' %s '%s' %d >/dev/null", script, verb, state,
-             strcmp(verb, "start") == 0 ? (int)getpid() : 0);
-    if (system(cmd) != 0)
-        fail_msg("pgserver.sh %s failed", verb);
-}
-
-static char *server_dsn(void)
-{
-    char *s = pgtest_slurp_path(state);
-    char *p = strstr(s, "dsn="), *v = NULL;
-    if (p)
-        v = strndup(p + 4, strcspn(p + 4, "\n"));
-    free(s);
-    assert_non_null(v);
-    return v;
-}
+static pgtest_server server;
 
 static void install(PGconn *c, pgcw_install *in)
 {
@@ -57,10 +36,8 @@ static void install(PGconn *c, pgcw_install *in)
 static void test_invalidated_slot(void **st)
 {
     (void)st;
-    snprintf(state, sizeof state, "/tmp/pgcw-lost-%d.state", (int)getpid());
-    snprintf(script, sizeof script, "%s/tests/pg/pgserver.sh", getenv("PGCW_SOURCE_DIR"));
-    pgserver("start");
-    char *dsn = server_dsn();
+    pgtest_server_start(&server, "lost");
+    const char *dsn = server.dsn;
     PGconn *c = PQconnectdb(dsn);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     pgtest_exec(c, "ALTER SYSTEM SET max_slot_wal_keep_size = '16MB'");
@@ -126,8 +103,15 @@ static void test_invalidated_slot(void **st)
     pgcw_watcher_free(w);
     pgcw_install_free(in);
     PQfinish(c);
-    free(dsn);
-    pgserver("stop");
+    assert_int_equal(pgtest_server_stop(&server), 0);
+}
+
+/* Also when the test failed: the server is stopped by its pid. */
+static int teardown(void **st)
+{
+    (void)st;
+    pgtest_server_stop(&server);
+    return 0;
 }
 
 int main(void)
@@ -135,5 +119,5 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invalidated_slot),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -198,6 +198,7 @@ static void expect(const pgcw_event *e, pgcw_op op, const char *table, size_t n_
     assert_string_equal(e->channel, "lg_chan");
     assert_int_equal(e->source, PGCW_SOURCE_LOGICAL);
     assert_true(e->lsn > 0);
+    assert_true(e->xid != 0);
     assert_true(e->backend_pid > 0);
     if (e->n_keys != n_keys)
         fail_msg("%s on %s: %zu keys, expected %zu", pgcw_op_name(op), table, e->n_keys,
@@ -236,13 +237,15 @@ static void test_changes_and_rollback(void **state)
     uint64_t first_lsn = e->lsn;
     pgcw_event_free(e);
 
-    /* One transaction: its events share the commit's LSN. A key that changes
-     * brings the old and the new key; text keys are JSON strings. */
+    /* One transaction: its events share the commit's LSN and the transaction's
+     * id (the low 32 bits of txid_current()). A key that changes brings the old and
+     * the new key; text keys are JSON strings. */
     pgtest_exec(c, "BEGIN;"
                    "UPDATE lg_items SET name = 'b' WHERE id = 1;"
                    "UPDATE lg_items SET id = 2 WHERE id = 1;"
-                   "INSERT INTO lg_regions VALUES ('eu \"west\"', 7, 'x');"
-                   "COMMIT");
+                   "INSERT INTO lg_regions VALUES ('eu \"west\"', 7, 'x')");
+    long long xid = pgtest_query_int(c, "SELECT txid_current() % 4294967296");
+    pgtest_exec(c, "COMMIT");
     const pgcw_event *t[3];
     for (int i = 0; i < 3; i++)
         t[i] = next_change(q);
@@ -253,6 +256,8 @@ static void test_changes_and_rollback(void **state)
     assert_true(t[0]->lsn > first_lsn);
     assert_int_equal(t[0]->lsn, t[1]->lsn);
     assert_int_equal(t[1]->lsn, t[2]->lsn);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(t[i]->xid, xid);
     for (int i = 0; i < 3; i++)
         pgcw_event_free(t[i]);
 

@@ -102,3 +102,30 @@ void cachetest_incompressible(char *out, size_t n)
     }
     out[n] = '\0';
 }
+
+void cachetest_wait_visible(pgcw_cache *c)
+{
+    int64_t until = pgtest_now_ms() + CACHETEST_WAIT_MS;
+    while (cachetest_stats(c).visibility_pending != 0) {
+        if (pgtest_now_ms() > until)
+            fail_msg("a decoded change was never seen visible");
+        pgtest_sleep_ms(1);
+    }
+}
+
+void cachetest_wait_stat(pgcw_cache *c, size_t offset, uint64_t at_least,
+                         const char *what)
+{
+    int64_t until = pgtest_now_ms() + CACHETEST_WAIT_MS;
+    for (;;) {
+        pgcw_cache_stats s = cachetest_stats(c);
+        uint64_t v;
+        memcpy(&v, (const char *)&s + offset, sizeof v);
+        if (v >= at_least)
+            return;
+        if (pgtest_now_ms() > until)
+            fail_msg("%s stayed at %llu (want %llu)", what, (unsigned long long)v,
+                     (unsigned long long)at_least);
+        pgtest_sleep_ms(2);
+    }
+}

@@ -41,4 +41,17 @@ void cachetest_incompressible(char *out, size_t n);
 /* The statistics of c. */
 pgcw_cache_stats cachetest_stats(pgcw_cache *c);
 
+/* Polls the uint64_t counter at offset in c's statistics (offsetof(pgcw_cache_stats,
+ * field)) until it is at least at_least; fails the test, naming it what, after
+ * CACHETEST_WAIT_MS. */
+void cachetest_wait_stat(pgcw_cache *c, size_t offset, uint64_t at_least,
+                         const char *what);
+#define CACHETEST_WAIT_STAT(c, field, n)                                                 \
+    cachetest_wait_stat((c), offsetof(pgcw_cache_stats, field), (n), #field)
+
+/* notify_mode LOGICAL: waits until every change c's sink has seen was seen
+ * visible and its keys evicted a second time (visibility_pending 0), so a read
+ * now fills a copy that stays; fails the test after CACHETEST_WAIT_MS. */
+void cachetest_wait_visible(pgcw_cache *c);
+
 #endif

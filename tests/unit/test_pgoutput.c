@@ -191,6 +191,7 @@ static void expect_change(const pgcw_event *e, pgcw_op op, const char *schema,
     assert_string_equal(e->channel, "logical_ch");
     assert_int_equal(e->source, PGCW_SOURCE_LOGICAL);
     assert_int_equal(e->lsn, COMMIT_LSN);
+    assert_int_equal(e->xid, 731); /* begin_msg()'s */
     assert_int_equal(e->sent_at_us, COMMIT_PG_US + PGCW__PG_EPOCH_US);
     assert_int_equal(e->received_at_us, RECV_US);
     assert_int_equal(e->latency_us, RECV_US - (COMMIT_PG_US + PGCW__PG_EPOCH_US));
