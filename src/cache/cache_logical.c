@@ -171,11 +171,15 @@ bool pgcw__cache_logical_event(pgcw_cache *c, const pgcw_event *ev)
             flush = true;
             break;
         }
-        /* Noted first: once the key counts as received, it waits for visibility. */
+        /* Evicted before it is noted, so the second eviction (on another thread,
+         * asked about at once) cannot take the copy first and leave this one
+         * uncounted; counted after, so once the key counts as received or
+         * applied it already waits for visibility. */
+        bool removed = pgcw_l1_delete(c->l1, key, len) == PGCW_OK;
         if (pgcw__cache_l1_key_ok(c, len))
             pgcw__vis_note(c->vis, ev->xid, key, len, false);
         PGCW__CACHE_COUNT(c, inv_received);
-        if (pgcw_l1_delete(c->l1, key, len) == PGCW_OK)
+        if (removed)
             PGCW__CACHE_COUNT(c, inv_applied);
         json_object_put(owner);
     }

@@ -124,8 +124,17 @@ void cachetest_wait_stat(pgcw_cache *c, size_t offset, uint64_t at_least,
         if (v >= at_least)
             return;
         if (pgtest_now_ms() > until)
-            fail_msg("%s stayed at %llu (want %llu)", what, (unsigned long long)v,
-                     (unsigned long long)at_least);
+            fail_msg("%s stayed at %llu (want %llu); received %llu applied %llu flushes "
+                     "%llu bypasses %llu refused_fills %llu l1_entries %zu visibility "
+                     "checks %llu confirmed %llu pending %llu",
+                     what, (unsigned long long)v, (unsigned long long)at_least,
+                     (unsigned long long)s.invalidations_received,
+                     (unsigned long long)s.invalidations_applied,
+                     (unsigned long long)s.flushes, (unsigned long long)s.bypasses,
+                     (unsigned long long)s.refused_fills, s.l1_entries,
+                     (unsigned long long)s.visibility_checks,
+                     (unsigned long long)s.visibility_confirmed,
+                     (unsigned long long)s.visibility_pending);
         pgtest_sleep_ms(2);
     }
 }
